@@ -1,0 +1,73 @@
+// The configuration of a running instance: what `wslb run` flags and `--config` files say.
+// The master parses it (supervisor) and forked workers and the checker inherit a copy.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wslb {
+
+// A numeric IPv4 or IPv6 address with a port, resolved once at parse time.
+struct endpoint {
+  std::string host;          // as written, without brackets
+  std::uint16_t port = 0;
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+
+  std::string to_string() const;  // "HOST:PORT", "[v6]:PORT"
+};
+
+struct backend_config {
+  endpoint where;
+  std::uint32_t weight = 1;
+  std::size_t row = 0;  // index of this backend's row in the shared table (set by the master)
+};
+
+enum class balance_mode { least_conn, round_robin, source_hash, header, cookie, query };
+enum class proxy_mode { http, tcp };
+enum class proxy_protocol { off, v1, v2 };
+enum class check_kind : std::uint32_t { none = 0, tcp = 1, http = 2, websocket = 3 };
+enum class on_down_policy { keep, close };
+
+struct balance_config {
+  balance_mode mode = balance_mode::least_conn;
+  std::string key;  // header/cookie/query name for the sticky modes
+};
+
+struct check_config {
+  check_kind kind = check_kind::tcp;
+  std::uint32_t interval_ms = 3000;
+  std::uint32_t rise = 2;
+  std::uint32_t fall = 3;
+  std::uint32_t timeout_ms = 1000;
+  std::string path = "/";
+};
+
+struct config {
+  std::string name = "wslb";
+  endpoint listen;
+  std::vector<backend_config> backends;
+  unsigned workers = 0;  // 0 = one per CPU
+  balance_config balance;
+  proxy_mode mode = proxy_mode::http;
+  bool forward_headers = true;
+  proxy_protocol proxy_proto = proxy_protocol::off;
+  std::uint32_t handshake_timeout_ms = 10'000;
+  std::uint32_t connect_timeout_ms = 3'000;
+  std::uint32_t idle_timeout_ms = 0;  // 0 = none
+  std::uint32_t max_header_size = 16 * 1024;
+  std::uint32_t drain_timeout_ms = 30'000;
+  on_down_policy on_down = on_down_policy::keep;
+  check_config check;
+  std::string config_file;  // empty when none
+};
+
+const char* to_string(balance_mode m);
+const char* to_string(proxy_mode m);
+const char* to_string(check_kind k);
+
+}  // namespace wslb

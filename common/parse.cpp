@@ -1,0 +1,183 @@
+#include "common/parse.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace wslb {
+
+namespace {
+
+bool parse_uint(std::string_view text, std::uint64_t& out) {
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+bool fill_address(std::string_view host, std::uint16_t port, endpoint& out) {
+  std::string h(host);
+  if (h == "localhost") h = "127.0.0.1";
+  std::memset(&out.addr, 0, sizeof out.addr);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.addr);
+  if (inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out.addr_len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, h.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out.addr_len = sizeof(sockaddr_in6);
+  } else {
+    return false;
+  }
+  out.host = h;
+  out.port = port;
+  return true;
+}
+
+}  // namespace
+
+std::string endpoint::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
+                    bool allow_port_zero) {
+  std::string_view host, port_text;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      error = "'" + std::string(text) + "' is not [IPV6]:PORT";
+      return false;
+    }
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      error = "'" + std::string(text) + "' has no port (expected HOST:PORT)";
+      return false;
+    }
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }
+  std::uint64_t port = 0;
+  if (!parse_uint(port_text, port) || port > 65535 || (port == 0 && !allow_port_zero)) {
+    error = "port '" + std::string(port_text) + "' in '" + std::string(text) +
+            "' is out of range (1-65535)";
+    return false;
+  }
+  if (!fill_address(host, static_cast<std::uint16_t>(port), out)) {
+    error = "'" + std::string(host) + "' in '" + std::string(text) +
+            "' is not a numeric IPv4/IPv6 address (or localhost)";
+    return false;
+  }
+  return true;
+}
+
+bool parse_backend(std::string_view text, backend_config& out, std::string& error) {
+  const auto comma = text.find(',');
+  if (!parse_endpoint(text.substr(0, comma), out.where, error)) return false;
+  out.weight = 1;
+  if (comma == std::string_view::npos) return true;
+  std::string_view rest = text.substr(comma + 1);
+  constexpr std::string_view prefix = "weight=";
+  std::uint64_t w = 0;
+  if (rest.substr(0, prefix.size()) != prefix || !parse_uint(rest.substr(prefix.size()), w) ||
+      w < 1 || w > 1000) {
+    error = "'" + std::string(rest) + "' in '" + std::string(text) +
+            "' is not weight=N with N in 1-1000";
+    return false;
+  }
+  out.weight = static_cast<std::uint32_t>(w);
+  return true;
+}
+
+bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  std::uint64_t n = 0;
+  const std::string_view unit = text.substr(digits);
+  std::uint64_t scale = 0;
+  if (unit.empty() || unit == "s") scale = 1000;
+  else if (unit == "ms") scale = 1;
+  else if (unit == "m") scale = 60'000;
+  else if (unit == "h") scale = 3'600'000;
+  if (!parse_uint(text.substr(0, digits), n) || scale == 0 || n * scale > 0xffffffffULL ||
+      n > 0xffffffffULL) {
+    error = "'" + std::string(text) + "' is not a duration (like 30s, 1500ms, 2m)";
+    return false;
+  }
+  out_ms = static_cast<std::uint32_t>(n * scale);
+  return true;
+}
+
+bool parse_size(std::string_view text, std::uint32_t& out, std::string& error) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  std::uint64_t n = 0;
+  const std::string_view unit = text.substr(digits);
+  std::uint64_t scale = 0;
+  if (unit.empty()) scale = 1;
+  else if (unit == "k" || unit == "K") scale = 1024;
+  else if (unit == "m" || unit == "M") scale = 1024 * 1024;
+  if (!parse_uint(text.substr(0, digits), n) || scale == 0 || n * scale > 0x7fffffffULL) {
+    error = "'" + std::string(text) + "' is not a size (like 16k, 4096)";
+    return false;
+  }
+  out = static_cast<std::uint32_t>(n * scale);
+  return true;
+}
+
+bool parse_balance(std::string_view text, balance_config& out, std::string& error) {
+  out.key.clear();
+  if (text == "least-conn") { out.mode = balance_mode::least_conn; return true; }
+  if (text == "round-robin") { out.mode = balance_mode::round_robin; return true; }
+  if (text == "source-hash") { out.mode = balance_mode::source_hash; return true; }
+  const auto colon = text.find(':');
+  const std::string_view kind = text.substr(0, colon);
+  const std::string_view key =
+      colon == std::string_view::npos ? std::string_view{} : text.substr(colon + 1);
+  if (kind == "header") out.mode = balance_mode::header;
+  else if (kind == "cookie") out.mode = balance_mode::cookie;
+  else if (kind == "query") out.mode = balance_mode::query;
+  else {
+    error = "'" + std::string(text) +
+            "' is not one of least-conn, round-robin, source-hash, header:NAME, cookie:NAME, "
+            "query:NAME";
+    return false;
+  }
+  if (key.empty()) {
+    error = "'" + std::string(text) + "' needs a name after the colon";
+    return false;
+  }
+  out.key = std::string(key);
+  return true;
+}
+
+const char* to_string(balance_mode m) {
+  switch (m) {
+    case balance_mode::least_conn: return "least-conn";
+    case balance_mode::round_robin: return "round-robin";
+    case balance_mode::source_hash: return "source-hash";
+    case balance_mode::header: return "header";
+    case balance_mode::cookie: return "cookie";
+    case balance_mode::query: return "query";
+  }
+  return "?";
+}
+const char* to_string(proxy_mode m) { return m == proxy_mode::http ? "http" : "tcp"; }
+const char* to_string(check_kind k) {
+  switch (k) {
+    case check_kind::none: return "none";
+    case check_kind::tcp: return "tcp";
+    case check_kind::http: return "http";
+    case check_kind::websocket: return "websocket";
+  }
+  return "?";
+}
+
+}  // namespace wslb

@@ -1,0 +1,27 @@
+// Parsers for the values operators write in flags and config files. Pure functions; each
+// returns false and fills `error` with what is wrong with the value (not which flag: the
+// caller names the flag).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/config.h"
+
+namespace wslb {
+
+// "127.0.0.1:8080", "[::1]:8080", "localhost:8080" (localhost only, as 127.0.0.1). Port 1-65535,
+// or 0 when `allow_port_zero` (a listener on an ephemeral port).
+bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
+                    bool allow_port_zero = false);
+// "HOST:PORT" or "HOST:PORT,weight=N" with N in 1..1000.
+bool parse_backend(std::string_view text, backend_config& out, std::string& error);
+// "30s", "1500ms", "2m", "0"; a bare number means seconds.
+bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error);
+// "16k", "1m", "4096".
+bool parse_size(std::string_view text, std::uint32_t& out, std::string& error);
+// "least-conn", "round-robin", "source-hash", "header:NAME", "cookie:NAME", "query:NAME".
+bool parse_balance(std::string_view text, balance_config& out, std::string& error);
+
+}  // namespace wslb

@@ -1,0 +1,234 @@
+#include "common/run_options.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "common/parse.h"
+
+namespace wslb {
+
+namespace {
+
+// Raw option strings as CLI11 collects them; validated afterwards so that every message names
+// the flag and the offending value in the same words.
+struct raw_options {
+  std::string listen = "127.0.0.1:8080";
+  std::vector<std::string> backends;
+  std::string workers = "auto";
+  std::string balance = "least-conn";
+  std::string mode = "http";
+  std::string forward_headers = "on";
+  std::string proxy_protocol = "off";
+  std::string handshake_timeout = "10s";
+  std::string connect_timeout = "3s";
+  std::string idle_timeout = "0";
+  std::string max_header_size = "16k";
+  std::string drain_timeout = "30s";
+  std::string on_down = "keep";
+  std::string check = "tcp";
+  std::string check_interval = "3s";
+  std::string check_rise = "2";
+  std::string check_fall = "3";
+  std::string check_timeout = "1s";
+  std::string check_path = "/";
+};
+
+void add_options(CLI::App& app, raw_options& raw, config& out) {
+  app.set_config("--config", "", "Read options from a TOML/INI file (same names as the flags)");
+  app.add_option("--listen", raw.listen, "Listen address HOST:PORT")->capture_default_str();
+  app.add_option("--backend", raw.backends, "Backend HOST:PORT[,weight=N] (repeat)");
+  app.add_option("--workers", raw.workers, "Worker processes (auto = one per CPU)")
+      ->capture_default_str();
+  app.add_option("--name", out.name, "Instance name (table, control socket)")
+      ->capture_default_str();
+  app.add_option("--balance", raw.balance,
+                 "least-conn | round-robin | source-hash | header:NAME | cookie:NAME | query:NAME")
+      ->capture_default_str();
+  app.add_option("--mode", raw.mode, "http (parse the request head, then tunnel) | tcp")
+      ->capture_default_str();
+  app.add_option("--forward-headers", raw.forward_headers, "on | off (http mode)")
+      ->capture_default_str();
+  app.add_option("--proxy-protocol", raw.proxy_protocol, "off | v1 | v2, towards backends")
+      ->capture_default_str();
+  app.add_option("--handshake-timeout", raw.handshake_timeout, "Time to receive a request head")
+      ->capture_default_str();
+  app.add_option("--connect-timeout", raw.connect_timeout, "Backend connect timeout")
+      ->capture_default_str();
+  app.add_option("--idle-timeout", raw.idle_timeout, "Tunnel idle timeout (0 = none)")
+      ->capture_default_str();
+  app.add_option("--max-header-size", raw.max_header_size, "Largest request head accepted")
+      ->capture_default_str();
+  app.add_option("--drain-timeout", raw.drain_timeout,
+                 "How long a draining worker may keep its clients")
+      ->capture_default_str();
+  app.add_option("--on-down", raw.on_down, "keep | close established connections of a down backend")
+      ->capture_default_str();
+  app.add_option("--check", raw.check, "tcp | http | websocket | none")->capture_default_str();
+  app.add_option("--check-interval", raw.check_interval)->capture_default_str();
+  app.add_option("--check-rise", raw.check_rise)->capture_default_str();
+  app.add_option("--check-fall", raw.check_fall)->capture_default_str();
+  app.add_option("--check-timeout", raw.check_timeout)->capture_default_str();
+  app.add_option("--check-path", raw.check_path)->capture_default_str();
+}
+
+// Each validate_* returns an error message naming the flag, or "" when the value is good.
+std::string flag_error(const char* flag, const std::string& detail) {
+  return std::string(flag) + ": " + detail;
+}
+
+std::string validate_duration(const char* flag, const std::string& text, std::uint32_t& out) {
+  std::string error;
+  return parse_duration_ms(text, out, error) ? std::string() : flag_error(flag, error);
+}
+
+std::string validate_count(const char* flag, const std::string& text, std::uint32_t lo,
+                           std::uint32_t hi, std::uint32_t& out) {
+  try {
+    std::size_t used = 0;
+    const unsigned long v = std::stoul(text, &used);
+    if (used == text.size() && v >= lo && v <= hi) {
+      out = static_cast<std::uint32_t>(v);
+      return {};
+    }
+  } catch (const std::exception&) {
+  }
+  return flag_error(flag, "'" + text + "' is not a whole number from " + std::to_string(lo) +
+                              " to " + std::to_string(hi));
+}
+
+template <typename Enum>
+std::string validate_choice(const char* flag, const std::string& text,
+                            std::initializer_list<std::pair<const char*, Enum>> choices,
+                            Enum& out) {
+  std::string names;
+  for (const auto& [name, value] : choices) {
+    if (text == name) {
+      out = value;
+      return {};
+    }
+    names += names.empty() ? name : std::string(", ") + name;
+  }
+  return flag_error(flag, "'" + text + "' is not one of " + names);
+}
+
+std::string validate(const raw_options& raw, config& out) {
+  std::string error;
+  if (!parse_endpoint(raw.listen, out.listen, error, /*allow_port_zero=*/false)) {
+    return flag_error("--listen", error);
+  }
+  if (raw.backends.empty()) return flag_error("--backend", "at least one backend is required");
+  out.backends.clear();
+  for (const auto& text : raw.backends) {
+    backend_config b;
+    if (!parse_backend(text, b, error)) return flag_error("--backend", error);
+    out.backends.push_back(b);
+  }
+  if (out.backends.size() > 64) return flag_error("--backend", "at most 64 backends");
+  if (raw.workers == "auto") {
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    out.workers = cpus > 0 ? static_cast<unsigned>(cpus) : 1;
+  } else {
+    std::uint32_t n = 0;
+    if (auto e = validate_count("--workers", raw.workers, 1, 64, n); !e.empty()) return e;
+    out.workers = n;
+  }
+  if (!parse_balance(raw.balance, out.balance, error)) return flag_error("--balance", error);
+  if (out.name.empty() || out.name.size() > 48 ||
+      out.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+          std::string::npos) {
+    return flag_error("--name", "'" + out.name + "' must be 1-48 letters, digits, '-' or '_'");
+  }
+  std::string e;
+  if (!(e = validate_choice("--mode", raw.mode,
+                            {{"http", proxy_mode::http}, {"tcp", proxy_mode::tcp}}, out.mode))
+           .empty())
+    return e;
+  if (!(e = validate_choice("--forward-headers", raw.forward_headers,
+                            {{"on", true}, {"off", false}}, out.forward_headers))
+           .empty())
+    return e;
+  if (!(e = validate_choice("--proxy-protocol", raw.proxy_protocol,
+                            {{"off", proxy_protocol::off},
+                             {"v1", proxy_protocol::v1},
+                             {"v2", proxy_protocol::v2}},
+                            out.proxy_proto))
+           .empty())
+    return e;
+  if (!(e = validate_choice("--on-down", raw.on_down,
+                            {{"keep", on_down_policy::keep}, {"close", on_down_policy::close}},
+                            out.on_down))
+           .empty())
+    return e;
+  if (!(e = validate_choice("--check", raw.check,
+                            {{"tcp", check_kind::tcp},
+                             {"http", check_kind::http},
+                             {"websocket", check_kind::websocket},
+                             {"none", check_kind::none}},
+                            out.check.kind))
+           .empty())
+    return e;
+  if (!(e = validate_duration("--handshake-timeout", raw.handshake_timeout,
+                              out.handshake_timeout_ms))
+           .empty())
+    return e;
+  if (!(e = validate_duration("--connect-timeout", raw.connect_timeout, out.connect_timeout_ms))
+           .empty())
+    return e;
+  if (!(e = validate_duration("--idle-timeout", raw.idle_timeout, out.idle_timeout_ms)).empty())
+    return e;
+  if (!(e = validate_duration("--drain-timeout", raw.drain_timeout, out.drain_timeout_ms)).empty())
+    return e;
+  if (!(e = validate_duration("--check-interval", raw.check_interval, out.check.interval_ms))
+           .empty())
+    return e;
+  if (!(e = validate_duration("--check-timeout", raw.check_timeout, out.check.timeout_ms)).empty())
+    return e;
+  if (!(e = validate_count("--check-rise", raw.check_rise, 1, 100, out.check.rise)).empty())
+    return e;
+  if (!(e = validate_count("--check-fall", raw.check_fall, 1, 100, out.check.fall)).empty())
+    return e;
+  if (out.handshake_timeout_ms == 0) return flag_error("--handshake-timeout", "must be above 0");
+  if (out.connect_timeout_ms == 0) return flag_error("--connect-timeout", "must be above 0");
+  if (out.check.kind != check_kind::none && out.check.interval_ms < 10)
+    return flag_error("--check-interval", "'" + raw.check_interval + "' is below 10ms");
+  if (out.check.kind != check_kind::none && out.check.timeout_ms == 0)
+    return flag_error("--check-timeout", "must be above 0");
+  if (raw.check_path.empty() || raw.check_path.front() != '/' || raw.check_path.size() > 120 ||
+      raw.check_path.find_first_of(" \r\n") != std::string::npos)
+    return flag_error("--check-path", "'" + raw.check_path + "' must start with '/', without spaces");
+  out.check.path = raw.check_path;
+  if (!parse_size(raw.max_header_size, out.max_header_size, error))
+    return flag_error("--max-header-size", error);
+  if (out.max_header_size < 256 || out.max_header_size > 1024 * 1024)
+    return flag_error("--max-header-size", "'" + raw.max_header_size + "' must be 256 to 1m");
+  return {};
+}
+
+}  // namespace
+
+run_parse_result parse_run_args(const std::vector<std::string>& args, config& out) {
+  CLI::App app{"wslb run: start a load balancer instance", "wslb run"};
+  raw_options raw;
+  add_options(app, raw, out);
+  run_parse_result result;
+  try {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    result.help = true;
+    result.message = app.help();
+    return result;
+  } catch (const CLI::ParseError& e) {
+    result.message = e.what();
+    return result;
+  }
+  if (auto* cfg = app.get_config_ptr(); cfg && cfg->count() > 0) {
+    out.config_file = cfg->as<std::string>();
+  }
+  result.message = validate(raw, out);
+  result.ok = result.message.empty();
+  return result;
+}
+
+}  // namespace wslb

@@ -1,0 +1,158 @@
+// The shared-memory table: the one truth that the master, the workers, the health checker,
+// the CLI and the tests share. Plain types and constants only; this header depends on nothing
+// but the standard library.
+//
+// Rules (see STYLE.md): no pointers, fixed arrays and indices; every field is an atomic or is
+// written once before any other process attaches; no lock a crashed process could leave held.
+// Each worker writes only its own row; the master clears a dead worker's row after folding its
+// totals into the backend's `retired` counters, so totals survive and live counts never leak.
+// Bump `layout_version` on ANY change to this file.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace wslb::shm {
+
+inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
+inline constexpr std::uint32_t layout_version = 1;
+
+inline constexpr std::size_t max_backends = 64;
+inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
+inline constexpr std::size_t address_chars = 64;      // "HOST:PORT", NUL-terminated
+inline constexpr std::size_t name_chars = 64;
+inline constexpr std::size_t error_chars = 96;
+
+// Lifecycle of a worker slot. The master owns this field.
+enum class worker_state : std::uint32_t {
+  empty = 0,     // slot unused
+  starting = 1,  // forked, not yet accepting
+  running = 2,   // accepting and relaying
+  draining = 3,  // stopped accepting, relaying what it has until the drain deadline
+  backoff = 4,   // died right after start; next attempt at `backoff_until_ms`
+  failed = 5,    // exited with the fatal-configuration code; not respawned
+};
+
+// Lifecycle of a backend row. The master owns this field.
+enum class backend_state : std::uint32_t {
+  empty = 0,     // row unused
+  active = 1,    // in the current configuration: gets new connections (if healthy)
+  removed = 2,   // removed by a reload: no new connections, existing ones drain
+};
+
+enum class check_result : std::uint32_t { none = 0, ok = 1, failed = 2 };
+
+// Kinds of client-facing error answers counted by the workers (issue: clean errors).
+enum class error_kind : std::uint32_t {
+  bad_request_400 = 0,
+  request_timeout_408,
+  upgrade_required_426,
+  header_too_large_431,
+  bad_gateway_502,
+  no_backend_503,
+  gateway_timeout_504,
+  no_backend_tcp_close,  // raw TCP client closed because no backend was healthy
+  count_
+};
+inline constexpr std::size_t error_kinds = static_cast<std::size_t>(error_kind::count_);
+
+// One worker's view of one backend. Written only by that worker (single writer: a relaxed
+// load + store is enough, no read-modify-write contention between processes).
+struct backend_counters {
+  std::atomic<std::uint64_t> active;      // live connections (counted from the pick, before connect)
+  std::atomic<std::uint64_t> total;       // connections ever handed to this backend
+  std::atomic<std::uint64_t> bytes_in;    // client -> backend
+  std::atomic<std::uint64_t> bytes_out;   // backend -> client
+  std::atomic<std::uint64_t> failures;    // connect failures and timeouts
+};
+
+struct alignas(64) worker_row {
+  // Written by the master.
+  std::atomic<std::int32_t> pid;
+  std::atomic<worker_state> state;
+  std::atomic<std::uint32_t> generation;
+  std::atomic<std::uint32_t> restarts;        // respawns of this slot since `run`
+  std::atomic<std::int64_t> started_ms;       // unix ms when forked
+  std::atomic<std::int64_t> backoff_until_ms; // next attempt, while state == backoff
+  std::atomic<std::int64_t> drain_deadline_ms;// unix ms, while state == draining
+  // Written by the worker itself.
+  std::atomic<std::uint64_t> connections;     // live client connections in this worker
+  std::atomic<std::uint64_t> accepted;        // client connections accepted since start
+  std::atomic<std::uint64_t> errors[error_kinds];
+  backend_counters backends[max_backends];
+};
+
+struct alignas(64) backend_row {
+  // Written by the master (configuration). `address` is written before `state` turns active.
+  std::atomic<backend_state> state;
+  std::atomic<std::uint32_t> weight;
+  std::atomic<std::uint32_t> config_epoch;    // bumped by the master whenever this row changes
+  char address[address_chars];                // "HOST:PORT"
+  std::uint8_t sockaddr_bytes[28];            // sockaddr_in or sockaddr_in6, for the checker
+  std::atomic<std::uint32_t> sockaddr_len;
+
+  // Totals of workers that have exited, folded in by the master when it clears their rows.
+  std::atomic<std::uint64_t> retired_total;
+  std::atomic<std::uint64_t> retired_bytes_in;
+  std::atomic<std::uint64_t> retired_bytes_out;
+  std::atomic<std::uint64_t> retired_failures;
+
+  // Health, written by the checker; `healthy` may also be cleared by a worker (passive check).
+  std::atomic<std::uint32_t> healthy;          // 1 up, 0 down
+  std::atomic<std::int32_t> check_streak;      // > 0: successes in a row, < 0: failures in a row
+  std::atomic<check_result> last_result;
+  std::atomic<std::int64_t> last_check_ms;     // unix ms of the last finished check
+  std::atomic<std::uint32_t> last_error_seq;   // seqlock over last_error: odd while writing
+  char last_error[error_chars];
+  std::atomic<std::uint32_t> passive_fail_streak;  // real-traffic connect failures in a row
+  std::atomic<std::uint64_t> transitions;      // up<->down changes since start
+};
+
+struct alignas(64) checker_row {
+  std::atomic<std::int32_t> pid;
+  std::atomic<std::uint32_t> restarts;
+  std::atomic<std::uint32_t> kind;        // common/config.h check_kind
+  std::atomic<std::uint32_t> interval_ms;
+  std::atomic<std::uint32_t> timeout_ms;
+  std::atomic<std::uint32_t> rise;
+  std::atomic<std::uint32_t> fall;
+  std::atomic<std::uint32_t> config_epoch; // bumped when the master changes check settings
+  char path[128];
+};
+
+struct alignas(64) table_header {
+  std::uint64_t magic;
+  std::uint32_t version;
+  std::uint32_t flags;
+  std::uint64_t size;  // sizeof(table)
+  char name[name_chars];
+  char listen[address_chars];
+  std::atomic<std::int32_t> master_pid;
+  std::atomic<std::int64_t> master_started_ms;
+  std::atomic<std::uint32_t> workers_per_generation;
+  std::atomic<std::uint32_t> current_generation;
+  std::atomic<std::uint32_t> slot_high_water;   // rows [0, slot_high_water) may be in use
+  std::atomic<std::uint32_t> backend_high_water;// rows [0, backend_high_water) may be in use
+  std::atomic<std::uint64_t> round_robin_next;  // shared rotation for round-robin and ties
+  std::atomic<std::uint32_t> stopping;          // 1 once a stop has begun
+  std::atomic<std::uint32_t> listening;         // 1 while the listener is open
+};
+
+struct table {
+  table_header header;
+  checker_row checker;
+  backend_row backends[max_backends];
+  worker_row workers[max_worker_slots];
+};
+
+static_assert(std::is_standard_layout_v<table>);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::int64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic<worker_state>::is_always_lock_free);
+static_assert(sizeof(worker_row) % 64 == 0);
+static_assert(sizeof(backend_row) % 64 == 0);
+
+}  // namespace wslb::shm

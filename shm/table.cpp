@@ -1,0 +1,100 @@
+#include "shm/table.h"
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cstring>
+#include <new>
+
+namespace bip = boost::interprocess;
+
+namespace wslb::shm {
+
+struct table_mapping::region {
+  bip::mapped_region mapped;
+};
+
+std::string segment_name(const std::string& instance_name) { return "wslb." + instance_name; }
+
+void initialise_header(table& t) {
+  t.header.magic = table_magic;
+  t.header.version = layout_version;
+  t.header.flags = 0;
+  t.header.size = sizeof(table);
+}
+
+std::string table_mapping::check_header(const void* bytes, std::size_t size) {
+  if (size < sizeof(table_header)) {
+    return "segment is " + std::to_string(size) + " bytes, smaller than a table header";
+  }
+  table_header h;
+  // The header's leading plain fields are what we compare; copy them out byte-wise because
+  // the image may be a foreign or corrupt one.
+  std::memcpy(&h.magic, bytes, sizeof h.magic);
+  std::memcpy(&h.version, static_cast<const char*>(bytes) + offsetof(table_header, version),
+              sizeof h.version);
+  std::memcpy(&h.size, static_cast<const char*>(bytes) + offsetof(table_header, size),
+              sizeof h.size);
+  if (h.magic != table_magic) return "bad magic: this is not a wslb table";
+  if (h.version != layout_version) {
+    return "layout version " + std::to_string(h.version) + " but this wslb reads version " +
+           std::to_string(layout_version) + " (mixed wslb builds?)";
+  }
+  if (h.size != sizeof(table) || size < sizeof(table)) {
+    return "table size " + std::to_string(h.size) + " (segment " + std::to_string(size) +
+           " bytes) but this wslb expects " + std::to_string(sizeof(table));
+  }
+  return {};
+}
+
+table_mapping::table_mapping(std::unique_ptr<region> r)
+    : region_(std::move(r)), table_(static_cast<table*>(region_->mapped.get_address())) {}
+table_mapping::table_mapping(table_mapping&&) noexcept = default;
+table_mapping& table_mapping::operator=(table_mapping&&) noexcept = default;
+table_mapping::~table_mapping() = default;
+
+table_mapping table_mapping::create(const std::string& instance_name) {
+  const std::string name = segment_name(instance_name);
+  try {
+    bip::shared_memory_object::remove(name.c_str());
+    bip::permissions owner_only(0600);
+    bip::shared_memory_object segment(bip::create_only, name.c_str(), bip::read_write,
+                                      owner_only);
+    segment.truncate(sizeof(table));
+    auto r = std::make_unique<region>(region{bip::mapped_region(segment, bip::read_write)});
+    void* at = r->mapped.get_address();
+    std::memset(at, 0, sizeof(table));
+    // Zeroed memory is a valid image of every atomic in the table (all lock-free, no
+    // hidden state); placement-new makes the object's lifetime official.
+    auto* t = new (at) table;
+    initialise_header(*t);
+    return table_mapping(std::move(r));
+  } catch (const bip::interprocess_exception& e) {
+    throw table_error("cannot create shared table /dev/shm/" + name + ": " + e.what());
+  }
+}
+
+table_mapping table_mapping::attach(const std::string& instance_name, access mode) {
+  const std::string name = segment_name(instance_name);
+  const auto bip_mode = mode == access::read_only ? bip::read_only : bip::read_write;
+  try {
+    bip::shared_memory_object segment(bip::open_only, name.c_str(), bip_mode);
+    auto r = std::make_unique<region>(region{bip::mapped_region(segment, bip_mode)});
+    std::string mismatch = check_header(r->mapped.get_address(), r->mapped.get_size());
+    if (!mismatch.empty()) {
+      throw table_error("table /dev/shm/" + name + " does not match: " + mismatch);
+    }
+    return table_mapping(std::move(r));
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() == bip::not_found_error) {
+      throw table_error("instance '" + instance_name + "' is not running (no table /dev/shm/" +
+                        name + ")");
+    }
+    throw table_error("cannot map table /dev/shm/" + name + ": " + e.what());
+  }
+}
+
+bool table_mapping::remove(const std::string& instance_name) {
+  return bip::shared_memory_object::remove(segment_name(instance_name).c_str());
+}
+
+}  // namespace wslb::shm

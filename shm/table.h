@@ -1,0 +1,57 @@
+// Mapping the shared-memory table into a process. The master creates it once at start-up;
+// workers inherit the mapping across fork(); the CLI and the checker attach by name.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "shm/layout.h"
+
+namespace wslb::shm {
+
+// A start-up failure around the table: cannot create, cannot map, wrong layout. The message
+// says what differs, for the operator.
+struct table_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class access { read_only, read_write };
+
+// Name of the POSIX shared-memory object behind instance `instance_name` ("/dev/shm/<this>").
+std::string segment_name(const std::string& instance_name);
+
+// A mapped table. Move-only; unmaps on destruction (the segment itself stays until remove()).
+class table_mapping {
+ public:
+  // Creates (replacing any leftover) and initialises the segment: zeroed, then the header's
+  // magic, version and size. Master only, at start-up. Throws table_error.
+  static table_mapping create(const std::string& instance_name);
+  // Maps an existing segment and checks magic, version and size. Throws table_error saying
+  // "not running" when there is no segment and what differs on a mismatch.
+  static table_mapping attach(const std::string& instance_name, access mode);
+  // Removes the named segment; true if it existed. Mappings already made stay valid.
+  static bool remove(const std::string& instance_name);
+
+  // Checks a header image against this build's layout; empty string when it matches, else
+  // what differs. Pure: used by attach() and by the unit tests on a plain byte buffer.
+  static std::string check_header(const void* bytes, std::size_t size);
+
+  table& get() const { return *table_; }
+  table* operator->() const { return table_; }
+
+  table_mapping(table_mapping&&) noexcept;
+  table_mapping& operator=(table_mapping&&) noexcept;
+  ~table_mapping();
+
+ private:
+  struct region;
+  explicit table_mapping(std::unique_ptr<region> r);
+  std::unique_ptr<region> region_;
+  table* table_ = nullptr;
+};
+
+// Writes the header fields of a freshly zeroed table image. Used by create() and tests.
+void initialise_header(table& t);
+
+}  // namespace wslb::shm

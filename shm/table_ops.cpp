@@ -1,0 +1,91 @@
+#include "shm/table_ops.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace wslb::shm {
+
+namespace {
+constexpr auto relaxed = std::memory_order_relaxed;
+
+std::size_t rows_in_use(const table& t) {
+  return std::min<std::size_t>(t.header.slot_high_water.load(std::memory_order_acquire),
+                               max_worker_slots);
+}
+}  // namespace
+
+std::uint64_t sum_active(const table& t, std::size_t b) {
+  std::uint64_t sum = 0;
+  const std::size_t n = rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) sum += t.workers[s].backends[b].active.load(relaxed);
+  return sum;
+}
+
+backend_totals sum_backend(const table& t, std::size_t b) {
+  const backend_row& row = t.backends[b];
+  backend_totals out;
+  out.total = row.retired_total.load(relaxed);
+  out.bytes_in = row.retired_bytes_in.load(relaxed);
+  out.bytes_out = row.retired_bytes_out.load(relaxed);
+  out.failures = row.retired_failures.load(relaxed);
+  const std::size_t n = rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) {
+    const backend_counters& c = t.workers[s].backends[b];
+    out.active += c.active.load(relaxed);
+    out.total += c.total.load(relaxed);
+    out.bytes_in += c.bytes_in.load(relaxed);
+    out.bytes_out += c.bytes_out.load(relaxed);
+    out.failures += c.failures.load(relaxed);
+  }
+  return out;
+}
+
+void clear_worker_row(table& t, std::size_t slot) {
+  worker_row& w = t.workers[slot];
+  for (std::size_t b = 0; b < max_backends; ++b) {
+    backend_counters& c = w.backends[b];
+    backend_row& row = t.backends[b];
+    // The master is the only writer of retired_*; fetch_add keeps a concurrent reader's sum
+    // from seeing the totals twice for longer than the two stores below take.
+    row.retired_total.fetch_add(c.total.exchange(0, relaxed), relaxed);
+    row.retired_bytes_in.fetch_add(c.bytes_in.exchange(0, relaxed), relaxed);
+    row.retired_bytes_out.fetch_add(c.bytes_out.exchange(0, relaxed), relaxed);
+    row.retired_failures.fetch_add(c.failures.exchange(0, relaxed), relaxed);
+    c.active.store(0, relaxed);
+  }
+  w.connections.store(0, relaxed);
+  w.accepted.store(0, relaxed);
+  // errors[] stay: they count per instance, and the slot's next worker continues from them.
+  w.drain_deadline_ms.store(0, relaxed);
+}
+
+void copy_fixed(char* dst, std::size_t capacity, std::string_view text) {
+  const std::size_t n = std::min(text.size(), capacity - 1);
+  std::memcpy(dst, text.data(), n);
+  dst[n] = '\0';
+}
+
+void write_last_error(backend_row& row, std::string_view text) {
+  const std::uint32_t seq = row.last_error_seq.load(relaxed);
+  row.last_error_seq.store(seq + 1, relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  copy_fixed(row.last_error, error_chars, text);
+  row.last_error_seq.store(seq + 2, std::memory_order_release);
+}
+
+std::string read_last_error(const backend_row& row) {
+  char copy[error_chars];
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::uint32_t before = row.last_error_seq.load(std::memory_order_acquire);
+    if (before & 1u) continue;
+    std::memcpy(copy, row.last_error, error_chars);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (row.last_error_seq.load(relaxed) == before) {
+      copy[error_chars - 1] = '\0';
+      return copy;
+    }
+  }
+  return "(being updated)";
+}
+
+}  // namespace wslb::shm

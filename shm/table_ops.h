@@ -1,0 +1,36 @@
+// Reading and maintaining the table: column sums that every process needs, the master's
+// clearing of a dead worker's row, and the seqlock around a backend's last error text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "shm/layout.h"
+
+namespace wslb::shm {
+
+// Live connections to backend `b` summed over every worker row in use (all generations).
+// Any process; lock-free, may be a moment stale, never negative.
+std::uint64_t sum_active(const table& t, std::size_t b);
+
+// Totals of backend `b`: the live rows plus what exited workers left in `retired_*`.
+struct backend_totals {
+  std::uint64_t active = 0, total = 0, bytes_in = 0, bytes_out = 0, failures = 0;
+};
+backend_totals sum_backend(const table& t, std::size_t b);
+
+// Master only, after reaping the worker in `slot`: folds the row's totals into the backends'
+// `retired_*` counters, then zeroes the row's counters (its live connections died with it).
+// Leaves pid/state/generation/restarts to the caller.
+void clear_worker_row(table& t, std::size_t slot);
+
+// Health checker (and a worker marking a backend down): replaces the last error text.
+void write_last_error(backend_row& row, std::string_view text);
+// Any process: a consistent copy of the last error text (retries while a writer is active).
+std::string read_last_error(const backend_row& row);
+
+// Copies `text` into a fixed char array, truncating, always NUL-terminated.
+void copy_fixed(char* dst, std::size_t capacity, std::string_view text);
+
+}  // namespace wslb::shm

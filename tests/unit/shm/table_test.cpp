@@ -1,0 +1,102 @@
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <memory>
+#include <unistd.h>
+
+#include "shm/table.h"
+#include "shm/table_ops.h"
+
+using namespace wslb::shm;
+
+namespace {
+// A table image on the heap, as create() would leave it, without touching /dev/shm.
+std::unique_ptr<table> fresh_table() {
+  auto t = std::make_unique<table>();
+  std::memset(static_cast<void*>(t.get()), 0, sizeof(table));
+  initialise_header(*t);
+  return t;
+}
+}  // namespace
+
+TEST_CASE("table.header_of_this_build_is_accepted") {
+  auto t = fresh_table();
+  CHECK(table_mapping::check_header(t.get(), sizeof(table)) == "");
+}
+
+TEST_CASE("table.rejects_foreign_or_mismatched_layouts") {
+  auto t = fresh_table();
+  SUBCASE("bad magic") {
+    t->header.magic = 42;
+    CHECK(table_mapping::check_header(t.get(), sizeof(table)).find("bad magic") == 0);
+  }
+  SUBCASE("other layout version") {
+    t->header.version = layout_version + 1;
+    CHECK(table_mapping::check_header(t.get(), sizeof(table)).find("layout version") == 0);
+  }
+  SUBCASE("other size") {
+    t->header.size = sizeof(table) - 64;
+    CHECK(table_mapping::check_header(t.get(), sizeof(table)).find("table size") == 0);
+  }
+  SUBCASE("truncated segment") {
+    CHECK(table_mapping::check_header(t.get(), 16).find("smaller than a table header") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("table.sums_active_across_worker_rows") {
+  auto t = fresh_table();
+  t->header.slot_high_water = 3;
+  t->workers[0].backends[1].active = 5;
+  t->workers[1].backends[1].active = 7;
+  t->workers[2].backends[1].active = 1;
+  t->workers[3].backends[1].active = 100;  // beyond the high-water mark: not in use
+  CHECK(sum_active(*t, 1) == 13);
+  CHECK(sum_active(*t, 0) == 0);
+}
+
+TEST_CASE("table.clears_row_of_dead_worker") {
+  auto t = fresh_table();
+  t->header.slot_high_water = 2;
+  auto& dead = t->workers[1].backends[0];
+  dead.active = 4;
+  dead.total = 10;
+  dead.bytes_in = 1000;
+  dead.bytes_out = 2000;
+  dead.failures = 3;
+  t->workers[1].connections = 4;
+  t->workers[0].backends[0].active = 2;
+  t->workers[0].backends[0].total = 5;
+
+  const auto before = sum_backend(*t, 0);
+  CHECK(before.active == 6);
+  clear_worker_row(*t, 1);
+  const auto after = sum_backend(*t, 0);
+  CHECK(after.active == 2);           // the dead worker's live connections are gone
+  CHECK(after.total == before.total);  // but totals are kept
+  CHECK(after.bytes_in == 1000);
+  CHECK(after.bytes_out == 2000);
+  CHECK(after.failures == 3);
+  CHECK(t->workers[1].connections == 0);
+}
+
+TEST_CASE("table.last_error_round_trips_and_truncates") {
+  auto t = fresh_table();
+  write_last_error(t->backends[0], "connect refused");
+  CHECK(read_last_error(t->backends[0]) == "connect refused");
+  write_last_error(t->backends[0], std::string(500, 'x'));
+  CHECK(read_last_error(t->backends[0]).size() == error_chars - 1);
+}
+
+TEST_CASE("table.create_attach_remove_through_dev_shm") {
+  const std::string name = "unittest-" + std::to_string(getpid());
+  {
+    auto created = table_mapping::create(name);
+    created->header.master_pid = 1234;
+    auto reader = table_mapping::attach(name, access::read_only);
+    CHECK(reader->header.master_pid == 1234);
+  }
+  CHECK(table_mapping::remove(name));
+  CHECK_THROWS_WITH_AS(table_mapping::attach(name, access::read_only),
+                       doctest::Contains("is not running"), table_error);
+}

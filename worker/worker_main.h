@@ -1,0 +1,31 @@
+// A worker process: one libuv loop that accepts from the shared listener, picks a backend
+// through the table and relays bytes both ways. Entered in the child right after fork().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/config.h"
+#include "shm/layout.h"
+
+namespace wslb::worker {
+
+// Bytes on the socketpair between master and worker (SOCK_SEQPACKET, one byte per message).
+inline constexpr char msg_ready = 'R';  // worker -> master: accepting now
+inline constexpr char msg_drain = 'D';  // master -> worker: stop accepting, drain, then exit
+inline constexpr char msg_stop = 'S';   // master -> worker: close everything now and exit
+
+struct launch {
+  const config& cfg;        // the configuration this generation serves (inherited by fork)
+  shm::table& table;        // inherited mapping
+  int listen_fd;            // the master's listener (non-blocking), shared by all workers
+  int master_fd;            // socketpair end; EOF means the master is gone: exit
+  std::size_t slot;         // this worker's row in table.workers
+  std::uint32_t generation;
+};
+
+// Runs the worker until it has drained or was told to stop. Returns the process exit code
+// (exit_code::ok, or exit_code::fatal_config when it cannot start with this configuration).
+int run_worker(const launch& how);
+
+}  // namespace wslb::worker

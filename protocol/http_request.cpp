@@ -1,0 +1,311 @@
+#include "protocol/http_request.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "protocol/websocket.h"
+
+namespace wslb::protocol {
+
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Splits `s` at the first `sep`: returns the part before it and leaves the rest in `s`.
+std::string_view next_piece(std::string_view& s, char sep) {
+  const std::size_t at = s.find(sep);
+  std::string_view piece = s.substr(0, at);
+  s = at == std::string_view::npos ? std::string_view{} : s.substr(at + 1);
+  return piece;
+}
+
+
+struct size_sink {
+  std::size_t n = 0;
+  void put(std::string_view s) { n += s.size(); }
+};
+
+struct write_sink {
+  char* p;
+  void put(std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+};
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+bool header_has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    if (iequals(trim(next_piece(list, ',')), token)) return true;
+  }
+  return false;
+}
+
+request_head_parser::request_head_parser(std::size_t max_header_size)
+    : max_header_size_(max_header_size) {
+  http_parser_init(&parser_, HTTP_REQUEST);
+  parser_.data = this;
+}
+
+void request_head_parser::extend(span& s, const char* at, std::size_t len) const {
+  s.len = static_cast<std::uint32_t>(static_cast<std::size_t>(at - head_.data()) + len - s.off);
+}
+
+int request_head_parser::on_url(http_parser* p, const char* at, std::size_t len) {
+  auto* self = static_cast<request_head_parser*>(p->data);
+  // http-parser hands a token over in pieces when it spans two feeds; the pieces are adjacent
+  // in head_, so a span that grows to the end of the newest piece covers the whole token.
+  if (self->url_.len == 0) self->url_.off = static_cast<std::uint32_t>(at - self->head_.data());
+  self->extend(self->url_, at, len);
+  return 0;
+}
+
+int request_head_parser::on_header_field(http_parser* p, const char* at, std::size_t len) {
+  auto* self = static_cast<request_head_parser*>(p->data);
+  if (self->last_was_value_) {
+    header_line h;
+    h.name.off = static_cast<std::uint32_t>(at - self->head_.data());
+    h.value.off = h.name.off;  // until a value arrives, an empty span
+    self->headers_.push_back(h);
+    self->last_was_value_ = false;
+  }
+  self->extend(self->headers_.back().name, at, len);
+  return 0;
+}
+
+int request_head_parser::on_header_value(http_parser* p, const char* at, std::size_t len) {
+  auto* self = static_cast<request_head_parser*>(p->data);
+  if (self->headers_.empty()) return 0;
+  span& v = self->headers_.back().value;
+  const auto off = static_cast<std::uint32_t>(at - self->head_.data());
+  if (!self->last_was_value_) {
+    v.off = off;
+    self->last_was_value_ = true;
+  } else if (off != v.off + v.len) {
+    // A value continued on the next line (obs-fold): RFC 9112 lets a server reject it, and
+    // passing it on would let the backend read the header differently from us.
+    self->folded_ = true;
+  }
+  self->extend(v, at, len);
+  return 0;
+}
+
+int request_head_parser::on_headers_complete(http_parser* p) {
+  auto* self = static_cast<request_head_parser*>(p->data);
+  self->headers_done_ = true;
+  self->keep_alive_ = http_should_keep_alive(p) != 0;
+  // Stop before the body: whatever follows the head is the backend's to read, not ours.
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+head_feed_result request_head_parser::fail(int status) {
+  state_ = state::error;
+  result_ = head_feed_result{head_status::error, 0, status};
+  return result_;
+}
+
+const http_parser_settings& request_head_parser::settings() {
+  static const http_parser_settings s = [] {
+    http_parser_settings init;
+    http_parser_settings_init(&init);
+    init.on_url = &request_head_parser::on_url;
+    init.on_header_field = &request_head_parser::on_header_field;
+    init.on_header_value = &request_head_parser::on_header_value;
+    init.on_headers_complete = &request_head_parser::on_headers_complete;
+    return init;
+  }();
+  return s;
+}
+
+head_feed_result request_head_parser::feed(const char* data, std::size_t len) {
+  if (state_ != state::reading || len == 0) return result_;  // execute(len 0) would mean EOF
+  const std::size_t start = head_.size();
+  const std::size_t take = std::min(len, max_header_size_ - start);
+  if (take == 0) return fail(431);
+  head_.append(data, take);
+  const std::size_t parsed = http_parser_execute(&parser_, &settings(), head_.data() + start, take);
+  const auto err = HTTP_PARSER_ERRNO(&parser_);
+  if (headers_done_) {
+    // Paused in on_headers_complete, http-parser stops on the head's final LF without counting
+    // it, so the head ends one byte after `parsed`.
+    const std::size_t end = start + parsed + 1;
+    if (err != HPE_PAUSED || end > head_.size() || head_[end - 1] != '\n') return fail(400);
+    head_len_ = end;
+    head_.resize(end);
+    if (const int status = validate(); status != 0) return fail(status);
+    state_ = state::complete;
+    result_ = head_feed_result{head_status::complete, end - start, 0};
+    return result_;
+  }
+  if (err == HPE_HEADER_OVERFLOW) return fail(431);
+  if (err != HPE_OK) return fail(400);
+  if (head_.size() >= max_header_size_) return fail(431);
+  return result_;
+}
+
+int request_head_parser::validate() {
+  if (folded_ || parser_.http_major != 1) return 400;
+  std::size_t hosts = 0;
+  std::size_t keys = 0;
+  std::size_t versions = 0;
+  std::string_view key;
+  std::string_view version;
+  for (std::size_t i = 0; i < headers_.size(); ++i) {
+    const std::string_view name = header_name(i);
+    if (iequals(name, "Host")) {
+      ++hosts;
+    } else if (iequals(name, "Upgrade")) {
+      if (header_has_token(header_value(i), "websocket")) websocket_ = true;
+    } else if (iequals(name, "Sec-WebSocket-Key")) {
+      ++keys;
+      key = header_value(i);
+    } else if (iequals(name, "Sec-WebSocket-Version")) {
+      ++versions;
+      version = header_value(i);
+    }
+  }
+  // RFC 9112 3.2: a server must answer 400 to an HTTP/1.1 request without exactly one Host.
+  if (hosts > 1 || (parser_.http_minor >= 1 && hosts == 0)) return 400;
+  if (!websocket_) return 0;
+  if (parser_.method != HTTP_GET || parser_.http_minor < 1) return 400;
+  if (versions != 1 || version != "13") return 426;
+  if (keys != 1 || !valid_websocket_key(key)) return 400;
+  return 0;
+}
+
+std::string_view request_head_parser::method() const {
+  return http_method_str(static_cast<http_method>(parser_.method));
+}
+
+std::string_view request_head_parser::target() const { return view(url_); }
+
+std::string_view request_head_parser::header_name(std::size_t i) const {
+  return view(headers_[i].name);
+}
+
+std::string_view request_head_parser::header_value(std::size_t i) const {
+  return trim(view(headers_[i].value));
+}
+
+std::optional<std::string_view> request_head_parser::header(std::string_view name) const {
+  for (std::size_t i = 0; i < headers_.size(); ++i) {
+    if (iequals(header_name(i), name)) return header_value(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string_view> request_head_parser::cookie(std::string_view name) const {
+  for (std::size_t i = 0; i < headers_.size(); ++i) {
+    if (!iequals(header_name(i), "Cookie")) continue;
+    std::string_view rest = header_value(i);
+    while (!rest.empty()) {
+      std::string_view pair = trim(next_piece(rest, ';'));
+      const std::size_t eq = pair.find('=');
+      if (eq == std::string_view::npos || trim(pair.substr(0, eq)) != name) continue;
+      std::string_view value = trim(pair.substr(eq + 1));
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+        value = value.substr(1, value.size() - 2);
+      }
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string_view> request_head_parser::query_param(std::string_view name) const {
+  std::string_view t = target();
+  const std::size_t q = t.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = t.substr(q + 1);
+  query = query.substr(0, query.find('#'));
+  while (!query.empty()) {
+    std::string_view pair = next_piece(query, '&');
+    const std::size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+  }
+  return std::nullopt;
+}
+
+template <typename Sink>
+void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const {
+  char version[16] = "HTTP/";
+  char* end = std::to_chars(version + 5, version + sizeof version, parser_.http_major).ptr;
+  *end++ = '.';
+  end = std::to_chars(end, version + sizeof version, parser_.http_minor).ptr;
+  sink.put(method());
+  sink.put(" ");
+  sink.put(target());
+  sink.put(" ");
+  sink.put(std::string_view(version, static_cast<std::size_t>(end - version)));
+  sink.put("\r\n");
+  bool any_xff = false;
+  for (std::size_t i = 0; i < headers_.size(); ++i) {
+    const std::string_view name = header_name(i);
+    if (f.add_headers && (iequals(name, "X-Forwarded-For") || iequals(name, "X-Forwarded-Proto") ||
+                          iequals(name, "X-Real-IP"))) {
+      continue;
+    }
+    sink.put(name);
+    sink.put(": ");
+    sink.put(header_value(i));
+    sink.put("\r\n");
+  }
+  if (f.add_headers) {
+    sink.put("X-Forwarded-For: ");
+    for (std::size_t i = 0; i < headers_.size(); ++i) {
+      if (!iequals(header_name(i), "X-Forwarded-For")) continue;
+      const std::string_view v = header_value(i);
+      if (v.empty()) continue;
+      if (any_xff) sink.put(", ");
+      sink.put(v);
+      any_xff = true;
+    }
+    if (any_xff) sink.put(", ");
+    sink.put(f.client_ip);
+    sink.put("\r\nX-Forwarded-Proto: http\r\nX-Real-IP: ");
+    sink.put(f.client_ip);
+    sink.put("\r\n");
+  }
+  sink.put("\r\n");
+}
+
+std::size_t request_head_parser::forwarded_head_size(const forwarding& f) const {
+  size_sink s;
+  emit_forwarded(s, f);
+  return s.n;
+}
+
+std::size_t request_head_parser::write_forwarded_head(char* out, std::size_t cap,
+                                                      const forwarding& f) const {
+  const std::size_t need = forwarded_head_size(f);
+  if (need > cap) return 0;
+  write_sink w{out};
+  emit_forwarded(w, f);
+  return need;
+}
+
+std::string request_head_parser::forwarded_head(const forwarding& f) const {
+  std::string out(forwarded_head_size(f), '\0');
+  write_forwarded_head(out.data(), out.size(), f);
+  return out;
+}
+
+}  // namespace wslb::protocol

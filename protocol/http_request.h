@@ -1,0 +1,151 @@
+// The client's HTTP/1.1 request head, read incrementally in http mode before a backend is
+// chosen. Built on Debian's http-parser (nodejs/http-parser 2.9); the worker feeds it every read
+// of a new connection until it answers `complete` or `error`, then drops it.
+//
+// What happens after the head: the worker forwards this one head (with the forwarding headers,
+// see write_forwarded_head) to the chosen backend and from then on tunnels the connection's bytes
+// both ways, unparsed, until either side closes. On a kept-alive plain-HTTP connection the later
+// requests therefore go to the same backend as the first one, without being balanced again and
+// without forwarding headers of their own (the backend sees them on the first request of the
+// connection only). This is what a WebSocket-oriented balancer wants (one decision per
+// connection, no per-request parsing on the hot path); clients that need per-request balancing
+// open one connection per request.
+#pragma once
+
+#include <http_parser.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wslb::protocol {
+
+enum class head_status { need_more, complete, error };
+
+struct head_feed_result {
+  head_status status = head_status::need_more;
+  // complete: how many bytes of the last feed belonged to the head. The bytes after them (early
+  // body, or WebSocket frames sent right behind the handshake) are not kept here: the worker
+  // must forward them to the backend after the head.
+  std::size_t head_bytes_in_feed = 0;
+  // error: the HTTP status to answer with (see http_response.h): 400, 426 or 431.
+  int http_status = 0;
+};
+
+// What write_forwarded_head adds. `client_ip` is the textual client address without port
+// (format_ip in proxy_protocol.h writes it).
+struct forwarding {
+  bool add_headers = true;  // --forward-headers
+  std::string_view client_ip;
+};
+
+// Parses one request head. Memory is bounded: at most `max_header_size` bytes of head are ever
+// kept (a head longer than that is answered 431), plus one small record per header line.
+class request_head_parser {
+ public:
+  explicit request_head_parser(std::size_t max_header_size);
+  request_head_parser(const request_head_parser&) = delete;
+  request_head_parser& operator=(const request_head_parser&) = delete;
+
+  // Feeds the next bytes the client sent. Once `complete` or `error` has been returned, later
+  // calls return the same result again and look at no bytes. Never throws for bad input.
+  //
+  // Errors: malformed request line or headers, an HTTP version other than 1.x, an HTTP/1.1
+  // request without exactly one Host, a folded (obs-fold) header line -> 400; a head longer than
+  // max_header_size -> 431. A WebSocket upgrade (an Upgrade header naming "websocket") must be a
+  // GET over HTTP/1.1 with exactly one valid Sec-WebSocket-Key (-> 400 otherwise) and
+  // Sec-WebSocket-Version: 13 (-> 426 otherwise, answered with Sec-WebSocket-Version: 13;
+  // the version is checked before the key so that old clients learn which version to speak).
+  head_feed_result feed(const char* data, std::size_t len);
+
+  bool complete() const { return state_ == state::complete; }
+  // The head's bytes as received (request line through the empty line). Valid when complete.
+  std::string_view head() const { return {head_.data(), head_len_}; }
+
+  // The accessors below are meaningful once complete() is true.
+  std::string_view method() const;
+  std::string_view target() const;  // request-target as sent: "/chat?sid=1"
+  unsigned http_major() const { return parser_.http_major; }
+  unsigned http_minor() const { return parser_.http_minor; }
+  bool is_websocket_upgrade() const { return websocket_; }
+  // True when the client wants the connection kept open after this request
+  // (http_should_keep_alive: HTTP/1.1 without "Connection: close", or 1.0 with keep-alive).
+  bool keep_alive() const { return keep_alive_; }
+
+  std::size_t header_count() const { return headers_.size(); }
+  std::string_view header_name(std::size_t i) const;
+  std::string_view header_value(std::size_t i) const;  // optional whitespace trimmed
+  // The first header named `name` (case-insensitive), or nullopt.
+  std::optional<std::string_view> header(std::string_view name) const;
+
+  // Sticky-balancing keys (see --balance). Values are raw, as sent (no percent-decoding), so a
+  // client that sends the same bytes always gets the same key.
+  // The value of cookie `name` (case-sensitive, as cookie names are) in any Cookie header;
+  // surrounding double quotes are removed.
+  std::optional<std::string_view> cookie(std::string_view name) const;
+  // The value of query parameter `name` in the request-target ("a" in "/p?sid=a&x=1"); an
+  // empty value for "?sid" or "?sid=".
+  std::optional<std::string_view> query_param(std::string_view name) const;
+
+  // The head to send to the backend. With f.add_headers: every client-supplied
+  // X-Forwarded-For is folded into one "X-Forwarded-For: <existing>, <client_ip>" (or added as
+  // "<client_ip>"), X-Forwarded-Proto becomes "http" and X-Real-IP becomes <client_ip>
+  // (client-supplied ones of those two are dropped: the client cannot spoof them). Other lines
+  // are kept in order. The head is rebuilt from what was parsed ("METHOD target HTTP/1.x", then
+  // "Name: value" lines, CRLF line ends) so the backend reads exactly what we validated.
+  // forwarded_head_size gives the exact size; write_forwarded_head writes into `out` and returns
+  // the bytes written, or 0 when `cap` is too small. Called by the worker once per connection.
+  std::size_t forwarded_head_size(const forwarding& f) const;
+  std::size_t write_forwarded_head(char* out, std::size_t cap, const forwarding& f) const;
+  std::string forwarded_head(const forwarding& f) const;
+
+ private:
+  struct span {
+    std::uint32_t off = 0;
+    std::uint32_t len = 0;
+  };
+  struct header_line {
+    span name;
+    span value;
+  };
+  enum class state : std::uint8_t { reading, complete, error };
+
+  static const http_parser_settings& settings();
+  static int on_url(http_parser* p, const char* at, std::size_t len);
+  static int on_header_field(http_parser* p, const char* at, std::size_t len);
+  static int on_header_value(http_parser* p, const char* at, std::size_t len);
+  static int on_headers_complete(http_parser* p);
+
+  std::string_view view(span s) const { return {head_.data() + s.off, s.len}; }
+  void extend(span& s, const char* at, std::size_t len) const;
+  head_feed_result fail(int status);
+  int validate();  // 0 when the completed head is acceptable, else the status; sets websocket_
+  template <typename Sink>
+  void emit_forwarded(Sink& sink, const forwarding& f) const;
+
+  http_parser parser_{};
+  std::string head_;
+  std::vector<header_line> headers_;
+  span url_;
+  std::size_t max_header_size_;
+  std::size_t head_len_ = 0;
+  head_feed_result result_;
+  state state_ = state::reading;
+  bool last_was_value_ = true;  // the next on_header_field starts a new header line
+  bool headers_done_ = false;
+  bool folded_ = false;
+  bool websocket_ = false;
+  bool keep_alive_ = false;
+};
+
+// True when `list` (a comma-separated header value such as Connection or Upgrade) contains
+// `token`, compared case-insensitively.
+bool header_has_token(std::string_view list, std::string_view token);
+
+// Case-insensitive ASCII comparison (header names).
+bool iequals(std::string_view a, std::string_view b);
+
+}  // namespace wslb::protocol

@@ -1,0 +1,101 @@
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "cli/commands.h"
+#include "common/exit_codes.h"
+#include "supervisor/instance_files.h"
+
+namespace wslb::cli {
+
+namespace {
+
+// Sends `command` to the master and relays its reply lines to stdout; the last line starts
+// with "ok" or "error". Blocks until the master answers (a graceful stop answers only once
+// the instance has drained).
+int send_command(const std::string& name, const std::string& command) {
+  std::string path;
+  try {
+    path = supervisor::control_socket_path(name);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wslb: %s\n", e.what());
+    return exit_code::failure;
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    std::fprintf(stderr, "wslb: control socket path too long: %s\n", path.c_str());
+    return exit_code::failure;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::fprintf(stderr, "wslb: instance '%s' is not running (cannot reach %s: %s)\n",
+                 name.c_str(), path.c_str(), strerror(errno));
+    close(fd);
+    return exit_code::failure;
+  }
+  const std::string line = command + "\n";
+  if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    std::fprintf(stderr, "wslb: cannot send to %s: %s\n", path.c_str(), strerror(errno));
+    close(fd);
+    return exit_code::failure;
+  }
+  std::string reply;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  // The final line decides; earlier lines are progress.
+  std::string last;
+  std::size_t start = 0;
+  while (start < reply.size()) {
+    std::size_t end = reply.find('\n', start);
+    if (end == std::string::npos) end = reply.size();
+    last = reply.substr(start, end - start);
+    start = end + 1;
+    if (start < reply.size()) std::printf("%s\n", last.c_str());
+  }
+  if (last.rfind("ok ", 0) == 0) {
+    std::printf("%s\n", last.c_str() + 3);
+    return exit_code::ok;
+  }
+  if (last.rfind("error ", 0) == 0) {
+    std::fprintf(stderr, "wslb %s: %s\n", command.c_str(), last.c_str() + 6);
+  } else {
+    std::fprintf(stderr, "wslb %s: the master closed the connection without an answer\n",
+                 command.c_str());
+  }
+  return exit_code::failure;
+}
+
+}  // namespace
+
+int control_command(const std::string& verb, const args& a) {
+  CLI::App app{"wslb " + verb, "wslb " + verb};
+  std::string name = "wslb";
+  bool graceful = false;
+  app.add_option("--name", name, "Instance name")->capture_default_str();
+  if (verb == "stop") app.add_flag("--graceful", graceful, "Close the listener and drain first");
+  try {
+    app.parse(args(a.rbegin(), a.rend()));
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return exit_code::ok;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "wslb %s: %s\n", verb.c_str(), e.what());
+    return exit_code::usage;
+  }
+  return send_command(name, graceful ? "stop graceful" : verb);
+}
+
+}  // namespace wslb::cli

@@ -1,0 +1,104 @@
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "common/exit_codes.h"
+#include "common/parse.h"
+#include "common/run_options.h"
+#include "demo/echo_server.h"
+#include "supervisor/child_process.h"
+#include "supervisor/instance_files.h"
+#include "supervisor/master.h"
+
+namespace wslb::cli {
+
+namespace {
+
+// Starts one demo echo backend on an ephemeral loopback port; returns its "HOST:PORT" or ""
+// when it did not come up within a few seconds.
+std::string start_echo_backend(const std::string& id, const std::string& ready_file,
+                               pid_t& pid) {
+  unlink(ready_file.c_str());
+  demo::echo_options options;
+  endpoint any;
+  std::string error;
+  parse_endpoint("127.0.0.1:0", any, error, /*allow_port_zero=*/true);
+  options.listen.push_back(any);
+  options.id = id;
+  options.ready_file = ready_file;
+  pid = supervisor::fork_child({}, [&options]() { return demo::run_echo_server(options); });
+  for (int i = 0; i < 100 && pid > 0; ++i) {
+    std::ifstream f(ready_file);
+    std::string address;
+    if (std::getline(f, address) && !address.empty()) return address;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return {};
+}
+
+}  // namespace
+
+int demo_command(const args& a) {
+  CLI::App app{"wslb demo: two WebSocket echo backends behind a wslb instance", "wslb demo"};
+  std::string listen = "127.0.0.1:8080";
+  std::string name = "demo";
+  std::string workers = "2";
+  app.add_option("--listen", listen, "Where wslb listens")->capture_default_str();
+  app.add_option("--name", name, "Instance name")->capture_default_str();
+  app.add_option("--workers", workers, "Worker processes")->capture_default_str();
+  try {
+    app.parse(args(a.rbegin(), a.rend()));
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return exit_code::ok;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "wslb demo: %s\n", e.what());
+    return exit_code::usage;
+  }
+  const std::string dir = supervisor::runtime_dir();
+  pid_t pids[2] = {0, 0};
+  std::vector<std::string> run_args = {"--listen", listen, "--name", name, "--workers", workers,
+                                       "--check", "websocket", "--check-interval", "2s"};
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = "echo-" + std::to_string(i + 1);
+    const std::string address =
+        start_echo_backend(id, dir + "/" + name + "-" + id + ".ready", pids[i]);
+    if (address.empty()) {
+      std::fprintf(stderr, "wslb demo: the demo echo backend %s did not start\n", id.c_str());
+      for (pid_t p : pids) if (p > 0) kill(p, SIGTERM);
+      return exit_code::cannot_start;
+    }
+    run_args.push_back("--backend");
+    run_args.push_back(address);
+  }
+  config cfg;
+  const run_parse_result parsed = parse_run_args(run_args, cfg);
+  if (!parsed.ok) {
+    std::fprintf(stderr, "wslb demo: %s\n", parsed.message.c_str());
+    for (pid_t p : pids) kill(p, SIGTERM);
+    return exit_code::usage;
+  }
+  std::printf(
+      "wslb demo: backends %s and %s (WebSocket echo) behind ws://%s/\n"
+      "  connect:  /usr/bin/python3 -m websockets ws://%s/   (type a line, it comes back)\n"
+      "  status:   %s status --name %s      (add --json for machines)\n"
+      "  stop:     Ctrl-C here, or %s stop --name %s\n\n",
+      run_args[run_args.size() - 3].c_str(), run_args.back().c_str(), listen.c_str(),
+      listen.c_str(), "build/wslb", name.c_str(), "build/wslb", name.c_str());
+  std::fflush(stdout);
+  const int code = supervisor::run_master(cfg, run_args);
+  for (pid_t p : pids) {
+    kill(p, SIGTERM);
+    waitpid(p, nullptr, 0);
+  }
+  return code;
+}
+
+}  // namespace wslb::cli

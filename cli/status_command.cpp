@@ -1,0 +1,50 @@
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "cli/status_view.h"
+#include "common/exit_codes.h"
+#include "common/log.h"
+#include "shm/table.h"
+
+namespace wslb::cli {
+
+int status_command(const args& a) {
+  CLI::App app{"wslb status: live workers, backends and counts of a running instance",
+               "wslb status"};
+  std::string name = "wslb";
+  bool json = false;
+  app.add_option("--name", name, "Instance name")->capture_default_str();
+  app.add_flag("--json", json, "Machine-readable output");
+  try {
+    app.parse(args(a.rbegin(), a.rend()));
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return exit_code::ok;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "wslb status: %s\n", e.what());
+    return exit_code::usage;
+  }
+  try {
+    auto mapping = shm::table_mapping::attach(name, shm::access::read_only);
+    const shm::table& t = mapping.get();
+    const pid_t master = t.header.master_pid.load();
+    if (master <= 0 || (kill(master, 0) != 0 && errno != EPERM)) {
+      std::fprintf(stderr,
+                   "wslb status: instance '%s' is not running (stale table left by master pid %d)\n",
+                   name.c_str(), master);
+      return exit_code::failure;
+    }
+    const std::string text = json ? render_status_json(t, unix_ms()) : render_status_text(t, unix_ms());
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return exit_code::ok;
+  } catch (const shm::table_error& e) {
+    std::fprintf(stderr, "wslb status: %s\n", e.what());
+    return exit_code::failure;
+  }
+}
+
+}  // namespace wslb::cli

@@ -1,0 +1,235 @@
+#include "cli/status_view.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <string_view>
+
+#include "common/config.h"
+#include "shm/table_ops.h"
+
+namespace wslb::cli {
+
+namespace {
+
+constexpr auto relaxed = std::memory_order_relaxed;
+
+const char* error_key(std::size_t kind) {
+  static constexpr const char* keys[shm::error_kinds] = {
+      "400_bad_request",     "408_request_timeout", "426_upgrade_required",
+      "431_header_too_large", "502_bad_gateway",    "503_no_backend",
+      "504_gateway_timeout",  "tcp_no_backend_close"};
+  return keys[kind];
+}
+
+const char* to_string(shm::check_result r) {
+  switch (r) {
+    case shm::check_result::none: return "none";
+    case shm::check_result::ok: return "ok";
+    case shm::check_result::failed: return "failed";
+  }
+  return "?";
+}
+
+const char* to_string(shm::backend_state s) {
+  switch (s) {
+    case shm::backend_state::empty: return "empty";
+    case shm::backend_state::active: return "active";
+    case shm::backend_state::removed: return "removed";
+  }
+  return "?";
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+std::string num(std::uint64_t v) { return std::to_string(v); }
+std::string num(std::int64_t v) { return std::to_string(v); }
+
+bool slot_shown(const shm::worker_row& w) { return w.state.load(relaxed) != shm::worker_state::empty; }
+bool backend_shown(const shm::backend_row& b) {
+  return b.state.load(relaxed) != shm::backend_state::empty;
+}
+std::size_t slots_in_use(const shm::table& t) {
+  return std::min<std::size_t>(t.header.slot_high_water.load(), shm::max_worker_slots);
+}
+std::size_t backends_in_use(const shm::table& t) {
+  return std::min<std::size_t>(t.header.backend_high_water.load(), shm::max_backends);
+}
+std::int64_t ms_left(std::int64_t deadline, std::int64_t now) {
+  return deadline > now ? deadline - now : 0;
+}
+
+}  // namespace
+
+const char* to_string(shm::worker_state s) {
+  switch (s) {
+    case shm::worker_state::empty: return "empty";
+    case shm::worker_state::starting: return "starting";
+    case shm::worker_state::running: return "running";
+    case shm::worker_state::draining: return "draining";
+    case shm::worker_state::backoff: return "backoff";
+    case shm::worker_state::failed: return "failed";
+  }
+  return "?";
+}
+
+std::string render_status_json(const shm::table& t, std::int64_t now) {
+  const auto& h = t.header;
+  std::string out = "{\"name\":" + json_string(h.name) + ",\"master_pid\":" +
+                    std::to_string(h.master_pid.load()) + ",\"listen\":" + json_string(h.listen) +
+                    ",\"uptime_s\":" + num((now - h.master_started_ms.load()) / 1000) +
+                    ",\"generation\":" + std::to_string(h.current_generation.load()) +
+                    ",\"listening\":" + (h.listening.load() ? "true" : "false") +
+                    ",\"stopping\":" + (h.stopping.load() ? "true" : "false") + ",\"workers\":[";
+  bool first = true;
+  for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+    const auto& w = t.workers[s];
+    if (!slot_shown(w)) continue;
+    const auto state = w.state.load(relaxed);
+    out += first ? "" : ",";
+    first = false;
+    out += "{\"slot\":" + num(std::uint64_t{s}) + ",\"pid\":" + std::to_string(w.pid.load()) +
+           ",\"state\":\"" + to_string(state) + "\",\"generation\":" +
+           std::to_string(w.generation.load()) + ",\"connections\":" + num(w.connections.load()) +
+           ",\"accepted\":" + num(w.accepted.load()) + ",\"restarts\":" +
+           std::to_string(w.restarts.load());
+    if (state == shm::worker_state::draining) {
+      out += ",\"drain_left_ms\":" + num(ms_left(w.drain_deadline_ms.load(), now));
+    }
+    if (state == shm::worker_state::backoff) {
+      out += ",\"next_attempt_ms\":" + num(ms_left(w.backoff_until_ms.load(), now));
+    }
+    out += "}";
+  }
+  out += "],\"backends\":[";
+  first = true;
+  for (std::size_t b = 0; b < backends_in_use(t); ++b) {
+    const auto& row = t.backends[b];
+    if (!backend_shown(row)) continue;
+    const shm::backend_totals sums = shm::sum_backend(t, b);
+    out += first ? "" : ",";
+    first = false;
+    out += "{\"address\":" + json_string(row.address) + ",\"state\":\"" +
+           to_string(row.state.load()) + "\",\"weight\":" + std::to_string(row.weight.load()) +
+           ",\"active\":" + num(sums.active) + ",\"active_per_worker\":{";
+    bool first_worker = true;
+    for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+      if (!slot_shown(t.workers[s])) continue;
+      out += first_worker ? "" : ",";
+      first_worker = false;
+      out += "\"" + num(std::uint64_t{s}) + "\":" + num(t.workers[s].backends[b].active.load());
+    }
+    const std::int64_t last = row.last_check_ms.load();
+    out += "},\"total\":" + num(sums.total) + ",\"bytes_in\":" + num(sums.bytes_in) +
+           ",\"bytes_out\":" + num(sums.bytes_out) + ",\"failures\":" + num(sums.failures) +
+           ",\"healthy\":" + (row.healthy.load() ? "true" : "false") +
+           ",\"transitions\":" + num(row.transitions.load()) + ",\"check\":{\"streak\":" +
+           std::to_string(row.check_streak.load()) + ",\"last_result\":\"" +
+           to_string(row.last_result.load()) + "\",\"last_error\":" +
+           json_string(shm::read_last_error(row)) + ",\"last_check_ms_ago\":" +
+           (last ? num(now - last) : "null") +
+           ",\"passive_fail_streak\":" + std::to_string(row.passive_fail_streak.load()) + "}}";
+  }
+  out += "],\"errors\":{";
+  for (std::size_t k = 0; k < shm::error_kinds; ++k) {
+    std::uint64_t n = 0;
+    for (std::size_t s = 0; s < slots_in_use(t); ++s) n += t.workers[s].errors[k].load(relaxed);
+    out += std::string(k ? "," : "") + "\"" + error_key(k) + "\":" + num(n);
+  }
+  const auto& c = t.checker;
+  out += "},\"checker\":{\"pid\":" + std::to_string(c.pid.load()) + ",\"kind\":\"" +
+         to_string(static_cast<check_kind>(c.kind.load())) + "\",\"interval_ms\":" +
+         std::to_string(c.interval_ms.load()) + ",\"timeout_ms\":" +
+         std::to_string(c.timeout_ms.load()) + ",\"rise\":" + std::to_string(c.rise.load()) +
+         ",\"fall\":" + std::to_string(c.fall.load()) + ",\"restarts\":" +
+         std::to_string(c.restarts.load()) + "}}\n";
+  return out;
+}
+
+std::string render_status_text(const shm::table& t, std::int64_t now) {
+  const auto& h = t.header;
+  char line[512];
+  std::string out;
+  const std::int64_t up = (now - h.master_started_ms.load()) / 1000;
+  std::snprintf(line, sizeof line,
+                "instance %s  master pid %d  listen %s%s  uptime %lldh%02lldm%02llds  generation "
+                "%u\n\n",
+                h.name, h.master_pid.load(), h.listen, h.listening.load() ? "" : " (closed)",
+                static_cast<long long>(up / 3600), static_cast<long long>(up / 60 % 60),
+                static_cast<long long>(up % 60), h.current_generation.load());
+  out += line;
+  out += "WORKERS\n";
+  std::snprintf(line, sizeof line, "  %-4s %-8s %-9s %-4s %11s %10s %8s  %s\n", "SLOT", "PID",
+                "STATE", "GEN", "CONNECTIONS", "ACCEPTED", "RESTARTS", "NOTE");
+  out += line;
+  for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+    const auto& w = t.workers[s];
+    if (!slot_shown(w)) continue;
+    const auto state = w.state.load(relaxed);
+    std::string note;
+    if (state == shm::worker_state::draining) {
+      note = "drain ends in " + std::to_string(ms_left(w.drain_deadline_ms.load(), now) / 1000) + " s";
+    } else if (state == shm::worker_state::backoff) {
+      note = "next attempt in " + std::to_string(ms_left(w.backoff_until_ms.load(), now)) + " ms";
+    } else if (state == shm::worker_state::failed) {
+      note = "fatal configuration: not restarted";
+    }
+    std::snprintf(line, sizeof line, "  %-4zu %-8d %-9s %-4u %11" PRIu64 " %10" PRIu64 " %8u  %s\n",
+                  s, w.pid.load(), to_string(state), w.generation.load(), w.connections.load(),
+                  w.accepted.load(), w.restarts.load(), note.c_str());
+    out += line;
+  }
+  out += "\nBACKENDS\n";
+  std::snprintf(line, sizeof line, "  %-22s %-7s %6s %-6s %8s %10s %12s %12s %8s  %s\n", "ADDRESS",
+                "STATE", "WEIGHT", "HEALTH", "ACTIVE", "TOTAL", "BYTES_IN", "BYTES_OUT",
+                "FAILURES", "LAST CHECK");
+  out += line;
+  for (std::size_t b = 0; b < backends_in_use(t); ++b) {
+    const auto& row = t.backends[b];
+    if (!backend_shown(row)) continue;
+    const shm::backend_totals sums = shm::sum_backend(t, b);
+    std::string check = to_string(row.last_result.load());
+    const std::string error = shm::read_last_error(row);
+    if (!error.empty()) check += " (" + error + ")";
+    const int streak = row.check_streak.load();
+    if (streak != 0) check += " streak " + std::to_string(streak);
+    std::snprintf(line, sizeof line,
+                  "  %-22s %-7s %6u %-6s %8" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64
+                  " %8" PRIu64 "  %s\n",
+                  row.address, to_string(row.state.load()), row.weight.load(),
+                  row.healthy.load() ? "up" : "DOWN", sums.active, sums.total, sums.bytes_in,
+                  sums.bytes_out, sums.failures, check.c_str());
+    out += line;
+    std::string per_worker = "    per worker:";
+    for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+      if (!slot_shown(t.workers[s])) continue;
+      per_worker += " " + std::to_string(s) + "=" + num(t.workers[s].backends[b].active.load());
+    }
+    out += per_worker + "\n";
+  }
+  std::string errors;
+  for (std::size_t k = 0; k < shm::error_kinds; ++k) {
+    std::uint64_t n = 0;
+    for (std::size_t s = 0; s < slots_in_use(t); ++s) n += t.workers[s].errors[k].load(relaxed);
+    if (n) errors += std::string(" ") + error_key(k) + "=" + num(n);
+  }
+  out += "\nERRORS" + (errors.empty() ? std::string(" none") : errors) + "\n";
+  return out;
+}
+
+}  // namespace wslb::cli

@@ -1,0 +1,18 @@
+// Rendering `wslb status` from a table image: a readable table for people and a JSON document
+// whose keys are a stable contract for other tools (add keys freely, never rename or drop).
+// Pure: reads the table, writes a string; the unit tests render a plain byte-buffer table.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "shm/layout.h"
+
+namespace wslb::cli {
+
+std::string render_status_json(const shm::table& t, std::int64_t now_unix_ms);
+std::string render_status_text(const shm::table& t, std::int64_t now_unix_ms);
+
+const char* to_string(shm::worker_state s);
+
+}  // namespace wslb::cli

@@ -1,0 +1,211 @@
+"""Shared helpers for the integration tests: start the real `wslb` and `wslb-echo` binaries on
+loopback, read `wslb status --json`, and clean up only the processes a test started.
+
+Run with Debian's /usr/bin/python3 (python3-websockets 10.x: asyncio API, `websockets.connect`).
+Each test file calls `harness.main(globals())`, which runs every function named `test_*` and
+prints a closing line "N passed, M failed".
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BUILD_DIR = os.environ.get("WSLB_BUILD_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+WSLB = os.path.join(BUILD_DIR, "wslb")
+ECHO = os.path.join(BUILD_DIR, "demo", "wslb-echo")
+LOADGEN = os.path.join(BUILD_DIR, "bench", "wslb-loadgen")
+
+# One private runtime directory (control sockets, locks) per test process, so tests never touch
+# an operator's instances; instance names are unique per process as well.
+RUNTIME_DIR = tempfile.mkdtemp(prefix="wslb-test-")
+os.environ["WSLB_RUNTIME_DIR"] = RUNTIME_DIR
+_started = []  # every Popen we started, killed at exit by PID
+_name_counter = [0]
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.02, what="condition"):
+    """Polls `predicate` until it returns a truthy value; raises AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def unique_name(prefix="t"):
+    _name_counter[0] += 1
+    return f"{prefix}{os.getpid()}-{_name_counter[0]}"
+
+
+def start_process(argv, log_path=None, **kwargs):
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT if log_path else None,
+                         start_new_session=True, **kwargs)
+    _started.append(p)
+    return p
+
+
+def cli(*args, timeout=30):
+    """Runs `wslb ARGS...` and returns the CompletedProcess (text mode)."""
+    return subprocess.run([WSLB, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class EchoBackend:
+    """A `wslb-echo` process on 127.0.0.1:port (WebSocket echo, HTTP JSON answers, raw echo)."""
+
+    def __init__(self, port=None, ident=None, extra=()):
+        self.port = port or free_port()
+        self.ident = ident or f"echo-{self.port}"
+        self.extra = list(extra)
+        self.proc = None
+        self.start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        ready = os.path.join(RUNTIME_DIR, f"echo-{self.port}.ready")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        self.proc = start_process([ECHO, "--listen", self.address, "--id", self.ident,
+                                   "--ready-file", ready, *self.extra],
+                                  log_path=os.path.join(RUNTIME_DIR, f"echo-{self.port}.log"))
+        wait_until(lambda: os.path.exists(ready) or self.proc.poll() is not None, 10,
+                   what=f"echo backend {self.address}")
+        assert self.proc.poll() is None, f"echo backend {self.address} exited"
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Instance:
+    """A `wslb run` master in the foreground of its own process, with its log in a file."""
+
+    def __init__(self, backends, workers=2, extra=(), name=None, listen_port=None, wait=True):
+        self.name = name or unique_name()
+        self.port = listen_port or free_port()
+        self.log_path = os.path.join(RUNTIME_DIR, f"{self.name}.log")
+        self.args = ["run", "--name", self.name, "--listen", f"127.0.0.1:{self.port}",
+                     "--workers", str(workers)]
+        for b in backends:
+            self.args += ["--backend", b if isinstance(b, str) else b.address]
+        self.args += list(extra)
+        self.workers = workers
+        self.proc = start_process([WSLB, *self.args], log_path=self.log_path)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=10):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"wslb exited with {self.proc.returncode}:\n{self.log()}")
+            s = self.status()
+            return s and sum(1 for w in s["workers"] if w["state"] == "running") >= self.workers
+        wait_until(ready, timeout, what=f"{self.workers} running workers")
+
+    def status(self):
+        """`wslb status --json` as a dict, or None when it is not answering."""
+        r = cli("status", "--name", self.name, "--json")
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)
+
+    def backend(self, status, address):
+        for b in status["backends"]:
+            if b["address"] == address:
+                return b
+        raise AssertionError(f"backend {address} not in status: {status['backends']}")
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def worker_pids(self, state="running"):
+        s = self.status()
+        return [w["pid"] for w in s["workers"] if w["state"] == state]
+
+    def stop(self, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+def run_async(coro, timeout=120):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def cleanup():
+    for p in reversed(_started):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # its own session: workers go with it
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+    _started.clear()
+
+
+def main(namespace):
+    """Runs every test_* function of the calling module; exit status 1 if any failed."""
+    only = sys.argv[1:]
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    passed = failed = 0
+    for name, fn in tests:
+        if only and name not in only:
+            continue
+        log(f"--- {name}")
+        start = time.monotonic()
+        try:
+            fn()
+            passed += 1
+            log(f"PASS {name} ({time.monotonic() - start:.1f}s)")
+        except Exception:
+            failed += 1
+            traceback.print_exc()
+            log(f"FAIL {name} ({time.monotonic() - start:.1f}s)")
+            for path in sorted(os.listdir(RUNTIME_DIR)):
+                if path.endswith(".log"):
+                    with open(os.path.join(RUNTIME_DIR, path), errors="replace") as f:
+                        tail = f.read()[-3000:]
+                    print(f"----- {path} (tail)\n{tail}", flush=True)
+        finally:
+            cleanup()
+    print(f"{passed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)

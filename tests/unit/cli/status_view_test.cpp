@@ -1,0 +1,73 @@
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <memory>
+
+#include "cli/status_view.h"
+#include "shm/table.h"
+#include "shm/table_ops.h"
+
+using namespace wslb;
+
+namespace {
+std::unique_ptr<shm::table> sample_table() {
+  auto t = std::make_unique<shm::table>();
+  std::memset(static_cast<void*>(t.get()), 0, sizeof(shm::table));
+  shm::initialise_header(*t);
+  shm::copy_fixed(t->header.name, shm::name_chars, "demo");
+  shm::copy_fixed(t->header.listen, shm::address_chars, "127.0.0.1:8080");
+  t->header.master_pid = 42;
+  t->header.master_started_ms = 1'000'000;
+  t->header.slot_high_water = 3;
+  t->header.backend_high_water = 2;
+  t->header.current_generation = 2;
+  for (int s = 0; s < 3; ++s) {
+    t->workers[s].pid = 100 + s;
+    t->workers[s].generation = s == 2 ? 1 : 2;
+    t->workers[s].state = s == 2 ? shm::worker_state::draining : shm::worker_state::running;
+  }
+  t->workers[2].drain_deadline_ms = 1'010'000;
+  for (int b = 0; b < 2; ++b) {
+    t->backends[b].state = shm::backend_state::active;
+    t->backends[b].weight = 1 + b;
+    t->backends[b].healthy = b == 0;
+    shm::copy_fixed(t->backends[b].address, shm::address_chars,
+                    b == 0 ? "127.0.0.1:9001" : "127.0.0.1:9002");
+  }
+  t->workers[0].backends[0].active = 3;
+  t->workers[1].backends[0].active = 4;
+  t->workers[2].backends[0].active = 1;  // a draining worker's connections still count
+  t->workers[0].connections = 3;
+  t->backends[1].retired_total = 9;
+  shm::write_last_error(t->backends[1], "connect \"refused\"");
+  t->workers[0].errors[static_cast<int>(shm::error_kind::no_backend_503)] = 2;
+  return t;
+}
+}  // namespace
+
+TEST_CASE("status.json_has_the_contract_keys") {
+  auto t = sample_table();
+  const std::string j = cli::render_status_json(*t, 1'005'000);
+  CHECK(j.find("\"name\":\"demo\"") != std::string::npos);
+  CHECK(j.find("\"master_pid\":42") != std::string::npos);
+  CHECK(j.find("\"listen\":\"127.0.0.1:8080\"") != std::string::npos);
+  CHECK(j.find("\"uptime_s\":5") != std::string::npos);
+  CHECK(j.find("{\"slot\":2,\"pid\":102,\"state\":\"draining\",\"generation\":1") !=
+        std::string::npos);
+  CHECK(j.find("\"drain_left_ms\":5000") != std::string::npos);
+  CHECK(j.find("\"address\":\"127.0.0.1:9001\",\"state\":\"active\",\"weight\":1,\"active\":8") !=
+        std::string::npos);
+  CHECK(j.find("\"total\":9") != std::string::npos);
+  CHECK(j.find("\"healthy\":false") != std::string::npos);
+  CHECK(j.find("\"last_error\":\"connect \\\"refused\\\"\"") != std::string::npos);
+  CHECK(j.find("\"503_no_backend\":2") != std::string::npos);
+}
+
+TEST_CASE("status.text_shows_generations_and_health") {
+  auto t = sample_table();
+  const std::string text = cli::render_status_text(*t, 1'005'000);
+  CHECK(text.find("draining") != std::string::npos);
+  CHECK(text.find("drain ends in 5 s") != std::string::npos);
+  CHECK(text.find("DOWN") != std::string::npos);
+  CHECK(text.find("503_no_backend=2") != std::string::npos);
+}

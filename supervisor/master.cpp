@@ -9,7 +9,9 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -144,6 +146,24 @@ void raise_descriptor_limit() {
   log_line(who, "descriptor limit %llu: each worker can hold about %llu client connections",
            static_cast<unsigned long long>(lim.rlim_cur),
            static_cast<unsigned long long>(per_worker));
+}
+
+// Lets the integration tests make new workers fail at start, the way a worker with a
+// configuration it cannot serve, or one crashing on start-up, would: WSLB_FAULT_FOR_TEST names
+// a file holding "worker-fatal-config" or "worker-crash"; removing the file ends the fault.
+// Returns the exit code to use, or -1 for none.
+int injected_start_failure_for_test() {
+  const char* path = std::getenv("WSLB_FAULT_FOR_TEST");
+  if (!path) return -1;
+  std::ifstream file(path);
+  std::string fault;
+  if (!(file >> fault)) return -1;
+  if (fault == "worker-fatal-config") {
+    log_line("worker", "cannot start: fatal configuration (injected by WSLB_FAULT_FOR_TEST)");
+    return exit_code::fatal_config;
+  }
+  if (fault == "worker-crash") abort();
+  return -1;
 }
 
 // True when `pid` is a live process (a stale table's master may be long gone).
@@ -306,6 +326,7 @@ void master::spawn_worker(std::size_t slot, std::uint32_t generation) {
   const int worker_end = pair[1];
   const pid_t pid = fork_child({listen_fd, worker_end}, [&cfg, &t, listen_fd, worker_end, slot,
                                                          generation]() {
+    if (const int code = injected_start_failure_for_test(); code >= 0) return code;
     return worker::run_worker(worker::launch{cfg, t, listen_fd, worker_end, slot, generation});
   });
   close(pair[1]);

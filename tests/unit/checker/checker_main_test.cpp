@@ -1,0 +1,223 @@
+// run_checker in a forked child over a table in anonymous shared memory, as the master would
+// run it: settings and backend rows written by the "master" (this test), results read back.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "checker/checker_main.h"
+#include "common/exit_codes.h"
+#include "shm/table.h"
+#include "shm/table_ops.h"
+
+using namespace wslb;
+
+namespace {
+
+struct shared_table {
+  shm::table* t = nullptr;
+  shared_table() {
+    void* p = mmap(nullptr, sizeof(shm::table), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    REQUIRE(p != MAP_FAILED);
+    t = static_cast<shm::table*>(p);  // zero-filled by the kernel
+    shm::initialise_header(*t);
+  }
+  ~shared_table() { munmap(t, sizeof(shm::table)); }
+};
+
+struct listening_socket {  // accepts nothing: connects complete in the backlog
+  int fd = -1;
+  int port = 0;
+  listening_socket() {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(fd, 64);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~listening_socket() { close(fd); }
+};
+
+// As the master writes a new row: address and sockaddr first, healthy, then active, epoch.
+void write_backend_row(shm::table& t, std::size_t i, int port) {
+  shm::backend_row& row = t.backends[i];
+  row.state.store(shm::backend_state::empty);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  shm::copy_fixed(row.address, shm::address_chars, address);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::memcpy(row.sockaddr_bytes, &a, sizeof a);
+  row.sockaddr_len = sizeof a;
+  row.healthy = 1;
+  row.check_streak = 0;
+  row.last_check_ms = 0;
+  row.passive_fail_streak = 0;
+  row.weight = 1;
+  row.state.store(shm::backend_state::active, std::memory_order_release);
+  row.config_epoch.fetch_add(1);
+  if (t.header.backend_high_water.load() < i + 1) {
+    t.header.backend_high_water = static_cast<std::uint32_t>(i + 1);
+  }
+}
+
+void write_settings(shm::table& t, check_kind kind, std::uint32_t interval, std::uint32_t timeout) {
+  t.checker.kind = static_cast<std::uint32_t>(kind);
+  t.checker.interval_ms = interval;
+  t.checker.timeout_ms = timeout;
+  t.checker.rise = 2;
+  t.checker.fall = 2;
+  shm::copy_fixed(t.checker.path, sizeof t.checker.path, "/");
+  t.checker.config_epoch.fetch_add(1, std::memory_order_release);
+}
+
+bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return cond();
+}
+
+struct checker_child {
+  pid_t pid = -1;
+  int master_end = -1;
+  checker_child(shm::table& t, const config& cfg) {
+    int pair[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      close(pair[0]);
+      _exit(checker::run_checker(cfg, t, pair[1]));
+    }
+    close(pair[1]);
+    master_end = pair[0];
+  }
+  // Exit status once it exited within `timeout_ms`, else -1 (and it is killed).
+  int wait_exit(int timeout_ms) {
+    int status = 0;
+    const bool exited = wait_for([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout_ms);
+    if (!exited) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  ~checker_child() {
+    if (master_end >= 0) close(master_end);
+    if (pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("checker.probes_rows_from_the_table_and_exits_when_the_master_goes") {
+  shared_table st;
+  shm::table& t = *st.t;
+  listening_socket up;
+  int refused_port = 0;
+  { listening_socket tmp; refused_port = tmp.port; }
+  write_settings(t, check_kind::tcp, 50, 100);
+  write_backend_row(t, 0, up.port);
+  write_backend_row(t, 1, refused_port);
+  config cfg;  // the start-up copy; the table's settings win
+  cfg.check.interval_ms = 60'000;
+
+  checker_child child(t, cfg);
+  const auto started = std::chrono::steady_clock::now();
+  REQUIRE(wait_for([&] { return t.backends[1].healthy.load() == 0; }, 3000));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started).count();
+  MESSAGE("refused backend down after " << took << " ms (fall 2, interval 50 ms)");
+  CHECK(took < 1000);
+  CHECK(t.backends[1].check_streak.load() <= -2);
+  CHECK(t.backends[1].last_result.load() == shm::check_result::failed);
+  CHECK(shm::read_last_error(t.backends[1]) == "connect refused");
+  CHECK(t.backends[1].transitions.load() == 1);
+  REQUIRE(wait_for([&] { return t.backends[0].check_streak.load() >= 2; }, 2000));
+  CHECK(t.backends[0].healthy.load() == 1);
+  CHECK(t.backends[0].last_result.load() == shm::check_result::ok);
+  CHECK(t.backends[0].last_check_ms.load() > 0);
+
+  SUBCASE("a passive mark-down is brought back after rise good checks") {
+    std::uint32_t one = 1;
+    REQUIRE(t.backends[0].healthy.compare_exchange_strong(one, 0));
+    t.backends[0].check_streak = 0;
+    t.backends[0].passive_fail_streak = 2;
+    t.backends[0].transitions.fetch_add(1);
+    REQUIRE(wait_for([&] { return t.backends[0].healthy.load() == 1; }, 2000));
+    CHECK(t.backends[0].check_streak.load() >= 2);
+    CHECK(t.backends[0].passive_fail_streak.load() == 0);
+    CHECK(t.backends[0].transitions.load() == 2);
+  }
+  SUBCASE("a row re-pointed by a reload is checked at its new address") {
+    t.backends[1].state.store(shm::backend_state::removed);
+    t.backends[1].config_epoch.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    const std::int64_t last = t.backends[1].last_check_ms.load();
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    CHECK(t.backends[1].last_check_ms.load() == last);  // removed rows are not probed
+    write_backend_row(t, 1, up.port);
+    REQUIRE(wait_for([&] { return t.backends[1].check_streak.load() >= 2; }, 2000));
+    CHECK(t.backends[1].healthy.load() == 1);
+  }
+  SUBCASE("new settings from the table apply without a restart") {
+    write_settings(t, check_kind::http, 50, 80);  // the listening socket never answers
+    REQUIRE(wait_for([&] { return t.backends[0].healthy.load() == 0; }, 3000));
+    CHECK(shm::read_last_error(t.backends[0]).rfind("timeout after 80 ms", 0) == 0);
+  }
+
+  close(child.master_end);
+  child.master_end = -1;
+  CHECK(child.wait_exit(2000) == exit_code::ok);
+}
+
+TEST_CASE("checker.exits_on_sigterm_and_resumes_from_the_table") {
+  shared_table st;
+  shm::table& t = *st.t;
+  int refused_port = 0;
+  { listening_socket tmp; refused_port = tmp.port; }
+  write_settings(t, check_kind::tcp, 50, 100);
+  write_backend_row(t, 0, refused_port);
+  config cfg;
+  {
+    checker_child child(t, cfg);
+    REQUIRE(wait_for([&] { return t.backends[0].healthy.load() == 0; }, 3000));
+    kill(child.pid, SIGTERM);
+    CHECK(child.wait_exit(2000) == exit_code::ok);
+  }
+  const std::uint64_t transitions = t.backends[0].transitions.load();
+  CHECK(transitions == 1);
+  // A restarted checker continues from the table: still down, no second "up -> down".
+  checker_child again(t, cfg);
+  const std::int32_t streak = t.backends[0].check_streak.load();
+  REQUIRE(wait_for([&] { return t.backends[0].check_streak.load() < streak; }, 2000));
+  CHECK(t.backends[0].healthy.load() == 0);
+  CHECK(t.backends[0].transitions.load() == transitions);
+  close(again.master_end);
+  again.master_end = -1;
+  CHECK(again.wait_exit(2000) == exit_code::ok);
+}

@@ -1,0 +1,30 @@
+#include "worker/accept_balance.h"
+
+#include <algorithm>
+
+namespace wslb::worker {
+
+bool ahead_of_peers(const shm::table& t, std::size_t slot, std::uint32_t generation) {
+  constexpr auto relaxed = std::memory_order_relaxed;
+  const std::size_t rows =
+      std::min<std::size_t>(t.header.slot_high_water.load(relaxed), shm::max_worker_slots);
+  bool have_peer = false;
+  std::uint64_t least = 0;
+  for (std::size_t s = 0; s < rows; ++s) {
+    if (s == slot) continue;
+    const shm::worker_row& row = t.workers[s];
+    if (row.state.load(relaxed) != shm::worker_state::running ||
+        row.generation.load(relaxed) != generation) {
+      continue;
+    }
+    const std::uint64_t accepted = row.accepted.load(relaxed);
+    if (!have_peer || accepted < least) least = accepted;
+    have_peer = true;
+  }
+  if (!have_peer) return false;
+  const std::uint64_t mine = t.workers[slot].accepted.load(relaxed);
+  // The margin keeps small counts (a few connections apart) from causing deferrals at all.
+  return mine * 5 > least * 6 + 8 * 5;
+}
+
+}  // namespace wslb::worker

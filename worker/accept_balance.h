@@ -1,0 +1,20 @@
+// Keeping accept load even across the workers of one generation. Every worker polls the same
+// listening socket, and the kernel tends to wake the same (most recently active) process
+// first, which would pile connections onto one worker. Before accepting, a worker compares
+// its own `accepted` count with its running peers' and lets them go first when it is clearly
+// ahead. Pure on the table: the unit tests drive it on a plain table image.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "shm/layout.h"
+
+namespace wslb::worker {
+
+// True when the worker in `slot` has accepted more than 1.2x + 8 the connections of the
+// least-loaded other worker of `generation` whose state is `running`. False when it has no
+// such peer. Rows [0, header.slot_high_water) are looked at.
+bool ahead_of_peers(const shm::table& t, std::size_t slot, std::uint32_t generation);
+
+}  // namespace wslb::worker

@@ -1,0 +1,157 @@
+#include "worker/acceptor.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/log.h"
+#include "worker/accept_balance.h"
+#include "worker/drain.h"
+#include "worker/session.h"
+
+namespace wslb::worker {
+
+namespace {
+
+// Connections taken per wake-up: enough to keep up with a storm, few enough that the other
+// workers (woken by the same readiness) get their share.
+constexpr int accept_batch = 8;
+// How long a worker that is ahead lets its peers go first.
+constexpr std::uint64_t defer_ms = 1;
+// How often a worker out of descriptors looks again (it also looks whenever one is released).
+constexpr std::uint64_t fd_retry_ms = 100;
+// One "out of file descriptors" line per this interval at most.
+constexpr std::int64_t fd_log_interval_ms = 10'000;
+
+void on_accept_ready(uv_poll_t* poll, int status, int events);
+
+void arm(worker_context& ctx) {
+  if (ctx.accept_polling || !ctx.accept_open) return;
+  if (uv_poll_start(&ctx.accept_poll, UV_READABLE, on_accept_ready) == 0) ctx.accept_polling = true;
+}
+
+void disarm(worker_context& ctx) {
+  if (!ctx.accept_polling) return;
+  uv_poll_stop(&ctx.accept_poll);
+  ctx.accept_polling = false;
+}
+
+void on_accept_timer(uv_timer_t* t) {
+  worker_context& ctx = worker_context::of(t->loop);
+  if (ctx.phase != worker_phase::running) return;
+  if (ctx.fd_paused) {
+    if (ctx.live_sessions >= ctx.max_sessions) {
+      uv_timer_start(&ctx.accept_timer, on_accept_timer, fd_retry_ms, 0);
+      return;
+    }
+    ctx.fd_paused = false;
+  }
+  arm(ctx);
+}
+
+// Out of descriptors (or at the session limit): stop polling, since a level-triggered poll on a
+// queue we cannot take from would spin, and look again after a while or when one is released.
+void pause_for_descriptors(worker_context& ctx) {
+  disarm(ctx);
+  if (!ctx.fd_paused) {
+    const std::int64_t now = monotonic_ms();
+    if (ctx.fd_pause_logged_ms < 0 || now - ctx.fd_pause_logged_ms >= fd_log_interval_ms) {
+      log_line(ctx.who, "out of file descriptors: %zu connections, pausing accept",
+               ctx.live_sessions);
+      ctx.fd_pause_logged_ms = now;
+    }
+  }
+  ctx.fd_paused = true;
+  uv_timer_start(&ctx.accept_timer, on_accept_timer, fd_retry_ms, 0);
+}
+
+void accept_some(worker_context& ctx) {
+  for (int i = 0; i < accept_batch && ctx.phase == worker_phase::running; ++i) {
+    if (ctx.live_sessions >= ctx.max_sessions) {
+      pause_for_descriptors(ctx);
+      return;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    const int fd = accept4(ctx.listen_fd, reinterpret_cast<sockaddr*>(&peer), &len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      switch (errno) {
+        case EAGAIN:  // another worker was faster
+          return;
+        case EINTR:
+        case ECONNABORTED:  // the client gave up while queued
+        case EPROTO:
+          continue;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+          pause_for_descriptors(ctx);
+          return;
+        default:
+          log_line(ctx.who, "accept failed: %s", std::strerror(errno));
+          return;
+      }
+    }
+    start_session(ctx, fd, peer);
+  }
+}
+
+void on_accept_ready(uv_poll_t* poll, int status, int) {
+  worker_context& ctx = worker_context::of(poll->loop);
+  if (status < 0 || ctx.phase != worker_phase::running) return;
+  // Ahead of the least-loaded peer: step back for a moment so that it takes what is queued.
+  // Only every other wake-up, so that a hung peer can delay clients but never starve them.
+  if (!ctx.deferred_last_wake && ahead_of_peers(ctx.table, ctx.slot, ctx.generation)) {
+    ctx.deferred_last_wake = true;
+    disarm(ctx);
+    uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
+    return;
+  }
+  ctx.deferred_last_wake = false;
+  accept_some(ctx);
+}
+
+}  // namespace
+
+int start_accepting(worker_context& ctx) {
+  int r = uv_poll_init(&ctx.loop, &ctx.accept_poll, ctx.listen_fd);
+  if (r != 0) return r;
+  ctx.accept_open = true;
+  arm(ctx);
+  return ctx.accept_polling ? 0 : UV_EINVAL;
+}
+
+void stop_accepting(worker_context& ctx) {
+  uv_timer_stop(&ctx.accept_timer);
+  ctx.fd_paused = false;
+  if (ctx.accept_open) {
+    disarm(ctx);
+    uv_close(reinterpret_cast<uv_handle_t*>(&ctx.accept_poll), nullptr);
+    ctx.accept_open = false;
+  }
+  if (ctx.listen_fd >= 0) {
+    // The listener's open file is shared with the master and the other workers: an epoll
+    // registration lives as long as that file does, not as long as our descriptor. Take it out
+    // of our epoll explicitly before closing, or its events would keep arriving for a closed fd.
+    epoll_ctl(uv_backend_fd(&ctx.loop), EPOLL_CTL_DEL, ctx.listen_fd, nullptr);
+    close(ctx.listen_fd);
+    ctx.listen_fd = -1;
+  }
+}
+
+void on_session_released(worker_context& ctx) {
+  if (ctx.fd_paused && ctx.phase == worker_phase::running &&
+      ctx.live_sessions < ctx.max_sessions) {
+    ctx.fd_paused = false;
+    uv_timer_stop(&ctx.accept_timer);
+    arm(ctx);
+  }
+  check_drained(ctx);
+}
+
+}  // namespace wslb::worker

@@ -1,0 +1,260 @@
+#include "worker/backend_connect.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <string>
+
+#include "common/log.h"
+#include "protocol/proxy_protocol.h"
+#include "worker/http_front.h"
+#include "worker/passive_health.h"
+#include "worker/row_counters.h"
+
+namespace wslb::worker {
+
+namespace {
+
+constexpr auto relaxed = std::memory_order_relaxed;
+// At most one connect-failure line per backend per second: a dead backend under load would
+// otherwise write one line per client.
+constexpr std::int64_t failure_log_interval_ms = 1000;
+
+void on_connected(uv_connect_t* req, int status);
+
+connect_state* state_of_timer(uv_timer_t* t) { return static_cast<connect_state*>(t->data); }
+
+void on_timer_closed(uv_handle_t* h) {
+  auto* hs = static_cast<connect_state*>(h->data);
+  session* s = hs->owner;
+  delete hs;
+  release_handle(s);
+}
+
+std::string describe_connect_error(const worker_context& ctx, int err) {
+  switch (err) {
+    case UV_ECONNREFUSED: return "connection refused";
+    case UV_ECONNRESET: return "connection reset";
+    case UV_ETIMEDOUT: return "timeout after " + std::to_string(ctx.cfg.connect_timeout_ms) + " ms";
+    default: return uv_strerror(err);
+  }
+}
+
+void log_connect_failure(worker_context& ctx, std::size_t index, const std::string& why) {
+  const std::int64_t now = monotonic_ms();
+  if (ctx.failure_logged_ms[index] != 0 &&
+      now - ctx.failure_logged_ms[index] < failure_log_interval_ms) {
+    ++ctx.failures_unlogged[index];
+    return;
+  }
+  if (ctx.failures_unlogged[index] > 0) {
+    log_line(ctx.who, "connect %s failed: %s (and %u more in the last second)",
+             ctx.backend_names[index].c_str(), why.c_str(), ctx.failures_unlogged[index]);
+  } else {
+    log_line(ctx.who, "connect %s failed: %s", ctx.backend_names[index].c_str(), why.c_str());
+  }
+  ctx.failure_logged_ms[index] = now;
+  ctx.failures_unlogged[index] = 0;
+}
+
+void on_backend_closed_for_retry(uv_handle_t* h) {
+  session* s = static_cast<session*>(h->data);
+  s->backend_open = false;
+  if (s->dead) {
+    release_handle(s);
+    return;
+  }
+  release_handle(s);
+  connect_backend(s);
+}
+
+// The current attempt failed (refused, reset, timed out, or could not even start). Counts it,
+// feeds passive health when the backend is to blame, and moves on to the next backend once the
+// failed socket is closed.
+void attempt_failed(session* s, int err, bool backend_fault) {
+  worker_context& ctx = s->ctx();
+  connect_state* hs = s->hs;
+  const std::size_t index = s->backend_index;
+  const std::size_t row = ctx.cfg.backends[index].row;
+  uv_timer_stop(&hs->timer);
+  hs->connect_outstanding = false;
+  hs->last_error = err;
+  counter_add(ctx.row.backends[row].failures, 1);
+  uncount_backend(s);
+  const std::string why = describe_connect_error(ctx, err);
+  log_connect_failure(ctx, index, why);
+  // With checks off nobody would ever bring a passively failed backend back: passive marking
+  // needs the checker.
+  if (backend_fault && ctx.cfg.check.kind != check_kind::none) {
+    std::string reason;
+    if (note_connect_failure(ctx.table.backends[row], ctx.cfg.check.fall, why, reason)) {
+      log_line(ctx.who, "backend %s up -> down: %s", ctx.backend_names[index].c_str(),
+               reason.c_str());
+    }
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed_for_retry);
+}
+
+void on_connect_timeout(session* s) {
+  connect_state* hs = s->hs;
+  if (!hs->connect_outstanding) return;
+  hs->timed_out = true;
+  attempt_failed(s, UV_ETIMEDOUT, true);
+}
+
+void on_timer(uv_timer_t* t) {
+  connect_state* hs = state_of_timer(t);
+  session* s = hs->owner;
+  if (s->dead) return;
+  if (hs->step == handshake_step::reading_head) {
+    on_handshake_timeout(s);
+  } else if (hs->step == handshake_step::connecting) {
+    on_connect_timeout(s);
+  }
+}
+
+void give_up(session* s) {
+  worker_context& ctx = s->ctx();
+  connect_state* hs = s->hs;
+  const bool tried_any = hs->tried != 0;
+  if (ctx.cfg.mode == proxy_mode::http) {
+    // Nothing was healthy: 503. Every healthy backend failed: 504 if the last one timed out,
+    // else 502 (refused or reset before answering).
+    int status = 503;
+    if (tried_any) status = hs->last_error == UV_ETIMEDOUT ? 504 : 502;
+    answer_error(s, status);
+    return;
+  }
+  if (!tried_any) counter_add(ctx.row.errors[static_cast<std::size_t>(shm::error_kind::no_backend_tcp_close)], 1);
+  close_session(s);
+}
+
+// The bytes that go to the backend before anything else: the PROXY header, then (http mode)
+// the request head with forwarding headers and whatever the client sent behind it.
+std::string initial_bytes(session* s) {
+  worker_context& ctx = s->ctx();
+  connect_state* hs = s->hs;
+  std::string out;
+  if (ctx.cfg.proxy_proto != proxy_protocol::off) {
+    sockaddr_storage local{};
+    int len = sizeof local;
+    uv_tcp_getsockname(&s->client, reinterpret_cast<sockaddr*>(&local), &len);
+    std::uint8_t header[protocol::proxy_header_max];
+    const std::size_t n = protocol::write_proxy_header(
+        ctx.cfg.proxy_proto == proxy_protocol::v1 ? protocol::proxy_version::v1
+                                                  : protocol::proxy_version::v2,
+        reinterpret_cast<const sockaddr*>(&hs->peer), reinterpret_cast<const sockaddr*>(&local),
+        header, sizeof header);
+    out.append(reinterpret_cast<const char*>(header), n);
+  }
+  if (hs->head) {
+    char ip[protocol::ip_text_max];
+    const std::size_t ip_len =
+        protocol::format_ip(reinterpret_cast<const sockaddr*>(&hs->peer), ip);
+    const protocol::forwarding f{ctx.cfg.forward_headers, std::string_view(ip, ip_len)};
+    const std::size_t at = out.size();
+    out.resize(at + hs->head->forwarded_head_size(f));
+    const std::size_t n = hs->head->write_forwarded_head(out.data() + at, out.size() - at, f);
+    out.resize(at + n);
+    out += hs->early;
+  }
+  return out;
+}
+
+void on_connected(uv_connect_t* req, int status) {
+  session* s = static_cast<session*>(req->data);
+  if (s->dead) return;
+  connect_state* hs = s->hs;
+  // A cancelled request (we closed the socket after a timeout) was already handled.
+  if (hs == nullptr || !hs->connect_outstanding) return;
+  hs->connect_outstanding = false;
+  if (status != 0) {
+    attempt_failed(s, status, true);
+    return;
+  }
+  worker_context& ctx = s->ctx();
+  uv_timer_stop(&hs->timer);
+  note_connect_success(ctx.table.backends[ctx.cfg.backends[s->backend_index].row]);
+  uv_tcp_nodelay(&s->backend, 1);
+  const bool watch = ctx.cfg.mode == proxy_mode::tcp || (hs->head && hs->head->is_websocket_upgrade());
+  const std::string initial = initial_bytes(s);
+  start_tunnel(s, initial.data(), initial.size(), watch);
+}
+
+}  // namespace
+
+bool open_connect_state(session* s, const sockaddr_storage& peer) {
+  worker_context& ctx = s->ctx();
+  auto* hs = new (std::nothrow) connect_state{};
+  if (hs == nullptr) return false;
+  if (uv_timer_init(&ctx.loop, &hs->timer) != 0) {
+    delete hs;
+    return false;
+  }
+  hs->owner = s;
+  hs->timer.data = hs;
+  hs->peer = peer;
+  if (ctx.cfg.balance.mode == balance_mode::source_hash) hs->sticky_key = hash_client_address(peer);
+  s->hs = hs;
+  ++s->open_handles;
+  return true;
+}
+
+void release_connect_state(session* s) {
+  connect_state* hs = s->hs;
+  if (hs == nullptr) return;
+  s->hs = nullptr;
+  hs->step = handshake_step::done;
+  uv_timer_stop(&hs->timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&hs->timer), on_timer_closed);
+}
+
+void connect_backend(session* s) {
+  worker_context& ctx = s->ctx();
+  connect_state* hs = s->hs;
+  hs->step = handshake_step::connecting;
+  hs->timed_out = false;
+  const std::size_t index = ctx.picker.pick(ctx.table, hs->tried, hs->sticky_key);
+  if (index == no_backend) {
+    give_up(s);
+    return;
+  }
+  hs->tried |= tried_set{1} << index;
+  s->backend_index = static_cast<std::uint16_t>(index);
+  const backend_config& b = ctx.cfg.backends[index];
+  // Counted from the pick, before the connect completes: a burst of new connections must see
+  // each other in least-conn, not all choose the same backend.
+  counter_add(ctx.row.backends[b.row].active, 1);
+  counter_add(ctx.row.backends[b.row].total, 1);
+  s->counted = true;
+  if (uv_tcp_init(&ctx.loop, &s->backend) != 0) {
+    uncount_backend(s);
+    hs->last_error = UV_ENOMEM;
+    give_up(s);
+    return;
+  }
+  s->backend.data = s;
+  s->backend_open = true;
+  ++s->open_handles;
+  hs->req.data = s;
+  const int r = uv_tcp_connect(&hs->req, &s->backend,
+                               reinterpret_cast<const sockaddr*>(&b.where.addr), on_connected);
+  if (r != 0) {
+    // Could not even start (out of descriptors, ...): not the backend's fault.
+    attempt_failed(s, r, false);
+    return;
+  }
+  hs->connect_outstanding = true;
+  uv_timer_start(&hs->timer, on_timer, ctx.cfg.connect_timeout_ms, 0);
+}
+
+std::uint64_t hash_client_address(const sockaddr_storage& peer) {
+  // The IP as text without the port (an IPv4-mapped IPv6 address as IPv4), as sticky_ring
+  // expects: every connection of one client hashes alike.
+  char ip[protocol::ip_text_max];
+  const std::size_t len = protocol::format_ip(reinterpret_cast<const sockaddr*>(&peer), ip);
+  return hash_key(std::string_view(ip, len));
+}
+
+}  // namespace wslb::worker

@@ -1,0 +1,141 @@
+#include "worker/backend_picker.h"
+
+#include <numeric>
+
+#include "shm/table_ops.h"
+
+namespace wslb::worker {
+
+namespace {
+
+constexpr auto relaxed = std::memory_order_relaxed;
+
+bool in_set(tried_set set, std::size_t i) { return (set >> i) & 1u; }
+
+// A step coprime with `w` near w * 0.618: walking positions p -> p * step mod w visits every
+// position once per cycle, so each backend still gets exactly its weight per cycle, but a
+// heavy backend's turns are spread through the cycle instead of coming in one block.
+std::uint64_t scatter_step(std::uint64_t w) {
+  if (w <= 2) return 1;
+  std::uint64_t step = (w * 618 + 500) / 1000;
+  while (std::gcd(step, w) != 1) ++step;
+  return step;
+}
+
+}  // namespace
+
+backend_picker::backend_picker(const std::vector<backend_config>& backends, balance_mode mode)
+    : mode_(mode) {
+  backends_.reserve(backends.size());
+  for (const backend_config& b : backends) {
+    backends_.push_back(entry{b.row, b.weight == 0 ? 1u : b.weight, b.where.to_string()});
+  }
+}
+
+bool backend_picker::eligible(const shm::table& t, std::size_t index) const {
+  const shm::backend_row& row = t.backends[backends_[index].row];
+  return row.state.load(std::memory_order_acquire) == shm::backend_state::active &&
+         row.healthy.load(relaxed) == 1;
+}
+
+std::size_t backend_picker::pick(shm::table& t, tried_set tried,
+                                 std::optional<std::uint64_t> sticky_key) {
+  switch (mode_) {
+    case balance_mode::round_robin:
+      return pick_round_robin(t, tried);
+    case balance_mode::least_conn:
+      return pick_least_conn(t, tried);
+    case balance_mode::source_hash:
+    case balance_mode::header:
+    case balance_mode::cookie:
+    case balance_mode::query:
+      if (sticky_key) {
+        const std::size_t chosen = pick_sticky(t, tried, *sticky_key);
+        if (chosen != no_backend) return chosen;
+      }
+      return pick_least_conn(t, tried);
+  }
+  return no_backend;
+}
+
+std::size_t backend_picker::pick_least_conn(shm::table& t, tried_set tried) const {
+  std::size_t ties[shm::max_backends];
+  std::size_t tie_count = 0;
+  std::uint64_t best_active = 0;
+  std::uint64_t best_weight = 1;
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    if (in_set(tried, i) || !eligible(t, i)) continue;
+    const std::uint64_t active = shm::sum_active(t, backends_[i].row);
+    const std::uint64_t weight = backends_[i].weight;
+    if (tie_count == 0) {
+      ties[tie_count++] = i;
+      best_active = active;
+      best_weight = weight;
+      continue;
+    }
+    // active/weight < best_active/best_weight, cross-multiplied (no division, as nginx does).
+    const std::uint64_t lhs = active * best_weight;
+    const std::uint64_t rhs = best_active * weight;
+    if (lhs < rhs) {
+      tie_count = 0;
+      ties[tie_count++] = i;
+      best_active = active;
+      best_weight = weight;
+    } else if (lhs == rhs) {
+      ties[tie_count++] = i;
+    }
+  }
+  if (tie_count == 0) return no_backend;
+  if (tie_count == 1) return ties[0];
+  // Equal backends take turns through the counter every worker shares, so that workers that
+  // all see the same counts at once do not all pile onto the first one.
+  const std::uint64_t turn = t.header.round_robin_next.fetch_add(1, relaxed);
+  return ties[turn % tie_count];
+}
+
+std::size_t backend_picker::pick_round_robin(shm::table& t, tried_set tried) const {
+  std::uint64_t total_weight = 0;
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    if (!in_set(tried, i) && eligible(t, i)) total_weight += backends_[i].weight;
+  }
+  if (total_weight == 0) return no_backend;
+  const std::uint64_t turn = t.header.round_robin_next.fetch_add(1, relaxed);
+  std::uint64_t position = ((turn % total_weight) * scatter_step(total_weight)) % total_weight;
+  std::size_t last = no_backend;
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    if (in_set(tried, i) || !eligible(t, i)) continue;
+    last = i;
+    if (position < backends_[i].weight) return i;
+    position -= backends_[i].weight;
+  }
+  // Only reached if a backend's health changed between the two passes: any eligible one will do.
+  return last;
+}
+
+std::size_t backend_picker::pick_sticky(const shm::table& t, tried_set tried, std::uint64_t key) {
+  std::uint64_t members = 0;
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    if (eligible(t, i)) members |= std::uint64_t{1} << i;
+  }
+  if (members == 0) return no_backend;
+  if (!ring_built_ || members != ring_members_) {
+    // Every configured backend is passed, healthy or not, so that a health change moves only
+    // the keys of the backend that changed.
+    ring_scratch_.clear();
+    for (std::size_t i = 0; i < backends_.size(); ++i) {
+      ring_scratch_.push_back(
+          ring_member{backends_[i].row, backends_[i].address, backends_[i].weight, in_set(members, i)});
+    }
+    ring_.rebuild(ring_scratch_);
+    ring_members_ = members;
+    ring_built_ = true;
+  }
+  const std::optional<std::size_t> row = ring_.lookup(key);
+  if (!row) return no_backend;
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    if (backends_[i].row == *row) return in_set(tried, i) ? no_backend : i;
+  }
+  return no_backend;
+}
+
+}  // namespace wslb::worker

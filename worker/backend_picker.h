@@ -1,0 +1,67 @@
+// Choosing a backend for a new connection from the shared table. Pure: it reads the table
+// (health, live counts of every worker row) and touches only the shared rotation counter, so
+// the unit tests drive it on a plain table image. Called by a worker for each new connection
+// and again, with the failed backends excluded, after a failed connect.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "shm/layout.h"
+#include "worker/sticky_ring.h"
+
+namespace wslb::worker {
+
+// Set of backends (bit i = index i of the worker's configured backends) a connection has
+// already tried; each backend is tried at most once per connection.
+using tried_set = std::uint64_t;
+
+inline constexpr std::size_t no_backend = static_cast<std::size_t>(-1);
+
+class backend_picker {
+ public:
+  // `backends` is the worker's configuration (their `row` indexes the table); `mode` its
+  // balancing mode. At most shm::max_backends backends.
+  backend_picker(const std::vector<backend_config>& backends, balance_mode mode);
+
+  // Picks among the configured backends whose table row is `active` and `healthy` and that
+  // are not in `tried`. Returns an index into the configured backends, or no_backend.
+  //   least-conn:  fewest live connections summed over ALL worker rows (every generation),
+  //                weights compared crosswise (a.active * b.weight < b.active * a.weight);
+  //                equal candidates take turns through header.round_robin_next.
+  //   round-robin: weighted rotation over header.round_robin_next, shared by all workers:
+  //                over any `sum of weights` consecutive turns each backend gets its weight.
+  //   sticky modes: `sticky_key` (a hash of the client's key) is mapped on a consistent-hash
+  //                ring of the healthy backends; without a key (or when the ring's choice was
+  //                already tried) they fall back to least-conn.
+  std::size_t pick(shm::table& t, tried_set tried, std::optional<std::uint64_t> sticky_key);
+
+  // True when this backend may get new connections now (row active and healthy).
+  bool eligible(const shm::table& t, std::size_t index) const;
+
+ private:
+  struct entry {
+    std::size_t row;
+    std::uint32_t weight;
+    std::string address;  // places the backend's points on the sticky ring
+  };
+  std::size_t pick_least_conn(shm::table& t, tried_set tried) const;
+  std::size_t pick_round_robin(shm::table& t, tried_set tried) const;
+  std::size_t pick_sticky(const shm::table& t, tried_set tried, std::uint64_t key);
+
+  std::vector<entry> backends_;
+  balance_mode mode_;
+  // The ring holds the backends that were eligible when it was built; it is rebuilt when that
+  // set changes (a health transition or a removed row), so only the keys of the backend that
+  // came or went move.
+  sticky_ring ring_;
+  std::uint64_t ring_members_ = 0;
+  bool ring_built_ = false;
+  std::vector<ring_member> ring_scratch_;
+};
+
+}  // namespace wslb::worker

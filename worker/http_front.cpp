@@ -1,0 +1,122 @@
+#include "worker/http_front.h"
+
+#include <cstdlib>
+
+#include "protocol/http_request.h"
+#include "worker/backend_connect.h"
+#include "worker/row_counters.h"
+
+namespace wslb::worker {
+
+namespace {
+
+constexpr std::uint32_t answer_linger_ms = 1000;
+
+shm::error_kind kind_of(int status) {
+  switch (status) {
+    case 400: return shm::error_kind::bad_request_400;
+    case 408: return shm::error_kind::request_timeout_408;
+    case 426: return shm::error_kind::upgrade_required_426;
+    case 431: return shm::error_kind::header_too_large_431;
+    case 502: return shm::error_kind::bad_gateway_502;
+    case 504: return shm::error_kind::gateway_timeout_504;
+    default: return shm::error_kind::no_backend_503;
+  }
+}
+
+std::optional<std::uint64_t> sticky_key_of(const worker_context& ctx,
+                                           const protocol::request_head_parser& head) {
+  std::optional<std::string_view> key;
+  switch (ctx.cfg.balance.mode) {
+    case balance_mode::header: key = head.header(ctx.cfg.balance.key); break;
+    case balance_mode::cookie: key = head.cookie(ctx.cfg.balance.key); break;
+    case balance_mode::query: key = head.query_param(ctx.cfg.balance.key); break;
+    default: return std::nullopt;
+  }
+  if (!key) return std::nullopt;
+  return hash_key(*key);
+}
+
+void on_answer_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+  session* s = static_cast<session*>(stream->data);
+  if (s->dead) return;
+  if (nread < 0) close_session(s);  // the client has gone (FIN or reset): done
+}
+
+void on_answer_shutdown(uv_shutdown_t* req, int) { std::free(req); }
+
+void on_head_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  session* s = static_cast<session*>(stream->data);
+  if (s->dead) return;
+  if (nread < 0) {
+    close_session(s);  // gone before its request was complete: nobody to answer
+    return;
+  }
+  if (nread == 0) return;
+  connect_state* hs = s->hs;
+  const std::size_t len = static_cast<std::size_t>(nread);
+  const protocol::head_feed_result r = hs->head->feed(buf->base, len);
+  if (r.status == protocol::head_status::need_more) return;
+  uv_read_stop(stream);
+  if (r.status == protocol::head_status::error) {
+    answer_error(s, r.http_status);
+    return;
+  }
+  // The head is complete. Anything behind it in this read (a request body, or frames a client
+  // sent right after its upgrade request) goes to the backend after the head.
+  hs->early.assign(buf->base + r.head_bytes_in_feed, len - r.head_bytes_in_feed);
+  worker_context& ctx = s->ctx();
+  if (auto key = sticky_key_of(ctx, *hs->head)) hs->sticky_key = key;
+  uv_timer_stop(&hs->timer);
+  // One decision per connection: after this head the connection is a tunnel to the chosen
+  // backend. Later requests on a kept-alive connection go to the same backend unparsed (no
+  // second balancing, no forwarding headers of their own); see protocol/http_request.h.
+  connect_backend(s);
+}
+
+}  // namespace
+
+void start_http_front(session* s) {
+  worker_context& ctx = s->ctx();
+  connect_state* hs = s->hs;
+  hs->step = handshake_step::reading_head;
+  hs->head = std::make_unique<protocol::request_head_parser>(ctx.cfg.max_header_size);
+  uv_timer_start(&hs->timer, [](uv_timer_t* t) {
+    auto* state = static_cast<connect_state*>(t->data);
+    if (!state->owner->dead && state->step == handshake_step::reading_head) {
+      on_handshake_timeout(state->owner);
+    }
+  }, ctx.cfg.handshake_timeout_ms, 0);
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&s->client), alloc_read_buffer,
+                    on_head_read) != 0) {
+    close_session(s);
+  }
+}
+
+void on_handshake_timeout(session* s) { answer_error(s, 408); }
+
+void answer_error(session* s, int status) {
+  worker_context& ctx = s->ctx();
+  counter_add(ctx.row.errors[static_cast<std::size_t>(kind_of(status))], 1);
+  release_connect_state(s);
+  if (s->backend_open) {
+    close_session(s);  // not reached today: answers are given before or between connects
+    return;
+  }
+  auto* client = reinterpret_cast<uv_stream_t*>(&s->client);
+  uv_read_stop(client);
+  const std::string_view answer = protocol::error_response(status);
+  if (!queue_control_write(s, client, to_client, answer.data(), answer.size())) {
+    close_session(s);
+    return;
+  }
+  auto* req = static_cast<uv_shutdown_t*>(std::malloc(sizeof(uv_shutdown_t)));
+  if (req == nullptr || uv_shutdown(req, client, on_answer_shutdown) != 0) std::free(req);
+  s->answering = true;
+  s->graceful = true;
+  ++ctx.graceful_sessions;
+  s->close_at_ms = static_cast<std::uint32_t>(uv_now(&ctx.loop)) + answer_linger_ms;
+  if (uv_read_start(client, alloc_read_buffer, on_answer_read) != 0) close_session(s);
+}
+
+}  // namespace wslb::worker

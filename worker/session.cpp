@@ -1,0 +1,422 @@
+#include "worker/session.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "common/log.h"
+#include "worker/backend_connect.h"
+#include "worker/http_front.h"
+#include "worker/row_counters.h"
+
+namespace wslb::worker {
+
+namespace {
+
+constexpr std::uint8_t bit(direction d) { return static_cast<std::uint8_t>(1u << d); }
+constexpr direction other(direction d) { return d == to_backend ? to_client : to_backend; }
+
+// How long a graceful close waits for a frame boundary, and then for the peers' FIN.
+constexpr std::uint32_t boundary_wait_ms = 1000;
+constexpr std::uint32_t close_grace_ms = 500;
+
+std::uint32_t now32(const worker_context& ctx) {
+  return static_cast<std::uint32_t>(uv_now(&ctx.loop));
+}
+// Wrap-safe "t has passed" on truncated loop times.
+bool reached(std::uint32_t now, std::uint32_t t) {
+  return static_cast<std::int32_t>(now - t) >= 0;
+}
+
+void on_session_handle_closed(uv_handle_t* h);
+void on_relay_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+void on_relay_write(uv_write_t* req, int status);
+void on_shutdown(uv_shutdown_t* req, int status);
+
+void free_session(session* s) {
+  worker_context& ctx = s->ctx();
+  if (s->graceful && ctx.graceful_sessions > 0) --ctx.graceful_sessions;
+  s->~session();
+  std::free(s);
+  --ctx.live_sessions;
+  counter_sub(ctx.row.connections, 1);
+  on_session_released(ctx);
+}
+
+void on_session_handle_closed(uv_handle_t* h) {
+  session* s = static_cast<session*>(h->data);
+  if (h == reinterpret_cast<uv_handle_t*>(&s->backend)) s->backend_open = false;
+  release_handle(s);
+}
+
+write_chunk* make_chunk(direction d, bool control, const void* data, std::size_t len) {
+  void* mem = std::malloc(sizeof(write_chunk) + len);
+  if (mem == nullptr) return nullptr;
+  auto* c = new (mem) write_chunk{};
+  c->len = static_cast<std::uint32_t>(len);
+  c->dir = d;
+  c->control = control;
+  std::memcpy(c->bytes(), data, len);
+  return c;
+}
+
+void pause_source(session* s, direction d) {
+  if (s->paused_mask & bit(d)) return;
+  s->paused_mask |= bit(d);
+  uv_read_stop(s->stream(d, true));
+}
+
+void resume_source(session* s, direction d) {
+  if (!(s->paused_mask & bit(d))) return;
+  s->paused_mask &= static_cast<std::uint8_t>(~bit(d));
+  if (s->eof_mask & bit(d)) return;  // nothing more will come from there
+  if (uv_read_start(s->stream(d, true), alloc_read_buffer, on_relay_read) != 0) close_session(s);
+}
+
+// Passes a FIN on: shuts the destination of `d` down once what is queued to it is written.
+void shut_down(session* s, direction d) {
+  if (s->shut_sent_mask & bit(d)) return;
+  s->shut_sent_mask |= bit(d);
+  auto* req = static_cast<uv_shutdown_t*>(std::malloc(sizeof(uv_shutdown_t)));
+  if (req == nullptr) {
+    close_session(s);
+    return;
+  }
+  req->data = s;
+  if (uv_shutdown(req, s->stream(d, false), on_shutdown) != 0) {
+    // Already shut or not connected: that direction is as finished as it will get.
+    std::free(req);
+    s->shut_done_mask |= bit(d);
+  }
+}
+
+// Both sides said FIN and both FINs were passed on: nothing is left to relay.
+void close_if_finished(session* s) {
+  if (s->eof_mask == 3 && s->shut_done_mask == 3) close_session(s);
+}
+
+// Sends `len` bytes of the loop buffer to the destination of `d`: straight through when the
+// socket takes them, else the remainder is copied once and queued, and the source is paused
+// until it is written (backpressure: at most one queued remainder per direction).
+void relay_bytes(session* s, direction d, const char* data, std::size_t len) {
+  if (len == 0) return;
+  uv_stream_t* dest = s->stream(d, false);
+  std::size_t written = 0;
+  if (s->pending[d] == nullptr) {
+    uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+    const int r = uv_try_write(dest, &b, 1);
+    if (r >= 0) {
+      written = static_cast<std::size_t>(r);
+      if (written == len) return;
+    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+      close_session(s);  // the destination is gone (reset, broken pipe)
+      return;
+    }
+  }
+  write_chunk* c = make_chunk(d, false, data + written, len - written);
+  if (c == nullptr) {
+    close_session(s);
+    return;
+  }
+  c->req.data = s;
+  uv_buf_t b = uv_buf_init(c->bytes(), c->len);
+  if (uv_write(&c->req, dest, &b, 1, on_relay_write) != 0) {
+    std::free(c);
+    close_session(s);
+    return;
+  }
+  s->pending[d] = c;
+  pause_source(s, d);
+}
+
+// Graceful close of direction `d`: our close frame (if upgraded and the stream is still open),
+// then FIN. Further input from the source of `d` is read and dropped.
+void finish_direction(session* s, direction d) {
+  if (s->done_mask & bit(d)) return;
+  s->done_mask |= bit(d);
+  s->finishing_mask &= static_cast<std::uint8_t>(~bit(d));
+  if (s->upgraded && !(s->shut_sent_mask & bit(d)) && s->watch.track[d].at_boundary() &&
+      !s->watch.track[d].saw_close()) {
+    // Frames towards a server must be masked; towards a client they must not be.
+    const protocol::close_frame f =
+        protocol::make_close_frame(protocol::close_going_away, d == to_backend);
+    queue_control_write(s, s->stream(d, false), d, f.bytes.data(), f.size);
+    if (s->dead) return;
+  }
+  shut_down(s, d);
+  if (s->dead) return;
+  if (s->done_mask == 3) {
+    s->close_at_ms = now32(s->ctx()) + close_grace_ms;
+    // Keep reading both sides (and dropping) so that their FIN is seen and no unread data
+    // turns our close into a reset.
+    resume_source(s, to_backend);
+    if (!s->dead) resume_source(s, to_client);
+  }
+}
+
+// Advances `t` over at most `len` bytes, stopping at the first frame boundary; returns how many
+// bytes it consumed. A header split across reads is taken byte by byte (at most 14).
+std::size_t advance_to_boundary(protocol::frame_tracker& t, const std::uint8_t* data,
+                                std::size_t len) {
+  std::size_t used = 0;
+  while (used < len && !t.at_boundary()) {
+    const std::uint64_t left = t.bytes_to_boundary();
+    const std::size_t step =
+        left > 0 ? static_cast<std::size_t>(std::min<std::uint64_t>(left, len - used)) : 1;
+    t.feed(data + used, step);
+    used += step;
+  }
+  return used;
+}
+
+void on_relay_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  session* s = static_cast<session*>(stream->data);
+  if (s->dead) return;
+  const direction d = stream == reinterpret_cast<uv_stream_t*>(&s->client) ? to_backend : to_client;
+  if (nread > 0) {
+    worker_context& ctx = s->ctx();
+    std::size_t len = static_cast<std::size_t>(nread);
+    const char* data = buf->base;
+    s->last_active_ms = now32(ctx);
+    if (s->done_mask & bit(d)) return;  // graceful close: this direction is finished
+    auto& bytes = ctx.unflushed[s->backend_index];
+    (d == to_backend ? bytes.in : bytes.out) += len;
+    const auto* u = reinterpret_cast<const std::uint8_t*>(data);
+    if (s->sniffing && d == to_client) {
+      const protocol::sniff_result r = s->watch.sniffer.feed(data, len);
+      if (r.status != protocol::sniff_status::need_more) {
+        s->sniffing = false;
+        if (s->watch.sniffer.switched_protocols()) {
+          // Upgraded: from here both directions are WebSocket frames. The client sent nothing
+          // after its request (it must wait for the 101), so its stream is at a boundary now.
+          s->upgraded = true;
+          new (&s->watch.track[0]) protocol::frame_tracker{};
+          new (&s->watch.track[1]) protocol::frame_tracker{};
+          s->watch.track[to_client].feed(u + r.head_bytes_in_feed, len - r.head_bytes_in_feed);
+        }
+      }
+    } else if (s->upgraded) {
+      if (s->finishing_mask & bit(d)) {
+        // Relay up to the boundary; what follows is dropped (our close frame goes there).
+        len = advance_to_boundary(s->watch.track[d], u, len);
+      } else {
+        s->watch.track[d].feed(u, len);
+      }
+    }
+    relay_bytes(s, d, data, len);
+    if (!s->dead && (s->finishing_mask & bit(d)) && s->watch.track[d].at_boundary()) {
+      finish_direction(s, d);
+    }
+    return;
+  }
+  if (nread == UV_EOF) {
+    s->eof_mask |= bit(d);
+    s->paused_mask &= static_cast<std::uint8_t>(~bit(d));
+    if (s->graceful) {
+      // The peer finished first: nothing to wait for in this direction.
+      finish_direction(s, d);
+      if (!s->dead && s->eof_mask == 3) close_session(s);
+      return;
+    }
+    shut_down(s, d);
+    if (!s->dead) close_if_finished(s);
+    return;
+  }
+  if (nread < 0) close_session(s);  // reset or another error: nothing more can be relayed
+}
+
+void on_relay_write(uv_write_t* req, int status) {
+  auto* c = reinterpret_cast<write_chunk*>(req);
+  session* s = static_cast<session*>(req->data);
+  const direction d = c->dir;
+  const bool control = c->control;
+  std::free(c);
+  if (!control) s->pending[d] = nullptr;
+  if (s->dead) return;
+  if (status < 0) {
+    close_session(s);
+    return;
+  }
+  if (control) return;
+  resume_source(s, d);
+}
+
+void on_shutdown(uv_shutdown_t* req, int status) {
+  session* s = static_cast<session*>(req->data);
+  const direction d =
+      req->handle == reinterpret_cast<uv_stream_t*>(&s->backend) ? to_backend : to_client;
+  std::free(req);
+  (void)status;  // a failed shutdown leaves nothing more to do for that direction either
+  s->shut_done_mask |= bit(d);
+  if (s->dead) return;
+  if (s->graceful) {
+    if (s->eof_mask == 3) close_session(s);
+    return;
+  }
+  close_if_finished(s);
+}
+
+}  // namespace
+
+void release_handle(session* s) {
+  if (--s->open_handles == 0 && s->dead) free_session(s);
+}
+
+void uncount_backend(session* s) {
+  if (!s->counted) return;
+  worker_context& ctx = s->ctx();
+  counter_sub(ctx.row.backends[ctx.cfg.backends[s->backend_index].row].active, 1);
+  s->counted = false;
+}
+
+void link_session(worker_context& ctx, session* s) {
+  s->prev = nullptr;
+  s->next = ctx.sessions;
+  if (ctx.sessions != nullptr) ctx.sessions->prev = s;
+  ctx.sessions = s;
+}
+
+void unlink_session(worker_context& ctx, session* s) {
+  if (ctx.close_cursor == s) ctx.close_cursor = s->next;
+  if (s->prev != nullptr) s->prev->next = s->next;
+  else if (ctx.sessions == s) ctx.sessions = s->next;
+  if (s->next != nullptr) s->next->prev = s->prev;
+  s->prev = s->next = nullptr;
+}
+
+void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer) {
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  void* mem = std::malloc(sizeof(session));
+  if (mem == nullptr) {
+    close(fd);
+    return;
+  }
+  session* s = new (mem) session{};
+  if (uv_tcp_init(&ctx.loop, &s->client) != 0) {
+    std::free(mem);
+    close(fd);
+    return;
+  }
+  s->client.data = s;
+  s->open_handles = 1;
+  ++ctx.live_sessions;
+  counter_add(ctx.row.connections, 1);
+  counter_add(ctx.row.accepted, 1);
+  link_session(ctx, s);
+  if (uv_tcp_open(&s->client, fd) != 0) {
+    close(fd);
+    close_session(s);
+    return;
+  }
+  s->last_active_ms = now32(ctx);
+  if (!open_connect_state(s, peer)) {
+    close_session(s);
+    return;
+  }
+  if (ctx.cfg.mode == proxy_mode::http) {
+    start_http_front(s);
+  } else {
+    connect_backend(s);
+  }
+}
+
+void start_tunnel(session* s, const char* initial, std::size_t initial_len, bool watch_for_101) {
+  release_connect_state(s);
+  s->relaying = true;
+  if (watch_for_101) {
+    s->sniffing = true;
+    new (&s->watch.sniffer) protocol::response_sniffer{};
+  }
+  s->last_active_ms = now32(s->ctx());
+  // The client is read only once the initial bytes are on their way, so that nothing it sends
+  // next can overtake them. relay_bytes pauses the client side if they had to be queued.
+  s->paused_mask |= bit(to_backend);
+  relay_bytes(s, to_backend, initial, initial_len);
+  if (s->dead) return;
+  if (uv_read_start(s->stream(to_client, true), alloc_read_buffer, on_relay_read) != 0) {
+    close_session(s);
+    return;
+  }
+  if (s->pending[to_backend] == nullptr) resume_source(s, to_backend);
+}
+
+void close_session(session* s) {
+  if (s->dead) return;
+  s->dead = true;
+  worker_context& ctx = s->ctx();
+  unlink_session(ctx, s);
+  uncount_backend(s);
+  if (s->hs != nullptr) release_connect_state(s);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->client), on_session_handle_closed);
+  if (s->backend_open && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_session_handle_closed);
+  }
+}
+
+void close_session_gracefully(session* s) {
+  if (s->dead || s->graceful) return;
+  if (!s->relaying) {
+    close_session(s);
+    return;
+  }
+  worker_context& ctx = s->ctx();
+  s->graceful = true;
+  ++ctx.graceful_sessions;
+  s->close_at_ms = now32(ctx) + boundary_wait_ms;
+  if (s->sniffing) s->sniffing = false;  // no answer yet: it is not a WebSocket to close politely
+  for (direction d : {to_backend, to_client}) {
+    if (s->dead) return;
+    if (s->eof_mask & bit(d)) {
+      s->done_mask |= bit(d);
+      continue;
+    }
+    if (s->upgraded && !s->watch.track[d].at_boundary()) {
+      // In the middle of a frame: relay up to its end first (the read callback finishes it).
+      s->finishing_mask |= bit(d);
+      continue;
+    }
+    finish_direction(s, d);
+  }
+}
+
+bool queue_control_write(session* s, uv_stream_t* dest, direction d, const void* data,
+                         std::size_t len) {
+  write_chunk* c = make_chunk(d, true, data, len);
+  if (c == nullptr) return false;
+  c->req.data = s;
+  uv_buf_t b = uv_buf_init(c->bytes(), c->len);
+  if (uv_write(&c->req, dest, &b, 1, on_relay_write) != 0) {
+    std::free(c);
+    return false;
+  }
+  return true;
+}
+
+void sweep_sessions(worker_context& ctx) {
+  const std::uint32_t now = now32(ctx);
+  const std::uint32_t idle = ctx.cfg.idle_timeout_ms;
+  if (idle == 0 && ctx.graceful_sessions == 0) return;
+  for (session* s = ctx.sessions; s != nullptr;) {
+    session* next = s->next;  // s may be unlinked below
+    if (s->graceful || s->answering) {
+      if (reached(now, s->close_at_ms)) close_session(s);
+    } else if (idle != 0 && s->relaying && reached(now, s->last_active_ms + idle)) {
+      close_session_gracefully(s);
+    }
+    s = next;
+  }
+}
+
+void alloc_read_buffer(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
+  worker_context& ctx = worker_context::of(handle->loop);
+  buf->base = ctx.read_buffer;
+  buf->len = read_buffer_size;
+}
+
+}  // namespace wslb::worker

@@ -1,0 +1,121 @@
+// One client connection and its backend connection: the unit a worker relays. One allocation
+// per client holds both libuv handles and a few bytes of state; an idle session owns no buffer
+// (reads use the loop's one buffer). Everything here runs on the worker's loop thread.
+//
+// Memory bound per session: sizeof(session) (about 600 bytes) while idle; while a peer is slow,
+// at most one queued buffer per direction of at most read_buffer_size (64 KiB), because
+// reading from a source stops until its queued remainder has been written. So a session never
+// holds more than sizeof(session) + 2 x (64 KiB + sizeof(write_chunk)), whatever its peers do.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "protocol/http_response.h"
+#include "protocol/websocket.h"
+#include "worker/worker_context.h"
+
+namespace wslb::worker {
+
+struct connect_state;
+
+// A direction of the relay, named by where the bytes go. Used as an index and as a bit (1 << d).
+enum direction : std::uint8_t { to_backend = 0, to_client = 1 };
+
+// A queued write: the unwritten remainder of one read (or a frame or answer of our own), in one
+// allocation with its request. Freed by the write callback.
+struct write_chunk {
+  uv_write_t req;
+  std::uint32_t len;
+  direction dir;
+  bool control;  // our own bytes (close frame, error answer): not the direction's pending data
+  char* bytes() { return reinterpret_cast<char*>(this + 1); }
+};
+
+// What a relayed stream is watched for: before the backend's answer is known, its status line
+// (did it switch to WebSocket?); after a 101, the frame boundaries of both directions. Never
+// both at once, so they share the bytes.
+union stream_watch {
+  stream_watch() {}
+  protocol::response_sniffer sniffer;
+  protocol::frame_tracker track[2];  // by direction
+};
+
+inline constexpr std::uint16_t no_backend_index = 0xFFFF;
+
+struct session {
+  uv_tcp_t client;
+  uv_tcp_t backend;
+  session* prev = nullptr;
+  session* next = nullptr;
+  connect_state* hs = nullptr;  // from accept until the tunnel starts (head, connect); else null
+  write_chunk* pending[2] = {nullptr, nullptr};  // by direction: at most one queued remainder
+  stream_watch watch;
+  std::uint32_t last_active_ms = 0;  // loop time (truncated) of the last read: idle timeout
+  std::uint32_t close_at_ms = 0;     // loop time (truncated) a graceful close gives up waiting
+  std::uint16_t backend_index = no_backend_index;  // configured index of the chosen backend
+  std::uint8_t open_handles = 0;  // libuv handles of this session not yet closed
+  // Per-direction state, one bit per direction (1 << d).
+  std::uint8_t eof_mask = 0;        // the source of d sent FIN
+  std::uint8_t shut_sent_mask = 0;  // the destination of d was shut down (FIN passed on)
+  std::uint8_t shut_done_mask = 0;  // ... and that shutdown completed
+  std::uint8_t paused_mask = 0;     // reading from the source of d stopped (backpressure)
+  std::uint8_t finishing_mask = 0;  // graceful close: waiting for d's next frame boundary
+  std::uint8_t done_mask = 0;       // graceful close: d is finished, further input is dropped
+  bool dead : 1 = false;            // closing its handles; freed when they are all closed
+  bool graceful : 1 = false;        // a graceful close is under way
+  bool upgraded : 1 = false;        // the backend answered 101: frames are tracked
+  bool sniffing : 1 = false;        // watching the backend's first bytes for a 101
+  bool backend_open : 1 = false;    // `backend` initialised and not closed
+  bool counted : 1 = false;         // counted in the row's backends[backend_index].active
+  bool answering : 1 = false;       // an error answer was sent: waiting for the client to go
+  bool relaying : 1 = false;        // the tunnel has started
+
+  uv_stream_t* stream(direction d, bool source) {
+    const bool client_side = (d == to_backend) == source;
+    return reinterpret_cast<uv_stream_t*>(client_side ? &client : &backend);
+  }
+  worker_context& ctx() const { return worker_context::of(client.loop); }
+};
+
+// Called by the acceptor with a freshly accepted, non-blocking client socket. Takes ownership
+// of `fd` (closes it on failure). Counts it in the row (connections, accepted).
+void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer);
+
+// Starts relaying both ways once the backend is connected. `initial` (PROXY header, forwarded
+// request head, early bytes; may be empty) is sent to the backend before anything the client
+// sends next. `websocket_request` says whether the backend's answer should be watched for 101
+// (always in tcp mode, for upgrade requests in http mode).
+void start_tunnel(session* s, const char* initial, std::size_t initial_len, bool watch_for_101);
+
+// Closes both connections now. Idempotent; the session is freed once libuv has closed its
+// handles. Safe to call from any of the session's callbacks.
+void close_session(session* s);
+
+// Closes a relaying session cleanly: for an upgraded connection, a close frame 1001 to each
+// side at that direction's next frame boundary, then FIN both ways; otherwise FIN both ways.
+// Gives up waiting (boundary, peers' FIN) after about a second and closes. Sessions that are
+// not relaying yet are closed at once.
+void close_session_gracefully(session* s);
+
+// Queues our own bytes (a close frame, an error answer) to `dest` after anything queued
+// before. Returns false (and closes nothing) when the write could not be queued.
+bool queue_control_write(session* s, uv_stream_t* dest, direction d, const void* data,
+                         std::size_t len);
+
+// One of the session's libuv handles has been closed; frees the session after its last one
+// once it is being closed.
+void release_handle(session* s);
+
+// Takes the session's connection out of its backend's live count (the row's `active`).
+void uncount_backend(session* s);
+
+// Housekeeping (about every 250 ms): idle timeouts and graceful closes that waited too long.
+void sweep_sessions(worker_context& ctx);
+
+// Lets the acceptor know descriptors were released (defined in acceptor.cpp).
+void on_session_released(worker_context& ctx);
+
+}  // namespace wslb::worker

@@ -1,0 +1,36 @@
+#include "worker/worker_context.h"
+
+#include <cstdio>
+
+#include "worker/row_counters.h"
+
+namespace wslb::worker {
+
+worker_context::worker_context(const config& c, shm::table& t, std::size_t slot_index,
+                               std::uint32_t gen)
+    : cfg(c),
+      table(t),
+      row(t.workers[slot_index]),
+      slot(slot_index),
+      generation(gen),
+      picker(c.backends, c.balance.mode) {
+  std::snprintf(who, sizeof who, "worker %zu", slot_index);
+  backend_names.reserve(c.backends.size());
+  for (std::size_t i = 0; i < c.backends.size(); ++i) {
+    backend_names.push_back(c.backends[i].where.to_string());
+    seen_healthy[i] = 1;
+  }
+}
+
+void flush_byte_counters(worker_context& ctx) {
+  for (std::size_t i = 0; i < ctx.cfg.backends.size(); ++i) {
+    auto& pending = ctx.unflushed[i];
+    if (pending.in == 0 && pending.out == 0) continue;
+    shm::backend_counters& c = ctx.row.backends[ctx.cfg.backends[i].row];
+    counter_add(c.bytes_in, pending.in);
+    counter_add(c.bytes_out, pending.out);
+    pending = {};
+  }
+}
+
+}  // namespace wslb::worker

@@ -127,6 +127,10 @@ TEST_CASE("http_request.errors") {
   CHECK(status_of("GET / HTTX/1.1\r\n\r\n") == 400);
   CHECK(status_of("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n") == 400);
   CHECK(status_of("GET / HTTP/1.1\r\nHost: h\r\nX: a\x01z\r\n\r\n") == 400);
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: h\r\nX: \x0e\r\n\r\n") == 400);  // found by fuzzing
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n") == 400);
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: h\r\nX: caf\xc3\xa9\tok\r\n\r\n") == 0);  // obs-text, tab
+  CHECK(status_of("GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n") == 400);
   CHECK(status_of("GET / HTTP/1.1\r\n\r\n") == 400);                          // no Host
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == 400);    // two Hosts
   CHECK(status_of("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n") == 400);  // obs-fold

@@ -1,0 +1,61 @@
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <memory>
+
+#include "shm/table.h"
+#include "worker/accept_balance.h"
+
+using namespace wslb;
+using namespace wslb::worker;
+
+namespace {
+std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> accepted,
+                                       std::uint32_t generation = 1) {
+  auto t = std::make_unique<shm::table>();
+  std::memset(static_cast<void*>(t.get()), 0, sizeof(shm::table));
+  shm::initialise_header(*t);
+  std::size_t s = 0;
+  for (std::uint64_t a : accepted) {
+    t->workers[s].state = shm::worker_state::running;
+    t->workers[s].generation = generation;
+    t->workers[s].accepted = a;
+    ++s;
+  }
+  t->header.slot_high_water = static_cast<std::uint32_t>(s);
+  return t;
+}
+}  // namespace
+
+TEST_CASE("accept_balance.defers_only_when_clearly_ahead") {
+  auto t = table_with({100, 100, 100});
+  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  t->workers[0].accepted = 128;  // 1.2 x 100 + 8
+  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  t->workers[0].accepted = 129;
+  CHECK(ahead_of_peers(*t, 0, 1));
+  // The least-loaded peer counts, not the average.
+  t->workers[0].accepted = 100;
+  t->workers[2].accepted = 10;
+  CHECK(ahead_of_peers(*t, 0, 1));
+  CHECK_FALSE(ahead_of_peers(*t, 2, 1));
+  // Small numbers never defer.
+  auto small = table_with({7, 0});
+  CHECK_FALSE(ahead_of_peers(*small, 0, 1));
+}
+
+TEST_CASE("accept_balance.compares_running_workers_of_its_generation_only") {
+  auto t = table_with({500, 100});
+  CHECK(ahead_of_peers(*t, 0, 1));
+  t->workers[1].state = shm::worker_state::draining;  // old or leaving: not a peer
+  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  t->workers[1].state = shm::worker_state::running;
+  t->workers[1].generation = 2;  // another generation
+  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  t->workers[1].generation = 1;
+  t->workers[1].state = shm::worker_state::starting;  // not accepting yet
+  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  // Alone: nothing to compare with.
+  auto alone = table_with({1000});
+  CHECK_FALSE(ahead_of_peers(*alone, 0, 1));
+}

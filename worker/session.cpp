@@ -333,7 +333,9 @@ void start_tunnel(session* s, const char* initial, std::size_t initial_len, bool
     s->sniffing = true;
     new (&s->watch.sniffer) protocol::response_sniffer{};
   }
-  s->last_active_ms = now32(s->ctx());
+  worker_context& ctx = s->ctx();
+  s->last_active_ms = now32(ctx);
+  ctx.unflushed[s->backend_index].in += initial_len;
   // The client is read only once the initial bytes are on their way, so that nothing it sends
   // next can overtake them. relay_bytes pauses the client side if they had to be queued.
   s->paused_mask |= bit(to_backend);

@@ -1,11 +1,15 @@
 #include "demo/echo_connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
 
-#include "demo/http_request.h"
+#include "protocol/http_response.h"
+#include "protocol/proxy_protocol.h"
 
 namespace wslb::demo {
 namespace {
@@ -37,19 +41,19 @@ const char* reason_phrase(int status) {
 
 // Header names in lower case (HTTP names are case-insensitive and proxies rewrite them);
 // repeated headers joined with ", " as RFC 9110 allows for list-valued fields.
-std::string headers_to_json(const http_request_head& head) {
+std::string headers_to_json(const protocol::request_head_parser& head) {
   std::string json = "{";
   std::vector<std::string> seen;
-  for (std::size_t i = 0; i < head.headers.size(); ++i) {
-    std::string name(head.headers[i].name);
+  for (std::size_t i = 0; i < head.header_count(); ++i) {
+    std::string name(head.header_name(i));
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
-    std::string value(head.headers[i].value);
-    for (std::size_t j = i + 1; j < head.headers.size(); ++j) {
-      if (iequals(head.headers[j].name, name)) {
+    std::string value(head.header_value(i));
+    for (std::size_t j = i + 1; j < head.header_count(); ++j) {
+      if (protocol::iequals(head.header_name(j), name)) {
         value += ", ";
-        value += head.headers[j].value;
+        value += head.header_value(j);
       }
     }
     if (!seen.empty()) json += ',';
@@ -81,6 +85,31 @@ void append_frame(std::string& out, opcode op, std::string_view payload) {
 }
 
 }  // namespace
+
+bool looks_like_request_line(std::string_view data, bool& maybe) {
+  constexpr std::size_t max_method_len = 16;
+  maybe = false;
+  for (std::size_t i = 0; i < data.size() && i <= max_method_len; ++i) {
+    const char c = data[i];
+    if (c == ' ') return i > 0;
+    if (c < 'A' || c > 'Z') return false;
+  }
+  maybe = data.size() <= max_method_len;
+  return false;
+}
+
+std::string address_text(const sockaddr_storage& addr) {
+  char ip[protocol::ip_text_max];
+  const auto n = protocol::format_ip(reinterpret_cast<const sockaddr*>(&addr), ip);
+  if (n == 0) return {};
+  std::uint16_t port = 0;
+  if (addr.ss_family == AF_INET) port = ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
+  if (addr.ss_family == AF_INET6) port = ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+  const std::string_view text(ip, n);
+  std::string out = text.find(':') != std::string_view::npos ? "[" + std::string(text) + "]"
+                                                             : std::string(text);
+  return out + ":" + std::to_string(port);
+}
 
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
@@ -114,8 +143,7 @@ feed_result echo_connection::feed(const std::uint8_t* data, std::size_t len, std
     case echo_kind::websocket:
       return feed_frames(data, len, out);
     case echo_kind::http:
-      held_.append(reinterpret_cast<const char*>(data), len);
-      return serve_http(out);
+      return serve_http(data, len, out);
     case echo_kind::detecting:
       held_.append(reinterpret_cast<const char*>(data), len);
       return detect(out);
@@ -124,7 +152,8 @@ feed_result echo_connection::feed(const std::uint8_t* data, std::size_t len, std
 }
 
 feed_result echo_connection::peer_closed(std::string& out) {
-  if (kind_ == echo_kind::detecting && !held_.empty()) {
+  if (kind_ == echo_kind::detecting && !held_.empty() &&
+      (proxy_seen_ || !settings_->expect_proxy)) {
     // A short raw message that never grew long enough to rule out a request line.
     out += held_;
   }
@@ -133,11 +162,50 @@ feed_result echo_connection::peer_closed(std::string& out) {
   return feed_result::close_after_flush;
 }
 
+// The PROXY header, when expected, must come first; a connection without one is dropped
+// unanswered, as HAProxy's accept-proxy does.
+bool echo_connection::strip_proxy_header(feed_result& result) {
+  protocol::proxy_header_info info;
+  const auto status = protocol::parse_proxy_header(
+      reinterpret_cast<const std::uint8_t*>(held_.data()), held_.size(), info);
+  if (status == protocol::proxy_parse_status::need_more) {
+    result = feed_result::keep_open;
+    return false;
+  }
+  if (status == protocol::proxy_parse_status::invalid) {
+    kind_ = echo_kind::closed;
+    std::string().swap(held_);
+    result = feed_result::close_after_flush;
+    return false;
+  }
+  proxy_seen_ = true;
+  held_.erase(0, info.header_len);
+  proxy_json_ = "{\"version\":";
+  proxy_json_ += info.version == protocol::proxy_version::v1 ? "1" : "2";
+  if (info.has_addresses) {
+    proxy_json_ += ",\"src\":";
+    append_json_string(proxy_json_, address_text(info.source));
+    proxy_json_ += ",\"dst\":";
+    append_json_string(proxy_json_, address_text(info.destination));
+  } else {
+    proxy_json_ += ",\"src\":null,\"dst\":null";
+  }
+  proxy_json_ += '}';
+  return true;
+}
+
 feed_result echo_connection::detect(std::string& out) {
+  if (settings_->expect_proxy && !proxy_seen_) {
+    feed_result result;
+    if (!strip_proxy_header(result)) return result;
+    if (held_.empty()) return feed_result::keep_open;
+  }
   bool maybe = false;
   if (looks_like_request_line(held_, maybe)) {
     kind_ = echo_kind::http;
-    return serve_http(out);
+    std::string first;
+    first.swap(held_);
+    return serve_http(reinterpret_cast<const std::uint8_t*>(first.data()), first.size(), out);
   }
   if (maybe) return feed_result::keep_open;
   kind_ = echo_kind::raw;
@@ -161,99 +229,77 @@ void echo_connection::answer_http(int status, std::string_view body, bool keep_a
   if (!no_body && !head_only) out += body;
 }
 
-feed_result echo_connection::serve_http(std::string& out) {
-  std::size_t pos = 0;
-  feed_result result = feed_result::keep_open;
+feed_result echo_connection::serve_http(const std::uint8_t* data, std::size_t len,
+                                       std::string& out) {
   while (true) {
     if (body_left_ > 0) {
-      const auto skip = std::min<std::uint64_t>(body_left_, held_.size() - pos);
-      pos += static_cast<std::size_t>(skip);
+      const auto skip = static_cast<std::size_t>(std::min<std::uint64_t>(body_left_, len));
+      data += skip;
+      len -= skip;
       body_left_ -= skip;
-      if (body_left_ > 0) break;
+      if (body_left_ > 0) return feed_result::keep_open;
     }
-    if (pos == held_.size()) break;
-    http_request_head head;
-    const auto status = parse_request_head(std::string_view(held_).substr(pos), head);
-    if (status == head_status::incomplete) {
-      if (held_.size() - pos > max_head) {
-        answer_http(431, "{\"error\":\"request head too large\"}", false, false, out);
-        kind_ = echo_kind::closed;
-        result = feed_result::close_after_flush;
-      }
-      break;
-    }
-    if (status == head_status::bad) {
-      answer_http(400, "{\"error\":\"malformed request\"}", false, false, out);
+    if (len == 0) return feed_result::keep_open;
+    if (!head_) head_ = std::make_unique<protocol::request_head_parser>(max_head);
+    const auto r = head_->feed(reinterpret_cast<const char*>(data), len);
+    if (r.status == protocol::head_status::need_more) return feed_result::keep_open;
+    if (r.status == protocol::head_status::error) {
+      const auto answer = protocol::error_response(r.http_status);
+      out += answer.empty() ? protocol::error_response(400) : answer;
+      head_.reset();
       kind_ = echo_kind::closed;
-      result = feed_result::close_after_flush;
-      break;
+      return feed_result::close_after_flush;
     }
+    data += r.head_bytes_in_feed;
+    len -= r.head_bytes_in_feed;
+    const auto& head = *head_;
 
-    if (head.is_websocket_upgrade()) {
-      const auto key = head.header("sec-websocket-key");
-      if (head.method != "GET" || head.minor_version < 1 || head.header("sec-websocket-version") != "13" ||
-          !protocol::valid_websocket_key(key)) {
-        answer_http(400, "{\"error\":\"bad websocket handshake\"}", false, false, out);
-        kind_ = echo_kind::closed;
-        result = feed_result::close_after_flush;
-        break;
-      }
+    if (head.is_websocket_upgrade()) {  // the parser has checked the key and version
       out += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Accept: ";
-      out += protocol::websocket_accept(key);
+      out += protocol::websocket_accept(head.header("sec-websocket-key").value_or(""));
       out += "\r\n\r\n";
       headers_json_ = headers_to_json(head);
+      head_.reset();
       kind_ = echo_kind::websocket;
       // Frames may have been sent right behind the handshake.
-      std::string rest = held_.substr(pos + head.head_len);
-      std::string().swap(held_);
-      if (rest.empty()) return feed_result::keep_open;
-      return feed_frames(reinterpret_cast<const std::uint8_t*>(rest.data()), rest.size(), out);
+      return len == 0 ? feed_result::keep_open : feed_frames(data, len, out);
     }
 
     bool keep_alive = head.keep_alive();
-    const auto length_text = head.header("content-length");
-    if (!length_text.empty()) {
+    if (const auto length_text = head.header("content-length")) {
       std::uint64_t length = 0;
       const auto [end, ec] =
-          std::from_chars(length_text.data(), length_text.data() + length_text.size(), length);
-      if (ec != std::errc() || end != length_text.data() + length_text.size()) {
-        answer_http(400, "{\"error\":\"bad content-length\"}", false, false, out);
+          std::from_chars(length_text->data(), length_text->data() + length_text->size(), length);
+      if (ec != std::errc() || end != length_text->data() + length_text->size()) {
+        out += protocol::error_response(400);
+        head_.reset();
         kind_ = echo_kind::closed;
-        result = feed_result::close_after_flush;
-        break;
+        return feed_result::close_after_flush;
       }
       body_left_ = length;
-    } else if (head.has_header("transfer-encoding")) {
+    } else if (head.header("transfer-encoding")) {
       keep_alive = false;  // a chunked body is not parsed here: answer, then close
     }
 
     std::string body = "{\"id\":";
     append_json_string(body, settings_->id);
     body += ",\"method\":";
-    append_json_string(body, head.method);
+    append_json_string(body, head.method());
     body += ",\"target\":";
-    append_json_string(body, head.target);
+    append_json_string(body, head.target());
     body += ",\"headers\":";
     body += headers_to_json(head);
     body += ",\"proxy\":";
     body += proxy_json_;
     body += '}';
-    answer_http(settings_->http_status, body, keep_alive, head.method == "HEAD", out);
-    pos += head.head_len;
+    answer_http(settings_->http_status, body, keep_alive, head.method() == "HEAD", out);
+    head_.reset();
     if (!keep_alive) {
       kind_ = echo_kind::closed;
-      result = feed_result::close_after_flush;
-      break;
+      return feed_result::close_after_flush;
     }
   }
-  if (kind_ == echo_kind::closed) {
-    std::string().swap(held_);
-  } else {
-    held_.erase(0, pos);
-    if (held_.empty()) std::string().swap(held_);
-  }
-  return result;
 }
 
 feed_result echo_connection::fail_websocket(std::uint16_t code, std::string& out) {

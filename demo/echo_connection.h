@@ -7,9 +7,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include <sys/socket.h>
+
+#include "protocol/http_request.h"
 #include "protocol/websocket.h"
 
 namespace wslb::demo {
@@ -48,23 +52,27 @@ class echo_connection {
 
  private:
   feed_result detect(std::string& out);
-  feed_result serve_http(std::string& out);
+  feed_result serve_http(const std::uint8_t* data, std::size_t len, std::string& out);
   feed_result feed_frames(const std::uint8_t* data, std::size_t len, std::string& out);
   feed_result finish_frame(std::string& out);
   feed_result fail_websocket(std::uint16_t code, std::string& out);
   void answer_http(int status, std::string_view body, bool keep_alive, bool head_only,
                    std::string& out);
   void add_whoami(std::string& out) const;
+  bool strip_proxy_header(feed_result& result);
 
   const echo_settings* settings_;
   echo_kind kind_ = echo_kind::detecting;
-  // Bytes kept across calls: the request head being collected, a partial frame header, or a
-  // control frame's payload. Empty (and unallocated after shrink) while a connection is idle.
+  // Bytes kept across calls: the first bytes while the kind is being decided, a partial frame
+  // header, or a control frame's payload. Empty (and unallocated) while a connection is idle.
   std::string held_;
+  // The request head being read (plain HTTP or the upgrade); only while one is incomplete.
+  std::unique_ptr<protocol::request_head_parser> head_;
   // JSON kept for "whoami" after a WebSocket handshake: the request headers and PROXY data.
   std::string headers_json_;
   std::string proxy_json_ = "null";
   std::uint64_t body_left_ = 0;  // plain HTTP: request body bytes still to skip
+  bool proxy_seen_ = false;      // the PROXY header (when expected) has been stripped
 
   // WebSocket frame being received.
   bool in_frame_ = false;
@@ -73,6 +81,13 @@ class echo_connection {
   std::uint64_t payload_left_ = 0;
   std::size_t mask_offset_ = 0;
 };
+
+// "ip:port" ("[v6]:port") of an IPv4 or IPv6 socket address; empty for another family.
+std::string address_text(const sockaddr_storage& addr);
+
+// True when `data` could be the start of a request line: an upper-case method token then a
+// space. `maybe` is set while too few bytes have arrived to tell.
+bool looks_like_request_line(std::string_view data, bool& maybe);
 
 // Appends `s` as a JSON string literal (with quotes) to `out`.
 void append_json_string(std::string& out, std::string_view s);

@@ -1,11 +1,14 @@
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "demo/echo_connection.h"
-#include "demo/http_request.h"
+#include "protocol/proxy_protocol.h"
 #include "protocol/websocket.h"
 
 using namespace wslb;
@@ -81,10 +84,10 @@ TEST_CASE("echo.http_body_is_skipped") {
   echo_settings s;
   echo_connection c(s);
   std::string out;
-  feed(c, "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", out);
+  feed(c, "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab", out);
   CHECK(out.find(R"("method":"POST")") != std::string::npos);
   out.clear();
-  feed(c, "cdeGET /q HTTP/1.1\r\n\r\n", out);
+  feed(c, "cdeGET /q HTTP/1.1\r\nHost: h\r\n\r\n", out);
   CHECK(out.find(R"("target":"/q")") != std::string::npos);
 }
 
@@ -171,4 +174,50 @@ TEST_CASE("echo.request_line_sniffing") {
   CHECK_FALSE(maybe);
   CHECK_FALSE(looks_like_request_line("HELLO\n", maybe));
   CHECK_FALSE(maybe);
+}
+
+TEST_CASE("echo.proxy_header_is_stripped_and_reported") {
+  echo_settings s;
+  s.expect_proxy = true;
+  echo_connection c(s);
+  std::string out;
+  const std::string v1 = "PROXY TCP4 192.0.2.7 127.0.0.1 40000 9001\r\n";
+  feed(c, v1.substr(0, 9), out);
+  CHECK(out.empty());
+  feed(c, v1.substr(9) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", out);
+  CHECK(out.find(R"("proxy":{"version":1,"src":"192.0.2.7:40000","dst":"127.0.0.1:9001"})") !=
+        std::string::npos);
+}
+
+TEST_CASE("echo.v2_proxy_header_before_websocket") {
+  echo_settings s;
+  s.expect_proxy = true;
+  echo_connection c(s);
+  sockaddr_in client{}, local{};
+  client.sin_family = local.sin_family = AF_INET;
+  client.sin_addr.s_addr = htonl(0x0A000001);
+  client.sin_port = htons(5555);
+  local.sin_addr.s_addr = htonl(0x7F000001);
+  local.sin_port = htons(80);
+  std::uint8_t header[protocol::proxy_header_max];
+  const auto n = protocol::write_proxy_header(protocol::proxy_version::v2,
+                                              reinterpret_cast<sockaddr*>(&client),
+                                              reinterpret_cast<sockaddr*>(&local), header,
+                                              sizeof header);
+  REQUIRE(n > 0);
+  std::string out;
+  feed(c, std::string(reinterpret_cast<char*>(header), n) + upgrade +
+              masked_frame(protocol::opcode::text, "whoami"), out);
+  CHECK(c.kind() == echo_kind::websocket);
+  CHECK(out.find(R"("proxy":{"version":2,"src":"10.0.0.1:5555","dst":"127.0.0.1:80"})") !=
+        std::string::npos);
+}
+
+TEST_CASE("echo.missing_proxy_header_drops_the_connection") {
+  echo_settings s;
+  s.expect_proxy = true;
+  echo_connection c(s);
+  std::string out;
+  CHECK(feed(c, "GET / HTTP/1.1\r\n\r\n", out) == feed_result::close_after_flush);
+  CHECK(out.empty());
 }

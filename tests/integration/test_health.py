@@ -315,5 +315,44 @@ def test_health_survives_restart_workers_and_a_killed_checker():
     inst.stop()
 
 
+def _write_config(path, backends, interval):
+    with open(path, "w") as f:
+        f.write("backend = [" + ", ".join(f'"{b.address}"' for b in backends) + "]\n")
+        f.write(f'check = "tcp"\ncheck-interval = "{interval}"\ncheck-timeout = "200ms"\n'
+                f'check-rise = "{RISE}"\ncheck-fall = "{FALL}"\n')
+
+
+def test_health_and_checker_survive_a_reload_with_new_settings():
+    b1, b2, b3 = (h.EchoBackend(ident=i) for i in ("b1", "b2", "b3"))
+    cfg = os.path.join(h.RUNTIME_DIR, "health-reload.toml")
+    _write_config(cfg, [b1, b2], "300ms")
+    inst = h.Instance([], workers=2, extra=["--config", cfg])
+    for b in (b1, b2):
+        _wait_checked(inst, b.address)
+    b2.kill()
+    _wait_health(inst, b2.address, False, FALL * INTERVAL + TIMEOUT + SLACK)
+    checker_pid = inst.status()["checker"]["pid"]
+
+    _write_config(cfg, [b1, b2, b3], "200ms")
+    r = h.cli("reload", "--name", inst.name)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    s = inst.status()
+    entry = inst.backend(s, b2.address)
+    # Health is not forgotten because workers changed, and the checker was not restarted.
+    assert entry["healthy"] is False and entry["transitions"] == 1, entry
+    assert s["checker"]["pid"] == checker_pid, s["checker"]
+    assert s["checker"]["interval_ms"] == 200, s["checker"]
+    h.wait_until(lambda: "tcp checks every 200 ms" in inst.log(), 3, what="new settings applied")
+    _wait_checked(inst, b3.address)  # the added backend is checked (and started up)
+    inst.wait_ready()
+    ids = h.run_async(_ids_of_held_connections(inst.url, 20))
+    assert ids.count("b2") == 0 and ids.count("b3") > 0, _count(ids)
+    b2.start()
+    took, _ = _wait_health(inst, b2.address, True, RISE * 0.2 + TIMEOUT + SLACK)
+    h.log(f"b2 up {took * 1000:.0f} ms after its restart with a 200 ms interval")
+    assert inst.status()["checker"]["pid"] == checker_pid
+    inst.stop()
+
+
 if __name__ == "__main__":
     h.main(globals())

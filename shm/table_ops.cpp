@@ -66,8 +66,22 @@ void copy_fixed(char* dst, std::size_t capacity, std::string_view text) {
 }
 
 void write_last_error(backend_row& row, std::string_view text) {
-  const std::uint32_t seq = row.last_error_seq.load(relaxed);
-  row.last_error_seq.store(seq + 1, relaxed);
+  // Two writers can meet here (the checker and a worker marking the backend down): claim the
+  // text by moving the sequence from even to odd; a loser waits for the winner, which only
+  // copies under 100 bytes. Bounded: a writer killed mid-copy must not wedge the others.
+  std::uint32_t seq = row.last_error_seq.load(relaxed);
+  for (int spin = 0; spin < 100000; ++spin) {
+    if ((seq & 1u) == 0 &&
+        row.last_error_seq.compare_exchange_weak(seq, seq + 1, std::memory_order_acquire,
+                                                 relaxed)) {
+      break;
+    }
+    seq = row.last_error_seq.load(relaxed);
+    if (spin == 99999) {
+      seq &= ~1u;  // the holder died while writing: take over from its odd value
+      row.last_error_seq.store(seq + 1, relaxed);
+    }
+  }
   std::atomic_thread_fence(std::memory_order_release);
   copy_fixed(row.last_error, error_chars, text);
   row.last_error_seq.store(seq + 2, std::memory_order_release);

@@ -153,19 +153,26 @@ async def _whoami(url):
         return json.loads(await ws.recv())["id"]
 
 
+def _whoami_many(url, n):
+    """The backend ids that `n` concurrent new connections land on."""
+    async def many():
+        return await asyncio.gather(*(_whoami(url) for _ in range(n)))
+    return h.run_async(many())
+
+
 def test_reload_moves_new_connections_and_bad_reload_changes_nothing():
     b1, b2 = h.EchoBackend(ident="one"), h.EchoBackend(ident="two")
     cfg = os.path.join(h.RUNTIME_DIR, "reload.toml")
     _write_config(cfg, [b1.address])
     inst = h.Instance([], workers=2, extra=["--config", cfg])
-    ids = h.run_async(asyncio.gather(*(_whoami(inst.url) for _ in range(10))))
+    ids = _whoami_many(inst.url, 10)
     assert set(ids) == {"one"}, ids
 
     _write_config(cfg, [b2.address])
     r = h.cli("reload", "--name", inst.name)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "+" + b2.address in r.stdout and "-" + b1.address in r.stdout, r.stdout
-    ids = h.run_async(asyncio.gather(*(_whoami(inst.url) for _ in range(10))))
+    ids = _whoami_many(inst.url, 10)
     assert set(ids) == {"two"}, ids
     s = inst.status()
     assert inst.backend(s, b1.address)["state"] in ("removed",) or \
@@ -177,7 +184,7 @@ def test_reload_moves_new_connections_and_bad_reload_changes_nothing():
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "--backend" in r.stderr and "99999" in r.stderr, r.stderr
     gen = inst.status()["generation"]
-    ids = h.run_async(asyncio.gather(*(_whoami(inst.url) for _ in range(5))))
+    ids = _whoami_many(inst.url, 5)
     assert set(ids) == {"two"}, ids
     assert inst.status()["generation"] == gen, "a bad reload must not restart workers"
 
@@ -187,7 +194,7 @@ def test_reload_moves_new_connections_and_bad_reload_changes_nothing():
     h.wait_until(lambda: inst.status()["generation"] == gen + 1, 10, what="SIGHUP reload")
     h.wait_until(lambda: all(w["state"] == "running" for w in inst.status()["workers"]), 10,
                  what="old generation drained")
-    ids = h.run_async(asyncio.gather(*(_whoami(inst.url) for _ in range(10))))
+    ids = _whoami_many(inst.url, 10)
     assert set(ids) == {"one", "two"}, ids
     inst.stop()
 

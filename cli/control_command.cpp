@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "cli/commands.h"
+#include "cli/subcommand.h"
 #include "common/exit_codes.h"
 #include "supervisor/instance_files.h"
 
@@ -86,15 +87,7 @@ int control_command(const std::string& verb, const args& a) {
   bool graceful = false;
   app.add_option("--name", name, "Instance name")->capture_default_str();
   if (verb == "stop") app.add_flag("--graceful", graceful, "Close the listener and drain first");
-  try {
-    app.parse(args(a.rbegin(), a.rend()));
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    return exit_code::ok;
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "wslb %s: %s\n", verb.c_str(), e.what());
-    return exit_code::usage;
-  }
+  if (auto done = parse_subcommand(app, a, verb)) return *done;
   return send_command(name, graceful ? "stop graceful" : verb);
 }
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/subcommand.h"
 #include "common/exit_codes.h"
 #include "common/parse.h"
 #include "common/run_options.h"
@@ -53,15 +54,7 @@ int demo_command(const args& a) {
   app.add_option("--listen", listen, "Where wslb listens")->capture_default_str();
   app.add_option("--name", name, "Instance name")->capture_default_str();
   app.add_option("--workers", workers, "Worker processes")->capture_default_str();
-  try {
-    app.parse(args(a.rbegin(), a.rend()));
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    return exit_code::ok;
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "wslb demo: %s\n", e.what());
-    return exit_code::usage;
-  }
+  if (auto done = parse_subcommand(app, a, "demo")) return *done;
   const std::string dir = supervisor::runtime_dir();
   pid_t pids[2] = {0, 0};
   std::vector<std::string> run_args = {"--listen", listen, "--name", name, "--workers", workers,

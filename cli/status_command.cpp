@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/subcommand.h"
 #include "cli/status_view.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
@@ -19,15 +20,7 @@ int status_command(const args& a) {
   bool json = false;
   app.add_option("--name", name, "Instance name")->capture_default_str();
   app.add_flag("--json", json, "Machine-readable output");
-  try {
-    app.parse(args(a.rbegin(), a.rend()));
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    return exit_code::ok;
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "wslb status: %s\n", e.what());
-    return exit_code::usage;
-  }
+  if (auto done = parse_subcommand(app, a, "status")) return *done;
   try {
     auto mapping = shm::table_mapping::attach(name, shm::access::read_only);
     const shm::table& t = mapping.get();

@@ -78,13 +78,17 @@ int demo_command(const args& a) {
     for (pid_t p : pids) kill(p, SIGTERM);
     return exit_code::usage;
   }
+  // The path this binary was started from, so the printed commands work when pasted.
+  char exe[4096];
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const std::string self = len > 0 ? std::string(exe, static_cast<std::size_t>(len)) : "wslb";
   std::printf(
       "wslb demo: backends %s and %s (WebSocket echo) behind ws://%s/\n"
       "  connect:  /usr/bin/python3 -m websockets ws://%s/   (type a line, it comes back)\n"
       "  status:   %s status --name %s      (add --json for machines)\n"
       "  stop:     Ctrl-C here, or %s stop --name %s\n\n",
       run_args[run_args.size() - 3].c_str(), run_args.back().c_str(), listen.c_str(),
-      listen.c_str(), "build/wslb", name.c_str(), "build/wslb", name.c_str());
+      listen.c_str(), self.c_str(), name.c_str(), self.c_str(), name.c_str());
   std::fflush(stdout);
   const int code = supervisor::run_master(cfg, run_args);
   for (pid_t p : pids) {

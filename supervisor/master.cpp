@@ -187,7 +187,9 @@ int master::run() {
 }
 
 bool master::start() {
-  const config& cfg = *cfg_;
+  // A copy of the pointer: cfg_ is replaced below once backend rows are assigned.
+  const std::shared_ptr<const config> initial = cfg_;
+  const config& cfg = *initial;
   try {
     lock_fd_ = take_instance_lock(cfg.name);
   } catch (const std::exception& e) {

@@ -3,7 +3,7 @@
 #include <string_view>
 #include <utility>
 
-#include "checker/response_head.h"
+#include "protocol/http_response.h"
 #include "protocol/websocket.h"
 
 namespace wslb::checker {
@@ -159,13 +159,13 @@ class probe {
   }
 
   void on_response_bytes(std::string_view bytes) {
+    const std::size_t before = head_.size();
     head_.append(bytes.substr(0, max_head_bytes + 1 - std::min(head_.size(), max_head_bytes)));
-    const int status = response_status(head_);
-    if (status < 0) return fail("bad HTTP status line");
-    if (status == 0) {
-      if (head_.size() > max_head_bytes) return fail("bad HTTP status line");
-      return;  // wait for the rest of the status line
-    }
+    const protocol::sniff_result sniffed =
+        sniffer_.feed(head_.data() + before, head_.size() - before);
+    if (sniffed.status == protocol::sniff_status::invalid) return fail("bad HTTP status line");
+    const int status = sniffer_.status_code();
+    if (status == 0) return;  // wait for the rest of the status line
     if (target_.kind == probe_kind::http) {
       if (status >= 200 && status < 400) {
         report(probe_status::ok, {});
@@ -175,12 +175,10 @@ class probe {
       return fail("HTTP " + std::to_string(status));
     }
     if (status != 101) return fail("no 101 for upgrade (HTTP " + std::to_string(status) + ")");
-    const std::size_t end = head_end(head_);
-    if (end == 0) {
-      if (head_.size() > max_head_bytes) return fail("response head too large");
-      return;
-    }
-    const auto accept = header_value(head_, "Sec-WebSocket-Accept");
+    if (sniffed.status != protocol::sniff_status::complete) return;
+    const std::size_t end = before + sniffed.head_bytes_in_feed;
+    const auto accept =
+        protocol::response_header(std::string_view(head_).substr(0, end), "Sec-WebSocket-Accept");
     if (!accept) return fail("bad Sec-WebSocket-Accept (missing)");
     if (*accept != protocol::websocket_accept(key_)) return fail("bad Sec-WebSocket-Accept");
     report(probe_status::ok, {});
@@ -251,6 +249,7 @@ class probe {
   std::string request_;
   std::string key_;
   std::string head_;
+  protocol::response_sniffer sniffer_{max_head_bytes};
   std::string tail_;
   protocol::close_frame close_frame_;
   char read_buf_[4096];

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "checker/probe.h"
-#include "checker/response_head.h"
+#include "protocol/http_response.h"
 #include "protocol/websocket.h"
 
 using namespace wslb;
@@ -60,8 +60,9 @@ void send_then(server_conn* c, std::string bytes, bool close_after) {
 void on_server_bytes(server_conn* c) {
   test_server& s = *c->server;
   if (!c->answered) {
-    const std::size_t end = head_end(c->in);
-    if (end == 0) return;
+    const std::size_t blank = c->in.find("\r\n\r\n");
+    if (blank == std::string::npos) return;
+    const std::size_t end = blank + 4;
     c->answered = true;
     s.request = c->in.substr(0, end);
     c->in.erase(0, end);
@@ -73,7 +74,7 @@ void on_server_bytes(server_conn* c) {
       send_then(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true);
       return;
     }
-    const auto key = header_value(s.request, "Sec-WebSocket-Key");
+    const auto key = protocol::response_header(s.request, "Sec-WebSocket-Key");
     std::string accept = key ? protocol::websocket_accept(*key) : "";
     if (s.mode == server_mode::ws_bad_accept) accept = protocol::websocket_accept("nope");
     send_then(c,
@@ -222,8 +223,8 @@ TEST_CASE("probe.http_status_decides") {
     CHECK(f.run_probe(target_for(port, probe_kind::http)).status == probe_status::ok);
   }
   CHECK(s.request.rfind("GET /health HTTP/1.1\r\n", 0) == 0);
-  CHECK(header_value(s.request, "Host") == "127.0.0.1:" + std::to_string(port));
-  CHECK(header_value(s.request, "Connection") == std::string("close"));
+  CHECK(protocol::response_header(s.request, "Host") == "127.0.0.1:" + std::to_string(port));
+  CHECK(protocol::response_header(s.request, "Connection") == std::string("close"));
   for (int status : {404, 500, 503}) {
     s.status = status;
     const probe_outcome o = f.run_probe(target_for(port, probe_kind::http));
@@ -253,10 +254,10 @@ TEST_CASE("probe.websocket_upgrade_and_clean_close") {
   const probe_outcome o = f.run_probe(target_for(port, probe_kind::websocket));
   CHECK(o.status == probe_status::ok);
   CHECK(o.error.empty());
-  CHECK(header_value(s.request, "Upgrade") == std::string("websocket"));
-  CHECK(header_value(s.request, "Sec-WebSocket-Version") == std::string("13"));
-  REQUIRE(header_value(s.request, "Sec-WebSocket-Key"));
-  CHECK(protocol::valid_websocket_key(*header_value(s.request, "Sec-WebSocket-Key")));
+  CHECK(protocol::response_header(s.request, "Upgrade") == std::string("websocket"));
+  CHECK(protocol::response_header(s.request, "Sec-WebSocket-Version") == std::string("13"));
+  REQUIRE(protocol::response_header(s.request, "Sec-WebSocket-Key"));
+  CHECK(protocol::valid_websocket_key(*protocol::response_header(s.request, "Sec-WebSocket-Key")));
   CHECK(s.saw_close_1000);  // masked close frame with code 1000
 }
 

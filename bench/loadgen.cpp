@@ -34,6 +34,7 @@ void run_result::merge(const run_result& o) {
   opened += o.opened;
   verified += o.verified;
   messages += o.messages;
+  messages_total += o.messages_total;
   bytes += o.bytes;
   cycles += o.cycles;
   for (int i = 0; i < static_cast<int>(failure::count_); ++i) failures[i] += o.failures[i];
@@ -319,6 +320,7 @@ void load_loop::read_handshake(client& c) {
 void load_loop::message_done(client& c, std::int64_t now) {
   c.awaiting = false;
   --busy_;
+  ++result_.messages_total;
   const auto rtt = static_cast<std::uint64_t>(now - c.started_ns);
   switch (o_.mode) {
     case load_mode::echo:

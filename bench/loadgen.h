@@ -52,6 +52,7 @@ struct run_result {
   std::uint64_t verified = 0;     // hold: round trips after the idle time
   std::uint64_t messages = 0;     // echo: round trips completed in the measured window
   std::uint64_t bytes = 0;        // echo: payload bytes echoed in the window (one direction)
+  std::uint64_t messages_total = 0;  // every round trip, warm-up and verification included
   std::uint64_t cycles = 0;       // churn: complete connect-handshake-echo-close cycles
   std::uint64_t failures[static_cast<int>(failure::count_)] = {};
   double open_s = 0;              // time from start until every connection was open or failed

@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
       "{\"tool\":\"wslb-loadgen\",\"mode\":\"%s\",\"label\":\"%s\",\"complete\":%s,\"processes\":%u,"
       "\"targets\":%zu,\"sources\":%zu,\"connections\":%u,\"concurrency\":%u,\"size\":%u,"
       "\"duration_s\":%.3f,\"measured_s\":%.3f,\"open_s\":%.3f,\"attempted\":%llu,\"opened\":%llu,"
-      "\"verified\":%llu,\"failed\":%llu,\"failures\":%s,\"messages\":%llu,\"msgs_per_s\":%.1f,"
+      "\"verified\":%llu,\"failed\":%llu,\"failures\":%s,\"messages\":%llu,\"messages_total\":%llu,\"msgs_per_s\":%.1f,"
       "\"mb_per_s\":%.3f,\"cycles\":%llu,\"handshakes_per_s\":%.1f,"
       "\"rtt_us\":{\"count\":%llu,\"mean\":%.1f,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f}}\n",
       mode_name(o.mode), label.c_str(), complete ? "true" : "false", processes, o.targets.size(),
@@ -298,7 +298,8 @@ int main(int argc, char** argv) {
       total.open_s, static_cast<unsigned long long>(total.attempted),
       static_cast<unsigned long long>(total.opened), static_cast<unsigned long long>(total.verified),
       static_cast<unsigned long long>(total.failed()), failures.c_str(),
-      static_cast<unsigned long long>(total.messages), msgs_per_s, mb_per_s,
+      static_cast<unsigned long long>(total.messages),
+      static_cast<unsigned long long>(total.messages_total), msgs_per_s, mb_per_s,
       static_cast<unsigned long long>(total.cycles), hs_per_s,
       static_cast<unsigned long long>(total.rtt.count()), total.rtt.mean() / 1000.0,
       us(total.rtt.quantile(0.5)), us(total.rtt.quantile(0.99)), us(total.rtt.quantile(0.999)),

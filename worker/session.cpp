@@ -243,6 +243,8 @@ void on_relay_write(uv_write_t* req, int status) {
     return;
   }
   if (control) return;
+  // A slow reader that is still taking bytes is not idle.
+  s->last_active_ms = now32(s->ctx());
   resume_source(s, d);
 }
 
@@ -374,11 +376,7 @@ void close_session_gracefully(session* s) {
   if (s->sniffing) s->sniffing = false;  // no answer yet: it is not a WebSocket to close politely
   for (direction d : {to_backend, to_client}) {
     if (s->dead) return;
-    if (s->eof_mask & bit(d)) {
-      s->done_mask |= bit(d);
-      continue;
-    }
-    if (s->upgraded && !s->watch.track[d].at_boundary()) {
+    if (s->upgraded && !(s->eof_mask & bit(d)) && !s->watch.track[d].at_boundary()) {
       // In the middle of a frame: relay up to its end first (the read callback finishes it).
       s->finishing_mask |= bit(d);
       continue;

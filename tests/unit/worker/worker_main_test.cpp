@@ -1,0 +1,307 @@
+// run_worker in a forked child over a table in anonymous shared memory, as the master runs it:
+// the test plays the master (table rows, listener, socketpair) and an echo backend, then checks
+// the worker's contract: ready, relaying and counting, drain, stop, and exit when the master
+// goes away.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/exit_codes.h"
+#include "common/parse.h"
+#include "shm/table.h"
+#include "shm/table_ops.h"
+#include "worker/worker_main.h"
+
+using namespace wslb;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct shared_table {
+  shm::table* t = nullptr;
+  shared_table() {
+    void* p = mmap(nullptr, sizeof(shm::table), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(p != MAP_FAILED);
+    t = static_cast<shm::table*>(p);  // zero-filled by the kernel
+    shm::initialise_header(*t);
+    t->header.master_pid = getpid();
+  }
+  ~shared_table() { munmap(t, sizeof(shm::table)); }
+};
+
+int listen_on_loopback(int& port, bool nonblocking) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(listen(fd, 128) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+// A byte echo backend: one thread per connection, stopped by shutting its listener down.
+struct echo_backend {
+  int fd = -1;
+  int port = 0;
+  std::thread acceptor;
+  std::vector<std::thread> conns;
+  echo_backend() {
+    fd = listen_on_loopback(port, false);
+    acceptor = std::thread([this] {
+      for (;;) {
+        const int c = accept(fd, nullptr, nullptr);
+        if (c < 0) return;
+        conns.emplace_back([c] {
+          char buf[4096];
+          for (;;) {
+            const ssize_t n = read(c, buf, sizeof buf);
+            if (n <= 0) break;
+            if (write(c, buf, static_cast<std::size_t>(n)) != n) break;
+          }
+          close(c);
+        });
+      }
+    });
+  }
+  ~echo_backend() {
+    shutdown(fd, SHUT_RDWR);
+    acceptor.join();
+    for (auto& t : conns) t.join();
+    close(fd);
+  }
+};
+
+struct forked_worker {
+  shared_table shared;
+  config cfg;
+  int listen_fd = -1;
+  int listen_port = 0;
+  int master_end = -1;
+  pid_t pid = -1;
+
+  explicit forked_worker(int backend_port, proxy_mode mode = proxy_mode::tcp) {
+    std::string error;
+    backend_config b;
+    REQUIRE(parse_endpoint("127.0.0.1:" + std::to_string(backend_port), b.where, error));
+    b.row = 0;
+    cfg.backends.push_back(b);
+    cfg.mode = mode;
+    cfg.check.kind = check_kind::none;
+    cfg.drain_timeout_ms = 2000;
+    shm::table& t = *shared.t;
+    shm::copy_fixed(t.backends[0].address, shm::address_chars, b.where.to_string());
+    t.backends[0].weight = 1;
+    t.backends[0].healthy = 1;
+    t.backends[0].state = shm::backend_state::active;
+    t.header.backend_high_water = 1;
+    t.header.slot_high_water = 1;
+    t.workers[0].state = shm::worker_state::starting;
+    t.workers[0].generation = 1;
+    listen_fd = listen_on_loopback(listen_port, true);
+    int pair[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      close(pair[0]);
+      _exit(worker::run_worker(worker::launch{cfg, t, listen_fd, pair[1], 0, 1}));
+    }
+    close(pair[1]);
+    master_end = pair[0];
+  }
+  ~forked_worker() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    if (master_end >= 0) close(master_end);
+    close(listen_fd);
+  }
+  shm::table& table() { return *shared.t; }
+
+  char receive(int timeout_ms) {
+    pollfd p{master_end, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1) return 0;
+    char c = 0;
+    return recv(master_end, &c, 1, 0) == 1 ? c : 0;
+  }
+  void send_message(char m) { REQUIRE(send(master_end, &m, 1, MSG_NOSIGNAL) == 1); }
+  // The exit status, or -1 if it has not exited within `timeout`.
+  int wait_exit(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      int status = 0;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return -1;
+  }
+  int connect_client() const {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(listen_port));
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+  }
+};
+
+std::string echo_round_trip(int fd, const std::string& text) {
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  std::string got;
+  char buf[256];
+  while (got.size() < text.size()) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got;
+}
+
+template <typename F>
+bool eventually(F f, std::chrono::milliseconds timeout = 3000ms) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (f()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return f();
+}
+
+}  // namespace
+
+TEST_CASE("worker.cannot_start_without_backends") {
+  shared_table shared;
+  config cfg;  // no backend
+  CHECK(worker::run_worker(worker::launch{cfg, *shared.t, -1, -1, 0, 1}) ==
+        exit_code::fatal_config);
+}
+
+TEST_CASE("worker.relays_counts_and_drains_after_the_last_connection") {
+  echo_backend backend;
+  forked_worker w(backend.port);
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  shm::table& t = w.table();
+
+  const int client = w.connect_client();
+  CHECK(echo_round_trip(client, "hello") == "hello");
+  CHECK(t.workers[0].connections.load() == 1);
+  CHECK(t.workers[0].accepted.load() == 1);
+  CHECK(t.workers[0].backends[0].active.load() == 1);
+  CHECK(t.workers[0].backends[0].total.load() == 1);
+  // Bytes reach the table on the housekeeping tick.
+  CHECK(eventually([&] { return t.workers[0].backends[0].bytes_in.load() == 5 &&
+                                t.workers[0].backends[0].bytes_out.load() == 5; }));
+
+  // Draining: a deadline is published, established connections keep relaying, no exit yet.
+  w.send_message(worker::msg_drain);
+  CHECK(eventually([&] { return t.workers[0].drain_deadline_ms.load() != 0; }));
+  CHECK(echo_round_trip(client, "still here") == "still here");
+  CHECK(w.wait_exit(200ms) == -1);
+  // The last connection closes: the worker exits 0 and its counts are back to zero.
+  close(client);
+  CHECK(w.wait_exit(3000ms) == exit_code::ok);
+  CHECK(t.workers[0].connections.load() == 0);
+  CHECK(t.workers[0].backends[0].active.load() == 0);
+}
+
+TEST_CASE("worker.half_close_is_passed_on") {
+  echo_backend backend;
+  forked_worker w(backend.port);
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  const int client = w.connect_client();
+  CHECK(echo_round_trip(client, "abc") == "abc");
+  // Our FIN reaches the echo backend, which closes; its FIN comes back to us.
+  REQUIRE(write(client, "tail", 4) == 4);
+  shutdown(client, SHUT_WR);
+  std::string rest;
+  char buf[64];
+  ssize_t n;
+  while ((n = read(client, buf, sizeof buf)) > 0) rest.append(buf, static_cast<std::size_t>(n));
+  CHECK(rest == "tail");
+  CHECK(n == 0);  // EOF, not a timeout
+  close(client);
+  CHECK(eventually([&] { return w.table().workers[0].connections.load() == 0; }));
+}
+
+TEST_CASE("worker.exits_when_the_master_goes_away_or_says_stop") {
+  echo_backend backend;
+  SUBCASE("EOF on the master channel, with a connection open") {
+    forked_worker w(backend.port);
+    REQUIRE(w.receive(3000) == worker::msg_ready);
+    const int client = w.connect_client();
+    CHECK(echo_round_trip(client, "x") == "x");
+    close(w.master_end);
+    w.master_end = -1;
+    CHECK(w.wait_exit(1000ms) == exit_code::ok);
+    char c;
+    CHECK(read(client, &c, 1) <= 0);  // its connection was closed, not left serving
+    close(client);
+  }
+  SUBCASE("msg_stop closes everything at once") {
+    forked_worker w(backend.port);
+    REQUIRE(w.receive(3000) == worker::msg_ready);
+    const int client = w.connect_client();
+    CHECK(echo_round_trip(client, "x") == "x");
+    w.send_message(worker::msg_stop);
+    CHECK(w.wait_exit(1000ms) == exit_code::ok);
+    close(client);
+  }
+  SUBCASE("SIGTERM is a stop") {
+    forked_worker w(backend.port);
+    REQUIRE(w.receive(3000) == worker::msg_ready);
+    kill(w.pid, SIGTERM);
+    CHECK(w.wait_exit(1000ms) == exit_code::ok);
+  }
+}
+
+TEST_CASE("worker.no_healthy_backend_closes_tcp_and_answers_503_in_http_mode") {
+  echo_backend backend;
+  for (proxy_mode mode : {proxy_mode::tcp, proxy_mode::http}) {
+    forked_worker w(backend.port, mode);
+    REQUIRE(w.receive(3000) == worker::msg_ready);
+    w.table().backends[0].healthy = 0;
+    const int client = w.connect_client();
+    std::string got;
+    if (mode == proxy_mode::http) {
+      const std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+      REQUIRE(write(client, req.data(), req.size()) == static_cast<ssize_t>(req.size()));
+    }
+    char buf[512];
+    ssize_t n;
+    while ((n = read(client, buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+    CHECK(n == 0);
+    close(client);
+    const auto& errors = w.table().workers[0].errors;
+    if (mode == proxy_mode::http) {
+      CHECK(got.rfind("HTTP/1.1 503", 0) == 0);
+      CHECK(errors[static_cast<std::size_t>(shm::error_kind::no_backend_503)].load() == 1);
+    } else {
+      CHECK(got.empty());
+      CHECK(errors[static_cast<std::size_t>(shm::error_kind::no_backend_tcp_close)].load() == 1);
+    }
+  }
+}

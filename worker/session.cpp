@@ -41,6 +41,9 @@ void on_shutdown(uv_shutdown_t* req, int status);
 void free_session(session* s) {
   worker_context& ctx = s->ctx();
   if (s->graceful && ctx.graceful_sessions > 0) --ctx.graceful_sessions;
+  // A closed connection's bytes are in the table by the time its count drops, so totals read
+  // after the close are complete (long-lived ones are flushed on the housekeeping tick).
+  if (s->backend_index != no_backend_index) flush_byte_counters(ctx, s->backend_index);
   s->~session();
   std::free(s);
   --ctx.live_sessions;

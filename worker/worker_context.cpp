@@ -22,15 +22,17 @@ worker_context::worker_context(const config& c, shm::table& t, std::size_t slot_
   }
 }
 
+void flush_byte_counters(worker_context& ctx, std::size_t index) {
+  auto& pending = ctx.unflushed[index];
+  if (pending.in == 0 && pending.out == 0) return;
+  shm::backend_counters& c = ctx.row.backends[ctx.cfg.backends[index].row];
+  counter_add(c.bytes_in, pending.in);
+  counter_add(c.bytes_out, pending.out);
+  pending = {};
+}
+
 void flush_byte_counters(worker_context& ctx) {
-  for (std::size_t i = 0; i < ctx.cfg.backends.size(); ++i) {
-    auto& pending = ctx.unflushed[i];
-    if (pending.in == 0 && pending.out == 0) continue;
-    shm::backend_counters& c = ctx.row.backends[ctx.cfg.backends[i].row];
-    counter_add(c.bytes_in, pending.in);
-    counter_add(c.bytes_out, pending.out);
-    pending = {};
-  }
+  for (std::size_t i = 0; i < ctx.cfg.backends.size(); ++i) flush_byte_counters(ctx, i);
 }
 
 }  // namespace wslb::worker

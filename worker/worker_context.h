@@ -103,8 +103,10 @@ struct worker_context {
 void link_session(worker_context& ctx, session* s);
 void unlink_session(worker_context& ctx, session* s);
 
-// Writes the relayed-byte counters to the worker's row (housekeeping tick and exit).
+// Writes the relayed-byte counters to the worker's row: all backends (housekeeping tick and
+// exit) or one (when one of its connections closes).
 void flush_byte_counters(worker_context& ctx);
+void flush_byte_counters(worker_context& ctx, std::size_t index);
 
 // The loop-wide read buffer for every read of this worker (uv_alloc_cb).
 void alloc_read_buffer(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);

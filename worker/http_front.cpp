@@ -37,34 +37,23 @@ std::optional<std::uint64_t> sticky_key_of(const worker_context& ctx,
   return hash_key(*key);
 }
 
-void on_answer_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
-  session* s = static_cast<session*>(stream->data);
-  if (s->dead) return;
-  if (nread < 0) close_session(s);  // the client has gone (FIN or reset): done
-}
+// Bytes the client sends after its head while the backend is being connected are kept for
+// it up to this much; beyond that the client is not read until the tunnel starts.
+constexpr std::size_t early_limit = read_buffer_size;
 
 void on_answer_shutdown(uv_shutdown_t* req, int) { std::free(req); }
 
-void on_head_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  session* s = static_cast<session*>(stream->data);
-  if (s->dead) return;
-  if (nread < 0) {
-    close_session(s);  // gone before its request was complete: nobody to answer
-    return;
-  }
-  if (nread == 0) return;
-  connect_state* hs = s->hs;
-  const std::size_t len = static_cast<std::size_t>(nread);
-  const protocol::head_feed_result r = hs->head->feed(buf->base, len);
+void read_head(session* s, connect_state* hs, const char* data, std::size_t len) {
+  const protocol::head_feed_result r = hs->head->feed(data, len);
   if (r.status == protocol::head_status::need_more) return;
-  uv_read_stop(stream);
   if (r.status == protocol::head_status::error) {
     answer_error(s, r.http_status);
     return;
   }
   // The head is complete. Anything behind it in this read (a request body, or frames a client
-  // sent right after its upgrade request) goes to the backend after the head.
-  hs->early.assign(buf->base + r.head_bytes_in_feed, len - r.head_bytes_in_feed);
+  // sent right after its upgrade request) goes to the backend after the head. The client stays
+  // readable: reading on costs nothing, stopping and restarting would cost two epoll changes.
+  hs->early.assign(data + r.head_bytes_in_feed, len - r.head_bytes_in_feed);
   worker_context& ctx = s->ctx();
   if (auto key = sticky_key_of(ctx, *hs->head)) hs->sticky_key = key;
   uv_timer_stop(&hs->timer);
@@ -87,10 +76,34 @@ void start_http_front(session* s) {
       on_handshake_timeout(state->owner);
     }
   }, ctx.cfg.handshake_timeout_ms, 0);
-  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&s->client), alloc_read_buffer,
-                    on_head_read) != 0) {
-    close_session(s);
+  if (!set_reading(s, to_backend, true)) close_session(s);
+}
+
+void http_front_read(session* s, ssize_t nread, const uv_buf_t* buf) {
+  connect_state* hs = s->hs;
+  if (s->answering || hs == nullptr) {
+    if (nread < 0) close_session(s);  // the client has gone (FIN or reset): done
+    return;                           // anything else it sends after our answer is dropped
   }
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (nread == UV_EOF && hs->step == handshake_step::connecting) {
+      // A client may finish sending right after its request; the FIN is passed on once the
+      // tunnel starts.
+      s->eof_mask |= 1u << to_backend;
+      set_reading(s, to_backend, false);
+      return;
+    }
+    close_session(s);  // gone before its request was complete: nobody to answer
+    return;
+  }
+  const std::size_t len = static_cast<std::size_t>(nread);
+  if (hs->step == handshake_step::reading_head) {
+    read_head(s, hs, buf->base, len);
+    return;
+  }
+  hs->early.append(buf->base, len);
+  if (hs->early.size() >= early_limit) set_reading(s, to_backend, false);
 }
 
 void on_handshake_timeout(session* s) { answer_error(s, 408); }
@@ -104,7 +117,6 @@ void answer_error(session* s, int status) {
     return;
   }
   auto* client = reinterpret_cast<uv_stream_t*>(&s->client);
-  uv_read_stop(client);
   const std::string_view answer = protocol::error_response(status);
   if (!queue_control_write(s, client, to_client, answer.data(), answer.size())) {
     close_session(s);
@@ -116,7 +128,8 @@ void answer_error(session* s, int status) {
   s->graceful = true;
   ++ctx.graceful_sessions;
   s->close_at_ms = static_cast<std::uint32_t>(uv_now(&ctx.loop)) + answer_linger_ms;
-  if (uv_read_start(client, alloc_read_buffer, on_answer_read) != 0) close_session(s);
+  // Read on (and drop) until the client goes, so that our close does not reset the answer.
+  if (!set_reading(s, to_backend, true)) close_session(s);
 }
 
 }  // namespace wslb::worker

@@ -10,6 +10,12 @@ namespace wslb::worker {
 // Starts reading the request head of a new http-mode session, with the handshake timeout.
 void start_http_front(session* s);
 
+// The client's bytes before the tunnel starts (on_session_read hands them here): the request
+// head while it is incomplete, then whatever follows it while the backend is being connected
+// (kept for the backend, up to 64 KiB, then reading pauses), and after an error answer,
+// anything the client still sends (dropped).
+void http_front_read(session* s, ssize_t nread, const uv_buf_t* buf);
+
 // The handshake timeout fired while the head was still incomplete: answers 408.
 void on_handshake_timeout(session* s);
 

@@ -34,7 +34,6 @@ bool reached(std::uint32_t now, std::uint32_t t) {
 }
 
 void on_session_handle_closed(uv_handle_t* h);
-void on_relay_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
 void on_relay_write(uv_write_t* req, int status);
 void on_shutdown(uv_shutdown_t* req, int status);
 
@@ -71,20 +70,30 @@ write_chunk* make_chunk(direction d, bool control, const void* data, std::size_t
 void pause_source(session* s, direction d) {
   if (s->paused_mask & bit(d)) return;
   s->paused_mask |= bit(d);
-  uv_read_stop(s->stream(d, true));
+  set_reading(s, d, false);
 }
 
 void resume_source(session* s, direction d) {
   if (!(s->paused_mask & bit(d))) return;
   s->paused_mask &= static_cast<std::uint8_t>(~bit(d));
   if (s->eof_mask & bit(d)) return;  // nothing more will come from there
-  if (uv_read_start(s->stream(d, true), alloc_read_buffer, on_relay_read) != 0) close_session(s);
+  if (!set_reading(s, d, true)) close_session(s);
 }
 
 // Passes a FIN on: shuts the destination of `d` down once what is queued to it is written.
 void shut_down(session* s, direction d) {
   if (s->shut_sent_mask & bit(d)) return;
   s->shut_sent_mask |= bit(d);
+  uv_stream_t* dest = s->stream(d, false);
+  uv_os_fd_t fd = -1;
+  if (s->pending[d] == nullptr && uv_stream_get_write_queue_size(dest) == 0 &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(dest), &fd) == 0) {
+    // Nothing queued: shut down now. uv_shutdown would wait for a writable event first (two
+    // epoll changes and a loop turn per FIN, which shows in connection churn).
+    ::shutdown(fd, SHUT_WR);
+    s->shut_done_mask |= bit(d);
+    return;
+  }
   auto* req = static_cast<uv_shutdown_t*>(std::malloc(sizeof(uv_shutdown_t)));
   if (req == nullptr) {
     close_session(s);
@@ -177,9 +186,15 @@ std::size_t advance_to_boundary(protocol::frame_tracker& t, const std::uint8_t* 
   return used;
 }
 
-void on_relay_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+}  // namespace
+
+void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   session* s = static_cast<session*>(stream->data);
   if (s->dead) return;
+  if (!s->relaying) {
+    http_front_read(s, nread, buf);
+    return;
+  }
   const direction d = stream == reinterpret_cast<uv_stream_t*>(&s->client) ? to_backend : to_client;
   if (nread > 0) {
     worker_context& ctx = s->ctx();
@@ -220,6 +235,7 @@ void on_relay_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   if (nread == UV_EOF) {
     s->eof_mask |= bit(d);
     s->paused_mask &= static_cast<std::uint8_t>(~bit(d));
+    set_reading(s, d, false);  // libuv stopped reading at EOF; keep the mask in step
     if (s->graceful) {
       // The peer finished first: nothing to wait for in this direction.
       finish_direction(s, d);
@@ -232,6 +248,8 @@ void on_relay_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   }
   if (nread < 0) close_session(s);  // reset or another error: nothing more can be relayed
 }
+
+namespace {
 
 void on_relay_write(uv_write_t* req, int status) {
   auto* c = reinterpret_cast<write_chunk*>(req);
@@ -341,16 +359,35 @@ void start_tunnel(session* s, const char* initial, std::size_t initial_len, bool
   worker_context& ctx = s->ctx();
   s->last_active_ms = now32(ctx);
   ctx.unflushed[s->backend_index].in += initial_len;
-  // The client is read only once the initial bytes are on their way, so that nothing it sends
-  // next can overtake them. relay_bytes pauses the client side if they had to be queued.
-  s->paused_mask |= bit(to_backend);
+  // Nothing the client sends next may overtake the initial bytes: relay_bytes pauses the client
+  // side (stops reading it, in http mode it may be reading already) if they had to be queued.
   relay_bytes(s, to_backend, initial, initial_len);
   if (s->dead) return;
-  if (uv_read_start(s->stream(to_client, true), alloc_read_buffer, on_relay_read) != 0) {
+  if (s->eof_mask & bit(to_backend)) {
+    shut_down(s, to_backend);  // the client finished right after its request
+    if (s->dead) return;
+  }
+  if (!set_reading(s, to_client, true)) {
     close_session(s);
     return;
   }
-  if (s->pending[to_backend] == nullptr) resume_source(s, to_backend);
+  if (!(s->paused_mask & bit(to_backend)) && !(s->eof_mask & bit(to_backend)) &&
+      !set_reading(s, to_backend, true)) {
+    close_session(s);
+  }
+}
+
+bool set_reading(session* s, direction d, bool on) {
+  if (((s->reading_mask & bit(d)) != 0) == on) return true;
+  uv_stream_t* source = s->stream(d, true);
+  if (on) {
+    if (uv_read_start(source, alloc_read_buffer, on_session_read) != 0) return false;
+    s->reading_mask |= bit(d);
+  } else {
+    uv_read_stop(source);
+    s->reading_mask &= static_cast<std::uint8_t>(~bit(d));
+  }
+  return true;
 }
 
 void close_session(session* s) {

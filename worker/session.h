@@ -64,6 +64,7 @@ struct session {
   std::uint8_t paused_mask = 0;     // reading from the source of d stopped (backpressure)
   std::uint8_t finishing_mask = 0;  // graceful close: waiting for d's next frame boundary
   std::uint8_t done_mask = 0;       // graceful close: d is finished, further input is dropped
+  std::uint8_t reading_mask = 0;    // libuv reads from the source of d are on
   bool dead : 1 = false;            // closing its handles; freed when they are all closed
   bool graceful : 1 = false;        // a graceful close is under way
   bool upgraded : 1 = false;        // the backend answered 101: frames are tracked
@@ -86,7 +87,7 @@ void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer);
 
 // Starts relaying both ways once the backend is connected. `initial` (PROXY header, forwarded
 // request head, early bytes; may be empty) is sent to the backend before anything the client
-// sends next. `websocket_request` says whether the backend's answer should be watched for 101
+// sends next. If the client already sent its FIN (eof_mask), it is passed on after `initial`. `websocket_request` says whether the backend's answer should be watched for 101
 // (always in tcp mode, for upgrade requests in http mode).
 void start_tunnel(session* s, const char* initial, std::size_t initial_len, bool watch_for_101);
 
@@ -99,6 +100,14 @@ void close_session(session* s);
 // Gives up waiting (boundary, peers' FIN) after about a second and closes. Sessions that are
 // not relaying yet are closed at once.
 void close_session_gracefully(session* s);
+
+// The read callback of both of a session's streams. Before the tunnel starts it hands the
+// client's bytes to the http front (http_front_read); then it relays.
+void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+
+// Turns libuv reads from the source of `d` on or off (no system call when already so).
+// Returns false when libuv refused (the caller closes the session).
+bool set_reading(session* s, direction d, bool on);
 
 // Queues our own bytes (a close frame, an error answer) to `dest` after anything queued
 // before. Returns false (and closes nothing) when the write could not be queued.

@@ -25,7 +25,20 @@ struct launch {
 };
 
 // Runs the worker until it has drained or was told to stop. Returns the process exit code
-// (exit_code::ok, or exit_code::fatal_config when it cannot start with this configuration).
+// (exit_code::ok, or exit_code::fatal_config when it cannot start with this configuration:
+// no backend, a backend without a table row, no event loop, listener or master link).
+// Called in the child right after fork(); the caller _exit()s with the result.
+//
+// What the master can rely on:
+//   - msg_ready is sent once, when the worker polls the listener;
+//   - msg_drain (or SIGQUIT): stops accepting and closes its copy of listen_fd at once, writes
+//     its row's drain_deadline_ms (now + cfg.drain_timeout_ms), relays on, exits 0 when its last
+//     connection closes; at the deadline closes what is left cleanly within about 4.5 s;
+//   - msg_stop, SIGTERM, SIGINT, EOF on master_fd: closes everything at once and exits 0;
+//   - it writes only its own row: connections, accepted, errors[], backends[].active/total/
+//     bytes_in/bytes_out/failures, drain_deadline_ms; and, for passive health, a backend row's
+//     healthy (1 -> 0 only), check_streak, last_error, passive_fail_streak, transitions;
+//   - SIGHUP and SIGUSR2 are ignored (they are the master's), SIGPIPE too.
 int run_worker(const launch& how);
 
 }  // namespace wslb::worker

@@ -19,7 +19,6 @@ namespace wslb::worker {
 namespace {
 
 constexpr std::uint8_t bit(direction d) { return static_cast<std::uint8_t>(1u << d); }
-constexpr direction other(direction d) { return d == to_backend ? to_client : to_backend; }
 
 // How long a graceful close waits for a frame boundary, and then for the peers' FIN.
 constexpr std::uint32_t boundary_wait_ms = 1000;
@@ -256,8 +255,8 @@ void on_relay_write(uv_write_t* req, int status) {
   session* s = static_cast<session*>(req->data);
   const direction d = c->dir;
   const bool control = c->control;
+  if (!control && s->pending[d] == c) s->pending[d] = nullptr;
   std::free(c);
-  if (!control) s->pending[d] = nullptr;
   if (s->dead) return;
   if (status < 0) {
     close_session(s);

@@ -106,7 +106,7 @@ int run_worker(const launch& how) {
   ctx->signal_fd = signal_fd;
   // Two descriptors per session (client and backend).
   const std::size_t fds = descriptor_limit();
-  ctx->max_sessions = fds > reserved_fds * 2 ? (fds - reserved_fds) / 2 : 1;
+  ctx->max_sessions = fds > reserved_fds + 2 ? (fds - reserved_fds) / 2 : 1;
 
   int r = uv_loop_init(&ctx->loop);
   if (r != 0) {

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,7 +98,10 @@ struct forked_worker {
   int master_end = -1;
   pid_t pid = -1;
 
-  explicit forked_worker(int backend_port, proxy_mode mode = proxy_mode::tcp) {
+  // `tune` adjusts the configuration before the fork; `fd_limit` (if not 0) is the child's
+  // RLIMIT_NOFILE, soft and hard.
+  explicit forked_worker(int backend_port, proxy_mode mode = proxy_mode::tcp,
+                         const std::function<void(config&)>& tune = {}, rlim_t fd_limit = 0) {
     std::string error;
     backend_config b;
     REQUIRE(parse_endpoint("127.0.0.1:" + std::to_string(backend_port), b.where, error));
@@ -105,6 +110,7 @@ struct forked_worker {
     cfg.mode = mode;
     cfg.check.kind = check_kind::none;
     cfg.drain_timeout_ms = 2000;
+    if (tune) tune(cfg);
     shm::table& t = *shared.t;
     shm::copy_fixed(t.backends[0].address, shm::address_chars, b.where.to_string());
     t.backends[0].weight = 1;
@@ -121,6 +127,10 @@ struct forked_worker {
     REQUIRE(pid >= 0);
     if (pid == 0) {
       close(pair[0]);
+      if (fd_limit != 0) {
+        const rlimit lim{fd_limit, fd_limit};
+        setrlimit(RLIMIT_NOFILE, &lim);
+      }
       _exit(worker::run_worker(worker::launch{cfg, t, listen_fd, pair[1], 0, 1}));
     }
     close(pair[1]);
@@ -304,4 +314,151 @@ TEST_CASE("worker.no_healthy_backend_closes_tcp_and_answers_503_in_http_mode") {
       CHECK(errors[static_cast<std::size_t>(shm::error_kind::no_backend_tcp_close)].load() == 1);
     }
   }
+}
+
+namespace {
+
+// Reads until `n` bytes arrived, EOF, or the receive timeout.
+std::string read_exactly(int fd, std::size_t n) {
+  std::string got;
+  char buf[512];
+  while (got.size() < n) {
+    const ssize_t r = read(fd, buf, std::min(sizeof buf, n - got.size()));
+    if (r <= 0) break;
+    got.append(buf, static_cast<std::size_t>(r));
+  }
+  return got;
+}
+
+std::string read_to_eof(int fd) {
+  std::string got;
+  char buf[512];
+  ssize_t r;
+  while ((r = read(fd, buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(r));
+  return got;
+}
+
+// A masked client frame header (binary, FIN) for a payload of `len` < 126 bytes.
+std::string masked_header(std::size_t len) {
+  return std::string{'\x82', static_cast<char>(0x80 | len), 1, 2, 3, 4};
+}
+
+const std::string switched = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+const std::string close_1001 = std::string{'\x88', '\x02', '\x03', '\xE9'};
+
+// In tcp mode the worker watches the backend's first bytes for a 101. The byte echo returns
+// what the client sends, so a client that sends a 101 head makes the connection "upgraded".
+int upgraded_client(forked_worker& w) {
+  const int c = w.connect_client();
+  REQUIRE(write(c, switched.data(), switched.size()) == static_cast<ssize_t>(switched.size()));
+  REQUIRE(read_exactly(c, switched.size()) == switched);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("worker.drain_deadline_closes_upgraded_connections_at_frame_boundaries") {
+  echo_backend backend;
+  forked_worker w(backend.port, proxy_mode::tcp, [](config& c) { c.drain_timeout_ms = 200; });
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  const int c = upgraded_client(w);
+  const std::string whole = masked_header(5) + "hello";
+  REQUIRE(write(c, whole.data(), whole.size()) == static_cast<ssize_t>(whole.size()));
+  CHECK(read_exactly(c, whole.size()) == whole);
+  // Half a frame in both directions (the echo sends it back), then the deadline passes.
+  const std::string first_half = masked_header(10) + "01234";
+  REQUIRE(write(c, first_half.data(), first_half.size()) == static_cast<ssize_t>(first_half.size()));
+  CHECK(read_exactly(c, first_half.size()) == first_half);
+  w.send_message(worker::msg_drain);
+  std::this_thread::sleep_for(400ms);  // deadline (200 ms) and spread window (50 ms) are over
+  // The rest of the frame goes through; the frame after it must not (our close frame is there).
+  const std::string rest = std::string("56789") + masked_header(3) + "bad";
+  REQUIRE(write(c, rest.data(), rest.size()) == static_cast<ssize_t>(rest.size()));
+  const std::string got = read_to_eof(c);
+  CHECK(got == std::string("56789") + close_1001);
+  close(c);
+  CHECK(w.wait_exit(3000ms) == exit_code::ok);
+}
+
+TEST_CASE("worker.drain_deadline_sends_fin_to_plain_connections") {
+  echo_backend backend;
+  forked_worker w(backend.port, proxy_mode::tcp, [](config& c) { c.drain_timeout_ms = 100; });
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  const int c = w.connect_client();
+  CHECK(echo_round_trip(c, "plain bytes") == "plain bytes");
+  w.send_message(worker::msg_drain);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(read_to_eof(c).empty());  // a FIN, no bytes of ours
+  CHECK(std::chrono::steady_clock::now() - start < 2000ms);
+  close(c);
+  CHECK(w.wait_exit(3000ms) == exit_code::ok);
+}
+
+TEST_CASE("worker.on_down_close_closes_upgraded_connections_of_a_down_backend") {
+  echo_backend backend;
+  forked_worker w(backend.port, proxy_mode::tcp,
+                  [](config& c) { c.on_down = on_down_policy::close; });
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  const int c = upgraded_client(w);
+  w.table().backends[0].healthy = 0;  // as the checker would
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(read_to_eof(c) == close_1001);
+  CHECK(std::chrono::steady_clock::now() - start < 2000ms);
+  close(c);
+  CHECK(eventually([&] { return w.table().workers[0].connections.load() == 0; }));
+}
+
+TEST_CASE("worker.idle_timeout_closes_only_quiet_tunnels") {
+  echo_backend backend;
+  forked_worker w(backend.port, proxy_mode::tcp, [](config& c) { c.idle_timeout_ms = 300; });
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  const int quiet = w.connect_client();
+  const int busy = w.connect_client();
+  CHECK(echo_round_trip(quiet, "q") == "q");
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 12; ++i) {
+    CHECK(echo_round_trip(busy, "b") == "b");
+    std::this_thread::sleep_for(100ms);
+  }
+  // 1.2 s later the busy one still relays; the quiet one was closed (FIN, then EOF).
+  CHECK(echo_round_trip(busy, "still") == "still");
+  CHECK(read_to_eof(quiet).empty());
+  CHECK(std::chrono::steady_clock::now() - start < 3000ms);
+  close(quiet);
+  close(busy);
+}
+
+TEST_CASE("worker.pauses_accept_when_out_of_descriptors_and_resumes") {
+  echo_backend backend;
+  // 64 descriptors: (64 - 32 reserved) / 2 = 16 sessions.
+  forked_worker w(backend.port, proxy_mode::tcp, {}, 64);
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  std::vector<int> clients;
+  for (int i = 0; i < 30; ++i) clients.push_back(w.connect_client());  // the rest wait queued
+  shm::table& t = w.table();
+  CHECK(eventually([&] { return t.workers[0].connections.load() == 16; }));
+  std::this_thread::sleep_for(100ms);
+  CHECK(t.workers[0].connections.load() == 16);
+  // Paused, not spinning: almost no CPU while connections wait in the queue.
+  auto cpu_ticks = [&] {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", w.pid);
+    FILE* f = std::fopen(path, "r");
+    REQUIRE(f != nullptr);
+    unsigned long utime = 0, stime = 0;
+    REQUIRE(std::fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                        &stime) == 2);
+    std::fclose(f);
+    return utime + stime;
+  };
+  const unsigned long before = cpu_ticks();
+  std::this_thread::sleep_for(500ms);
+  CHECK(cpu_ticks() - before <= 5);  // clock ticks of 10 ms
+  // Freed descriptors let the queued connections in, and they are served.
+  for (int i = 0; i < 14; ++i) close(clients[static_cast<std::size_t>(i)]);
+  for (std::size_t i = 14; i < clients.size(); ++i) {
+    CHECK(echo_round_trip(clients[i], "late") == "late");
+  }
+  CHECK(t.workers[0].accepted.load() == 30);
+  for (std::size_t i = 14; i < clients.size(); ++i) close(clients[i]);
 }

@@ -83,6 +83,10 @@ const char* unservable(const config& cfg) {
 
 }  // namespace
 
+std::size_t max_connections_for(std::size_t fd_limit) {
+  return fd_limit > reserved_fds + 2 ? (fd_limit - reserved_fds) / 2 : 1;
+}
+
 int run_worker(const launch& how) {
   char who[24];
   std::snprintf(who, sizeof who, "worker %zu", how.slot);
@@ -106,7 +110,7 @@ int run_worker(const launch& how) {
   ctx->signal_fd = signal_fd;
   // Two descriptors per session (client and backend).
   const std::size_t fds = descriptor_limit();
-  ctx->max_sessions = fds > reserved_fds + 2 ? (fds - reserved_fds) / 2 : 1;
+  ctx->max_sessions = max_connections_for(fds);
 
   int r = uv_loop_init(&ctx->loop);
   if (r != 0) {

@@ -24,6 +24,11 @@ struct launch {
   std::uint32_t generation;
 };
 
+// How many client connections one worker holds under a descriptor limit of `fd_limit` (two
+// descriptors each, some kept back for the listener, the master link, libuv and stdio). A
+// worker pauses accepting at this many. Pure; the master may call it to tell the operator.
+std::size_t max_connections_for(std::size_t fd_limit);
+
 // Runs the worker until it has drained or was told to stop. Returns the process exit code
 // (exit_code::ok, or exit_code::fatal_config when it cannot start with this configuration:
 // no backend, a backend without a table row, no event loop, listener or master link).

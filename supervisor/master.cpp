@@ -141,11 +141,9 @@ void raise_descriptor_limit() {
     setrlimit(RLIMIT_NOFILE, &lim);
   }
   getrlimit(RLIMIT_NOFILE, &lim);
-  // Each relayed connection takes two descriptors (client and backend) in one worker.
-  const auto per_worker = lim.rlim_cur > 64 ? (lim.rlim_cur - 64) / 2 : 0;
-  log_line(who, "descriptor limit %llu: each worker can hold about %llu client connections",
+  log_line(who, "descriptor limit %llu: each worker can hold about %zu client connections",
            static_cast<unsigned long long>(lim.rlim_cur),
-           static_cast<unsigned long long>(per_worker));
+           worker::max_connections_for(static_cast<std::size_t>(lim.rlim_cur)));
 }
 
 // Lets the integration tests make new workers fail at start, the way a worker with a

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/table_image.h"
+
 #include <cstring>
 #include <memory>
 
@@ -11,13 +13,7 @@ using namespace wslb;
 using namespace wslb::checker;
 
 namespace {
-std::unique_ptr<shm::table> fresh_table() {
-  auto t = std::make_unique<shm::table>();
-  std::memset(static_cast<void*>(t.get()), 0, sizeof(shm::table));
-  shm::initialise_header(*t);
-  return t;
-}
-
+using wslb::testing::fresh_table;
 // What the master writes when it creates a row: up until checks prove otherwise.
 shm::backend_row& new_row(shm::table& t, std::size_t i) {
   shm::backend_row& row = t.backends[i];

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/table_image.h"
+
 #include <cstring>
 #include <memory>
 
@@ -11,9 +13,7 @@ using namespace wslb;
 
 namespace {
 std::unique_ptr<shm::table> sample_table() {
-  auto t = std::make_unique<shm::table>();
-  std::memset(static_cast<void*>(t.get()), 0, sizeof(shm::table));
-  shm::initialise_header(*t);
+  auto t = testing::fresh_table();
   shm::copy_fixed(t->header.name, shm::name_chars, "demo");
   shm::copy_fixed(t->header.listen, shm::address_chars, "127.0.0.1:8080");
   t->header.master_pid = 42;

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/table_image.h"
+
 #include <cstring>
 #include <memory>
 #include <unistd.h>
@@ -10,13 +12,7 @@
 using namespace wslb::shm;
 
 namespace {
-// A table image on the heap, as create() would leave it, without touching /dev/shm.
-std::unique_ptr<table> fresh_table() {
-  auto t = std::make_unique<table>();
-  std::memset(static_cast<void*>(t.get()), 0, sizeof(table));
-  initialise_header(*t);
-  return t;
-}
+using wslb::testing::fresh_table;
 }  // namespace
 
 TEST_CASE("table.header_of_this_build_is_accepted") {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/table_image.h"
+
 #include <cstring>
 #include <memory>
 
@@ -11,10 +13,8 @@
 using namespace wslb;
 
 namespace {
-std::unique_ptr<shm::table> fresh_table() {
-  auto t = std::make_unique<shm::table>();
-  std::memset(static_cast<void*>(t.get()), 0, sizeof(shm::table));
-  shm::initialise_header(*t);
+std::unique_ptr<shm::table> table_with_two_slots() {
+  auto t = testing::fresh_table();
   t->header.slot_high_water = 2;
   return t;
 }
@@ -31,7 +31,7 @@ config with_backends(std::initializer_list<const char*> specs) {
 }  // namespace
 
 TEST_CASE("backend_rows.keeps_rows_and_counts_across_a_reload") {
-  auto t = fresh_table();
+  auto t = table_with_two_slots();
   std::string err;
   config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
   REQUIRE(supervisor::apply_backends(*t, first, err));
@@ -52,7 +52,7 @@ TEST_CASE("backend_rows.keeps_rows_and_counts_across_a_reload") {
 }
 
 TEST_CASE("backend_rows.removed_row_is_freed_only_when_drained") {
-  auto t = fresh_table();
+  auto t = table_with_two_slots();
   std::string err;
   config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
   REQUIRE(supervisor::apply_backends(*t, first, err));

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/table_image.h"
+
 #include <cstring>
 #include <map>
 #include <memory>
@@ -12,13 +14,7 @@ using namespace wslb;
 using namespace wslb::worker;
 
 namespace {
-
-std::unique_ptr<shm::table> fresh_table() {
-  auto t = std::make_unique<shm::table>();
-  std::memset(static_cast<void*>(t.get()), 0, sizeof(shm::table));
-  shm::initialise_header(*t);
-  return t;
-}
+using wslb::testing::fresh_table;
 
 // `weights[i]` for backend i, placed in table row rows[i] (default: row i), active and healthy.
 std::vector<backend_config> backends(shm::table& t, std::vector<std::uint32_t> weights,

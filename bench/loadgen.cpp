@@ -110,6 +110,7 @@ class load_loop {
   void release(client& c);
   void end_opening();
   void go();
+  void send_first_messages(std::int64_t now);
   void tick(std::int64_t now);
   void sweep_timeouts(std::int64_t now);
   bool in_flight() const { return pending_ + busy_ > 0; }
@@ -440,6 +441,19 @@ void load_loop::end_opening() {
   if (links_.go_fd < 0 && o_.mode != load_mode::hold) go();
 }
 
+// Every open connection sends its first message: the closed loop of `echo`, or the one
+// verifying round trip of `hold`.
+void load_loop::send_first_messages(std::int64_t now) {
+  for (auto& c : clients_) {
+    if (c.state != conn_state::open) continue;
+    c.awaiting = true;
+    ++busy_;
+    c.received = 0;
+    c.started_ns = now;
+    start_output(c, outgoing::message);
+  }
+}
+
 void load_loop::go() {
   const auto now = now_ns();
   switch (o_.mode) {
@@ -447,26 +461,12 @@ void load_loop::go() {
       phase_ = phase::warmup;
       measure_start_ns_ = now + seconds_to_ns(o_.warmup_s);
       measure_end_ns_ = measure_start_ns_ + seconds_to_ns(o_.duration_s);
-      for (auto& c : clients_) {
-        if (c.state != conn_state::open) continue;
-        c.awaiting = true;
-        ++busy_;
-        c.received = 0;
-        c.started_ns = now;
-        start_output(c, outgoing::message);
-      }
+      send_first_messages(now);
       break;
     case load_mode::hold:
       phase_ = phase::verifying;
       phase_deadline_ns_ = now + seconds_to_ns(o_.timeout_s);
-      for (auto& c : clients_) {
-        if (c.state != conn_state::open) continue;
-        c.awaiting = true;
-        ++busy_;
-        c.received = 0;
-        c.started_ns = now;
-        start_output(c, outgoing::message);
-      }
+      send_first_messages(now);
       break;
     case load_mode::churn:
       phase_ = phase::measuring;

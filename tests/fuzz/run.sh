@@ -30,8 +30,14 @@ fi
 # New interesting inputs go to a scratch corpus in the build dir; the seeds in the tree stay
 # as they are.
 mkdir -p "$build/corpus" "$build/artifacts"
-echo "fuzz: running http_request_fuzz for ${seconds}s"
-"$build/http_request_fuzz" \
-  -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=70000 \
-  -dict="$here/http.dict" -artifact_prefix="$build/artifacts/" -print_final_stats=1 \
-  "$build/corpus" "$here/corpus"
+echo "fuzz: running http_request_fuzz for ${seconds}s (log: $build/fuzz.log)"
+# libFuzzer's progress lines go to the log; the summary (or the failure) is printed here.
+if ! "$build/http_request_fuzz" \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=70000 \
+    -dict="$here/http.dict" -artifact_prefix="$build/artifacts/" -print_final_stats=1 \
+    "$build/corpus" "$here/corpus" >"$build/fuzz.log" 2>&1; then
+  tail -n 80 "$build/fuzz.log" >&2
+  echo "fuzz: FAILED; the input is in $build/artifacts/" >&2
+  exit 1
+fi
+grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$build/fuzz.log" || tail -n 5 "$build/fuzz.log"

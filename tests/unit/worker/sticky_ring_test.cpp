@@ -1,7 +1,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -134,7 +133,7 @@ TEST_CASE("sticky_ring.large_weights_are_capped_and_stay_consistent") {
   }
 }
 
-TEST_CASE("sticky_ring.rebuild_is_cheap") {
+TEST_CASE("sticky_ring.lookup_matches_a_plain_scan_with_64_backends") {
   std::vector<std::string> addresses;
   for (std::size_t i = 0; i < 64; ++i) {
     addresses.push_back("192.168.0." + std::to_string(i) + ":9000");
@@ -158,17 +157,4 @@ TEST_CASE("sticky_ring.rebuild_is_cheap") {
     }
     CHECK(*ring.lookup(k) == (owner & sticky_ring::row_mask));
   }
-  const int rounds = 50;
-  const auto start = std::chrono::steady_clock::now();
-  for (int r = 0; r < rounds; ++r) {
-    members[static_cast<std::size_t>(r) % 64].healthy = (r % 2) == 0;
-    ring.rebuild(members);
-  }
-  const double per_rebuild_us =
-      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() /
-      rounds;
-  MESSAGE("rebuild of 64 backends (6400 points): " << per_rebuild_us << " us");
-  // Generous so sanitizer and debug builds pass on a loaded machine; a release build takes a
-  // small fraction of this.
-  CHECK(per_rebuild_us < 20000.0);
 }

@@ -126,7 +126,10 @@ class Instance:
             if self.proc.poll() is not None:
                 raise AssertionError(f"wslb exited with {self.proc.returncode}:\n{self.log()}")
             s = self.status()
-            return s and sum(1 for w in s["workers"] if w["state"] == "running") >= self.workers
+            # The table must be this master's: a stale one left by a killed predecessor with the
+            # same name is replaced only once this master has started.
+            return s and s["master_pid"] == self.proc.pid and \
+                sum(1 for w in s["workers"] if w["state"] == "running") >= self.workers
         wait_until(ready, timeout, what=f"{self.workers} running workers")
 
     def status(self):

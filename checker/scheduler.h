@@ -17,13 +17,7 @@
 namespace wslb::checker {
 
 // The check settings as the master last wrote them into table.checker.
-struct check_settings {
-  check_kind kind = check_kind::tcp;
-  std::uint32_t interval_ms = 3000;
-  std::uint32_t timeout_ms = 1000;
-  std::uint32_t rise = 2;
-  std::uint32_t fall = 3;
-  std::string path = "/";
+struct check_settings : check_config {
   std::uint32_t epoch = 0;  // table.checker.config_epoch these were read at
 };
 

@@ -2,6 +2,8 @@
 // run it: settings and backend rows written by the "master" (this test), results read back.
 #include <doctest/doctest.h>
 
+#include "tests/unit/loopback_listener.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -37,22 +39,7 @@ struct shared_table {
   ~shared_table() { munmap(t, sizeof(shm::table)); }
 };
 
-struct listening_socket {  // accepts nothing: connects complete in the backlog
-  int fd = -1;
-  int port = 0;
-  listening_socket() {
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    listen(fd, 64);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~listening_socket() { close(fd); }
-};
+using listening_socket = wslb::testing::loopback_listener;  // accepts nothing
 
 // As the master writes a new row: address and sockaddr first, healthy, then active, epoch.
 void write_backend_row(shm::table& t, std::size_t i, int port) {

@@ -1,6 +1,8 @@
 // Probes against small servers on the same libuv loop (127.0.0.1, ports from the kernel).
 #include <doctest/doctest.h>
 
+#include "tests/unit/loopback_listener.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -146,22 +148,7 @@ probe_target target_for(int port, probe_kind kind, std::uint32_t timeout_ms = 20
 
 // A listening socket nobody accepts from: connects complete in the kernel's backlog, and
 // then nothing is ever said (a black-hole backend).
-struct black_hole {
-  int fd = -1;
-  int port = 0;
-  black_hole() {
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    listen(fd, 16);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~black_hole() { close(fd); }
-};
+using black_hole = wslb::testing::loopback_listener;  // connects, never answers
 
 int closed_port() {
   black_hole h;  // bound and closed again: nothing listens there afterwards

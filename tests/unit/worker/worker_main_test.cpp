@@ -4,6 +4,8 @@
 // goes away.
 #include <doctest/doctest.h>
 
+#include "tests/unit/loopback_listener.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -45,18 +47,7 @@ struct shared_table {
   ~shared_table() { munmap(t, sizeof(shm::table)); }
 };
 
-int listen_on_loopback(int& port, bool nonblocking) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(listen(fd, 128) == 0);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  port = ntohs(a.sin_port);
-  return fd;
-}
+using wslb::testing::listen_on_loopback;
 
 // A byte echo backend: one thread per connection, stopped by shutting its listener down.
 struct echo_backend {

@@ -167,6 +167,40 @@ class Instance:
         return f"ws://127.0.0.1:{self.port}/"
 
 
+def echo_through(sock, data, shut_write=False):
+    """Sends `data` on a thread while reading back on this one until as many bytes came back
+    (or EOF). Returns (bytes received, sha256 hex of them). With `shut_write` a FIN follows the
+    data and reading goes on to EOF."""
+    import hashlib
+    import threading
+
+    def writer():
+        sock.sendall(data)
+        if shut_write:
+            sock.shutdown(socket.SHUT_WR)
+    sender = threading.Thread(target=writer)
+    sender.start()
+    digest, got = hashlib.sha256(), 0
+    while shut_write or got < len(data):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        digest.update(chunk)
+        got += len(chunk)
+    sender.join()
+    return got, digest.hexdigest()
+
+
+def assert_silent(sock, seconds, what):
+    """Fails when `sock` yields any byte or EOF within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        data = sock.recv(100)
+    except socket.timeout:
+        return
+    raise AssertionError(f"{what}: {data!r}")
+
+
 def run_async(coro, timeout=120):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 

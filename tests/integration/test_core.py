@@ -135,7 +135,7 @@ def test_kill_9_worker_is_replaced_and_its_counts_vanish():
             s = inst.status()
             w = [w for w in s["workers"] if w["slot"] == victim["slot"]]
             return s if w and w[0]["pid"] != victim["pid"] and w[0]["state"] == "running" else None
-        s = await asyncio.to_thread(h.wait_until, replaced, 3, 0.01, "replacement worker")
+        await asyncio.to_thread(h.wait_until, replaced, 3, 0.01, "replacement worker")
         result["replace_s"] = time.monotonic() - killed_at[0]
         await asyncio.sleep(0.5)
         stop_churn.set()
@@ -165,35 +165,17 @@ def test_kill_9_worker_is_replaced_and_its_counts_vanish():
     inst.stop()
 
 
-def _pump(sock, data, received, digest_out):
-    """Sends `data` on one thread while reading everything back on this one."""
-    sender = threading.Thread(target=sock.sendall, args=(data,))
-    sender.start()
-    digest = hashlib.sha256()
-    got = 0
-    while got < len(data):
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            break
-        digest.update(chunk)
-        got += len(chunk)
-    sender.join()
-    received.append(got)
-    digest_out.append(digest.hexdigest())
-
-
 def test_64_mib_each_way_arrives_intact_in_tcp_mode():
     b1 = h.EchoBackend()
     inst = h.Instance([b1], workers=1, extra=["--mode", "tcp"])
     data = os.urandom(64 << 20)
     with socket.create_connection(("127.0.0.1", inst.port), timeout=60) as s:
-        received, digests = [], []
         start = time.monotonic()
-        _pump(s, data, received, digests)
+        received, digest = h.echo_through(s, data)
         elapsed = time.monotonic() - start
     h.log(f"64 MiB each way in {elapsed:.2f} s")
-    assert received[0] == len(data), received
-    assert digests[0] == hashlib.sha256(data).hexdigest()
+    assert received == len(data), received
+    assert digest == hashlib.sha256(data).hexdigest()
     s = inst.status()
     b = inst.backend(s, b1.address)
     assert b["bytes_in"] == len(data) and b["bytes_out"] == len(data), b

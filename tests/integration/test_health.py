@@ -3,6 +3,7 @@ marking by workers, and what clients see. Real `wslb` binary, `wslb-echo` backen
 python3-websockets as the client."""
 
 import asyncio
+import collections
 import json
 import os
 import signal
@@ -59,21 +60,24 @@ async def _ids_of_held_connections(url, n):
 
 
 def _count(ids):
-    out = {}
-    for i in ids:
-        out[i] = out.get(i, 0) + 1
-    return out
+    return dict(collections.Counter(ids))
+
+
+def _two_backends_then_kill_b2(check="tcp"):
+    """Two checked backends behind an instance; b2 is killed and shown down. Returns
+    (b1, b2, inst, seconds until down, b2's status entry)."""
+    b1 = h.EchoBackend(ident="b1")
+    b2 = h.EchoBackend(ident="b2")
+    inst = h.Instance([b1, b2], workers=2, extra=["--check", check, *CHECK_FLAGS])
+    for b in (b1, b2):
+        _wait_checked(inst, b.address)
+    b2.kill()
+    took, entry = _wait_health(inst, b2.address, False, FALL * INTERVAL + TIMEOUT + SLACK)
+    return b1, b2, inst, took, entry
 
 
 def test_tcp_check_kill_and_restart_a_backend():
-    b1 = h.EchoBackend(ident="b1")
-    b2 = h.EchoBackend(ident="b2")
-    inst = h.Instance([b1, b2], workers=2, extra=["--check", "tcp", *CHECK_FLAGS])
-    for b in (b1, b2):
-        _wait_checked(inst, b.address)
-
-    b2.kill()
-    took, entry = _wait_health(inst, b2.address, False, FALL * INTERVAL + TIMEOUT + SLACK)
+    b1, b2, inst, took, entry = _two_backends_then_kill_b2()
     h.log(f"killed backend marked down after {took * 1000:.0f} ms "
           f"(bound fall x interval + timeout = {(FALL * INTERVAL + TIMEOUT) * 1000:.0f} ms)")
     assert entry["check"]["last_result"] == "failed", entry
@@ -278,13 +282,7 @@ def test_passive_marking_before_the_next_interval():
 
 
 def test_health_survives_restart_workers_and_a_killed_checker():
-    b1 = h.EchoBackend(ident="b1")
-    b2 = h.EchoBackend(ident="b2")
-    inst = h.Instance([b1, b2], workers=2, extra=["--check", "tcp", *CHECK_FLAGS])
-    for b in (b1, b2):
-        _wait_checked(inst, b.address)
-    b2.kill()
-    _wait_health(inst, b2.address, False, FALL * INTERVAL + TIMEOUT + SLACK)
+    b1, b2, inst, _, _ = _two_backends_then_kill_b2()
 
     r = h.cli("restart-workers", "--name", inst.name)
     assert r.returncode == 0, r

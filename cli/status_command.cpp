@@ -1,9 +1,5 @@
-#include <signal.h>
-
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "cli/commands.h"
@@ -11,25 +7,11 @@
 #include "cli/status_view.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "shm/table.h"
 
 namespace wslb::cli {
 
-namespace {
-
-// True when `pid` runs: it exists and is not a zombie (a master killed with kill -9 stays a
-// zombie until its parent reaps it, and its table is stale from the moment it died).
-bool process_running(pid_t pid) {
-  if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return false;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;  // no procfs: trust kill()
-  const auto close_paren = line.rfind(')');
-  return close_paren == std::string::npos || close_paren + 2 >= line.size() ||
-         line[close_paren + 2] != 'Z';
-}
-
-}  // namespace
 
 int status_command(const args& a) {
   CLI::App app{"wslb status: live workers, backends and counts of a running instance",

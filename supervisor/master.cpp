@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "common/log.h"
+#include "common/process.h"
 #include "shm/table_ops.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/instance_files.h"
@@ -30,8 +31,6 @@ void raise_descriptor_limit() {
            worker::max_connections_for(static_cast<std::size_t>(lim.rlim_cur)));
 }
 
-// True when `pid` is a live process (a stale table's master may be long gone).
-bool process_alive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
 }  // namespace
 
@@ -77,7 +76,7 @@ bool master::start() {
     auto old = shm::table_mapping::attach(cfg.name, shm::access::read_only);
     const pid_t old_pid = old->header.master_pid.load();
     log_line(who, "replacing stale table of instance '%s' left by master pid %d (%s)",
-             cfg.name.c_str(), old_pid, process_alive(old_pid) ? "pid reused" : "not running");
+             cfg.name.c_str(), old_pid, process_running(old_pid) ? "pid reused" : "not running");
   } catch (const shm::table_error&) {
     // No table, or one of another layout: create() replaces it either way.
   }

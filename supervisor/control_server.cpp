@@ -14,6 +14,11 @@ struct write_request {
   uv_write_t req;
   std::string text;
 };
+
+// Closes a request's pipe; the request lets go of itself once libuv is done with the handle.
+void close_request_pipe(uv_handle_t* pipe) {
+  uv_close(pipe, [](uv_handle_t* h) { static_cast<control_request*>(h->data)->release(); });
+}
 }  // namespace
 
 void control_request::send(std::string text) {
@@ -36,20 +41,13 @@ void control_request::finish(bool ok, const std::string& line) {
   closed_ = true;
   // uv_close would cancel writes still queued; a shutdown completes after them.
   auto* req = new uv_shutdown_t;
-  auto close_pipe = [](uv_handle_t* h) {
-    uv_close(h, [](uv_handle_t* handle) {
-      static_cast<control_request*>(handle->data)->self_.reset();
-    });
-  };
   if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&pipe_), [](uv_shutdown_t* r, int) {
         uv_handle_t* h = reinterpret_cast<uv_handle_t*>(r->handle);
         delete r;
-        uv_close(h, [](uv_handle_t* handle) {
-          static_cast<control_request*>(handle->data)->self_.reset();
-        });
+        close_request_pipe(h);
       }) != 0) {
     delete req;
-    close_pipe(reinterpret_cast<uv_handle_t*>(&pipe_));
+    close_request_pipe(reinterpret_cast<uv_handle_t*>(&pipe_));
   }
 }
 
@@ -90,9 +88,7 @@ void control_server::on_connection(uv_stream_t* server, int status) {
   request->self_ = request;
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&request->pipe_)) != 0) {
     request->closed_ = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&request->pipe_), [](uv_handle_t* h) {
-      static_cast<control_request*>(h->data)->self_.reset();
-    });
+    close_request_pipe(reinterpret_cast<uv_handle_t*>(&request->pipe_));
     return;
   }
   request->server_ = self;
@@ -112,9 +108,7 @@ void control_server::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*
       // The CLI went away (Ctrl-C); the operation goes on, its answer has nowhere to go.
       request->finished_ = true;
       request->closed_ = true;
-      uv_close(reinterpret_cast<uv_handle_t*>(stream), [](uv_handle_t* h) {
-        static_cast<control_request*>(h->data)->self_.reset();
-      });
+      close_request_pipe(reinterpret_cast<uv_handle_t*>(stream));
     }
     return;
   }

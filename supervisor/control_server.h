@@ -23,6 +23,8 @@ class control_request : public std::enable_shared_from_this<control_request> {
   // Sends the final line ("ok ..." or "error ...") and closes the connection. Idempotent.
   void finish(bool ok, const std::string& line);
   bool finished() const { return finished_; }
+  // Drops the request's hold on itself; called once its pipe is closed.
+  void release() { self_.reset(); }
 
  private:
   friend class control_server;

@@ -61,8 +61,8 @@ void master::spawn_worker(std::size_t slot, std::uint32_t generation) {
     log_line(who, "cannot create a channel for worker %zu: %s", slot, strerror(errno));
     return;
   }
+  // The row is clean: zeroed at creation, cleared when its previous worker was reaped.
   shm::worker_row& row = t.workers[slot];
-  shm::clear_worker_row(t, slot);
   row.generation.store(generation, relaxed);
   row.state.store(shm::worker_state::starting, relaxed);
   row.started_ms.store(unix_ms(), relaxed);

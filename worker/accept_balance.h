@@ -1,8 +1,9 @@
-// Keeping accept load even across the workers of one generation. Every worker polls the same
-// listening socket, and the kernel tends to wake the same (most recently active) process
-// first, which would pile connections onto one worker. Before accepting, a worker compares
-// its own `accepted` count with its running peers' and lets them go first when it is clearly
-// ahead. Pure on the table: the unit tests drive it on a plain table image.
+// Keeping accept load even across the workers of one generation. The kernel wakes the first
+// idle worker in the listener's wait queue, and workers take turns at the head, but a worker
+// whose peers are busy keeps being the idle one and would pile connections onto itself. After
+// accepting, a worker compares its own `accepted` count with its running peers' and sits out
+// for a moment when it is clearly ahead. Pure on the table: the unit tests drive it on a plain
+// table image.
 #pragma once
 
 #include <cstddef>

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,10 +17,10 @@ namespace wslb::worker {
 
 namespace {
 
-// Connections taken per wake-up: enough to keep up with a storm, few enough that the other
-// workers (woken by the same readiness) get their share.
+// Connections taken per wake-up: enough to keep up with a storm, few enough that this loop's
+// relaying is not held up behind a long run of accepts.
 constexpr int accept_batch = 8;
-// How long a worker that is ahead lets its peers go first.
+// How long a worker that is ahead stays out of the wait queue.
 constexpr std::uint64_t defer_ms = 1;
 // How often a worker out of descriptors looks again (it also looks whenever one is released).
 constexpr std::uint64_t fd_retry_ms = 100;
@@ -28,14 +29,41 @@ constexpr std::int64_t fd_log_interval_ms = 10'000;
 
 void on_accept_ready(uv_poll_t* poll, int status, int events);
 
+// Joins the listener's wait queue, at its tail. The registration goes straight into the loop's
+// epoll set with EPOLLEXCLUSIVE, so that a new connection wakes one waiting worker instead of
+// all of them. libuv cannot register it itself (uv_poll has no such flag), so the event carries
+// the descriptor of accept_poll's eventfd, which is never written: libuv finds accept_poll by
+// that descriptor and runs on_accept_ready.
+bool join_queue(worker_context& ctx) {
+  epoll_event ev{};
+  ev.data.fd = ctx.accept_wake_fd;
+  ev.events = ctx.accept_exclusive ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN;
+  const int epfd = uv_backend_fd(&ctx.loop);
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, ctx.listen_fd, &ev) == 0) return true;
+  if (errno == EINVAL && ctx.accept_exclusive) {  // a kernel without EPOLLEXCLUSIVE (< 4.5)
+    log_line(ctx.who, "EPOLLEXCLUSIVE not supported: every worker wakes on each connection");
+    ctx.accept_exclusive = false;
+    ev.events = EPOLLIN;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, ctx.listen_fd, &ev) == 0) return true;
+  }
+  log_line(ctx.who, "cannot watch the listener: %s", std::strerror(errno));
+  return false;
+}
+
+// Leaves the wait queue. Must happen before accept_poll stops: an event for a descriptor libuv
+// no longer watches would make it remove that descriptor, not ours, and ours would fire again.
+void leave_queue(worker_context& ctx) {
+  epoll_ctl(uv_backend_fd(&ctx.loop), EPOLL_CTL_DEL, ctx.listen_fd, nullptr);
+}
+
 void arm(worker_context& ctx) {
   if (ctx.accept_polling || !ctx.accept_open) return;
-  if (uv_poll_start(&ctx.accept_poll, UV_READABLE, on_accept_ready) == 0) ctx.accept_polling = true;
+  ctx.accept_polling = join_queue(ctx);
 }
 
 void disarm(worker_context& ctx) {
   if (!ctx.accept_polling) return;
-  uv_poll_stop(&ctx.accept_poll);
+  leave_queue(ctx);
   ctx.accept_polling = false;
 }
 
@@ -103,24 +131,38 @@ void accept_some(worker_context& ctx) {
 
 void on_accept_ready(uv_poll_t* poll, int status, int) {
   worker_context& ctx = worker_context::of(poll->loop);
-  if (status < 0 || ctx.phase != worker_phase::running) return;
-  // Ahead of the least-loaded peer: step back for a moment so that it takes what is queued.
-  // Only every other wake-up, so that a hung peer can delay clients but never starve them.
-  if (!ctx.deferred_last_wake && ahead_of_peers(ctx.table, ctx.slot, ctx.generation)) {
-    ctx.deferred_last_wake = true;
-    disarm(ctx);
-    uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
-    return;
-  }
-  ctx.deferred_last_wake = false;
+  if (status < 0 || ctx.phase != worker_phase::running || !ctx.accept_polling) return;
+  // The kernel woke only this worker for what is queued, so take it; then step to the back of
+  // the queue, so that the next connection wakes the next idle worker (round robin), or, when
+  // clearly ahead of the least-loaded peer, sit out for a moment so that the peers catch up.
   accept_some(ctx);
+  if (!ctx.accept_polling) return;  // paused for descriptors
+  disarm(ctx);
+  if (ahead_of_peers(ctx.table, ctx.slot, ctx.generation)) {
+    uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
+  } else {
+    arm(ctx);
+  }
+}
+
+void close_wake_fd(uv_handle_t* handle) {
+  worker_context& ctx = worker_context::of(handle->loop);
+  close(ctx.accept_wake_fd);
+  ctx.accept_wake_fd = -1;
 }
 
 }  // namespace
 
 int start_accepting(worker_context& ctx) {
-  int r = uv_poll_init(&ctx.loop, &ctx.accept_poll, ctx.listen_fd);
-  if (r != 0) return r;
+  ctx.accept_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (ctx.accept_wake_fd < 0) return uv_translate_sys_error(errno);
+  int r = uv_poll_init(&ctx.loop, &ctx.accept_poll, ctx.accept_wake_fd);
+  if (r == 0) r = uv_poll_start(&ctx.accept_poll, UV_READABLE, on_accept_ready);
+  if (r != 0) {
+    close(ctx.accept_wake_fd);
+    ctx.accept_wake_fd = -1;
+    return r;
+  }
   ctx.accept_open = true;
   arm(ctx);
   return ctx.accept_polling ? 0 : UV_EINVAL;
@@ -131,14 +173,10 @@ void stop_accepting(worker_context& ctx) {
   ctx.fd_paused = false;
   if (ctx.accept_open) {
     disarm(ctx);
-    uv_close(reinterpret_cast<uv_handle_t*>(&ctx.accept_poll), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&ctx.accept_poll), close_wake_fd);
     ctx.accept_open = false;
   }
   if (ctx.listen_fd >= 0) {
-    // The listener's open file is shared with the master and the other workers: an epoll
-    // registration lives as long as that file does, not as long as our descriptor. Take it out
-    // of our epoll explicitly before closing, or its events would keep arriving for a closed fd.
-    epoll_ctl(uv_backend_fd(&ctx.loop), EPOLL_CTL_DEL, ctx.listen_fd, nullptr);
     close(ctx.listen_fd);
     ctx.listen_fd = -1;
   }

@@ -1,7 +1,9 @@
-// Accepting from the listener every worker shares. Not uv_listen: the worker polls the shared
-// non-blocking descriptor itself and calls accept4(), so that it can (a) let its peers go first
-// when it is ahead (even accept load, see accept_balance.h) and (b) pause cleanly when it runs
-// out of descriptors. Runs on the worker's loop.
+// Accepting from the listener every worker shares. Not uv_listen: the worker registers the
+// shared non-blocking descriptor with EPOLLEXCLUSIVE itself and calls accept4(), so that (a) a
+// new connection wakes one idle worker, not all of them, (b) workers take turns (each steps to
+// the back of the wait queue after a wake-up, and sits out for a moment when it is ahead of its
+// peers, see accept_balance.h) and (c) it can pause cleanly when it runs out of descriptors.
+// Runs on the worker's loop.
 #pragma once
 
 #include "worker/worker_context.h"

@@ -53,15 +53,16 @@ struct worker_context {
   int listen_fd = -1;
   int master_fd = -1;
   int signal_fd = -1;
-  uv_poll_t accept_poll{};
-  uv_timer_t accept_timer{};     // re-arms accept after a deferral or a descriptor shortage
+  int accept_wake_fd = -1;       // eventfd standing in for listen_fd in libuv (see acceptor.cpp)
+  uv_poll_t accept_poll{};       // on accept_wake_fd: runs the acceptor when the listener is ready
+  uv_timer_t accept_timer{};     // re-arms accept after sitting out or a descriptor shortage
   uv_poll_t master_poll{};
   uv_poll_t signal_poll{};
   uv_timer_t housekeeping{};     // counters to the table, health changes, idle and close sweeps
   uv_timer_t drain_timer{};      // the drain deadline, then the spread-out closes
   bool accept_open = false;      // accept_poll initialised and not closed
-  bool accept_polling = false;   // accept_poll started
-  bool deferred_last_wake = false;
+  bool accept_polling = false;   // in the listener's wait queue
+  bool accept_exclusive = true;  // EPOLLEXCLUSIVE: false only on kernels without it
   bool fd_paused = false;        // accept paused: out of descriptors or at max_sessions
   std::int64_t fd_pause_logged_ms = -1;
 

@@ -236,6 +236,41 @@ def test_accept_load_is_even_under_a_storm():
     inst.stop()
 
 
+def _voluntary_switches(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches for {pid}")
+
+
+def test_a_new_connection_wakes_one_worker_and_workers_take_turns():
+    b1 = h.EchoBackend()
+    workers, total = 4, 400
+    inst = h.Instance([b1], workers=workers, extra=["--mode", "tcp"])
+    time.sleep(0.3)  # every worker has settled in epoll_wait
+    pids = [w["pid"] for w in inst.status()["workers"]]
+    before = {p: _voluntary_switches(p) for p in pids}
+    sockets = []
+    # One connection at a time, so that every worker is idle when each one arrives.
+    for _ in range(total):
+        sockets.append(socket.create_connection(("127.0.0.1", inst.port)))
+        time.sleep(0.002)
+    h.wait_until(lambda: sum(w["accepted"] for w in inst.status()["workers"]) >= total, 10,
+                 what="all connections accepted")
+    woke = {p: _voluntary_switches(p) - before[p] for p in pids}
+    accepted = {w["pid"]: w["accepted"] for w in inst.status()["workers"]}
+    for s in sockets:
+        s.close()
+    h.log(f"{total} sequential connects over {workers} workers: accepted "
+          f"{[accepted[p] for p in pids]}, wake-ups {[woke[p] for p in pids]}")
+    # Every worker woken for every connection would be workers x total wake-ups (1,600).
+    assert sum(woke.values()) < 2 * total, woke
+    # Turns: each worker steps to the back of the queue after a wake-up.
+    assert min(accepted.values()) >= total // workers // 2, accepted
+    inst.stop()
+
+
 def test_crash_loop_backs_off_and_fatal_config_is_not_respawned():
     b1 = h.EchoBackend()
     fault = os.path.join(h.RUNTIME_DIR, "fault")

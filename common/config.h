@@ -11,9 +11,9 @@
 
 namespace wslb {
 
-// A numeric IPv4 or IPv6 address with a port, resolved once at parse time.
+// A host and port, resolved once at parse time (a name to its first address).
 struct endpoint {
-  std::string host;          // as written, without brackets
+  std::string host;          // as written (a name stays a name), without brackets
   std::uint16_t port = 0;
   sockaddr_storage addr{};
   socklen_t addr_len = 0;

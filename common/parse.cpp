@@ -1,11 +1,14 @@
 #include "common/parse.h"
 
-#include <arpa/inet.h>
-
 #include <charconv>
-#include <cstring>
+
+#include "common/resolve.h"
+#include "shm/layout.h"
 
 namespace wslb {
+
+static_assert(max_endpoint_chars + 1 == shm::address_chars,
+              "an accepted HOST:PORT must fit the table's address field with its NUL");
 
 namespace {
 
@@ -13,28 +16,6 @@ bool parse_uint(std::string_view text, std::uint64_t& out) {
   if (text.empty()) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   return ec == std::errc() && end == text.data() + text.size();
-}
-
-bool fill_address(std::string_view host, std::uint16_t port, endpoint& out) {
-  std::string h(host);
-  if (h == "localhost") h = "127.0.0.1";
-  std::memset(&out.addr, 0, sizeof out.addr);
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.addr);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.addr);
-  if (inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    out.addr_len = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, h.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    out.addr_len = sizeof(sockaddr_in6);
-  } else {
-    return false;
-  }
-  out.host = h;
-  out.port = port;
-  return true;
 }
 
 }  // namespace
@@ -47,7 +28,8 @@ std::string endpoint::to_string() const {
 bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
                     bool allow_port_zero) {
   std::string_view host, port_text;
-  if (!text.empty() && text.front() == '[') {
+  const bool bracketed = !text.empty() && text.front() == '[';
+  if (bracketed) {
     const auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
       error = "'" + std::string(text) + "' is not [IPV6]:PORT";
@@ -64,17 +46,38 @@ bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
   }
+  if (host.empty()) {
+    error = "'" + std::string(text) + "' has no host (expected HOST:PORT)";
+    return false;
+  }
   std::uint64_t port = 0;
   if (!parse_uint(port_text, port) || port > 65535 || (port == 0 && !allow_port_zero)) {
     error = "port '" + std::string(port_text) + "' in '" + std::string(text) +
             "' is out of range (1-65535)";
     return false;
   }
-  if (!fill_address(host, static_cast<std::uint16_t>(port), out)) {
-    error = "'" + std::string(host) + "' in '" + std::string(text) +
-            "' is not a numeric IPv4/IPv6 address (or localhost)";
+  endpoint parsed;
+  parsed.host = std::string(host);
+  parsed.port = static_cast<std::uint16_t>(port);
+  // "HOST:PORT" is the backend's identity across reloads and is shown by `wslb status`, both
+  // from a fixed field of the shared table: a longer one would be cut short there (and two
+  // long names could end up the same), so refuse it before asking any resolver.
+  if (const std::string shown = parsed.to_string(); shown.size() > max_endpoint_chars) {
+    error = "'" + shown + "' is " + std::to_string(shown.size()) +
+            " characters; HOST:PORT may be at most " + std::to_string(max_endpoint_chars) +
+            " (use a shorter name, e.g. an alias in /etc/hosts)";
     return false;
   }
+  if (bracketed) {
+    if (!fill_numeric_address(parsed)) {
+      error = "'" + std::string(host) + "' in '" + std::string(text) +
+              "' is not a numeric IPv6 address (only those go in brackets)";
+      return false;
+    }
+  } else if (!resolve_endpoint(parsed, error)) {
+    return false;
+  }
+  out = std::move(parsed);
   return true;
 }
 

@@ -1,8 +1,9 @@
-// Parsers for the values operators write in flags and config files. Pure functions; each
-// returns false and fills `error` with what is wrong with the value (not which flag: the
-// caller names the flag).
+// Parsers for the values operators write in flags and config files. Pure functions, except
+// that parse_endpoint asks the system resolver about a host name; each returns false and fills
+// `error` with what is wrong with the value (not which flag: the caller names the flag).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -11,8 +12,13 @@
 
 namespace wslb {
 
-// "127.0.0.1:8080", "[::1]:8080", "localhost:8080" (localhost only, as 127.0.0.1). Port 1-65535,
-// or 0 when `allow_port_zero` (a listener on an ephemeral port).
+// The longest "HOST:PORT" accepted: what the shared table's address field holds.
+inline constexpr std::size_t max_endpoint_chars = 63;
+
+// "127.0.0.1:8080", "[::1]:8080", "app1:8080". A numeric address is used as is; a name is
+// resolved now, once (see resolve_endpoint), and `out.host` keeps the name for display and
+// identity. Port 1-65535, or 0 when `allow_port_zero` (a listener on an ephemeral port).
+// `out` is only written on success.
 bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
                     bool allow_port_zero = false);
 // "HOST:PORT" or "HOST:PORT,weight=N" with N in 1..1000.

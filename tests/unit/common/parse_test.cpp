@@ -14,13 +14,45 @@ TEST_CASE("parse.endpoints") {
   CHECK(parse_endpoint("[::1]:9", e, err));
   CHECK(e.to_string() == "[::1]:9");
   CHECK(parse_endpoint("localhost:1", e, err));
-  CHECK(e.host == "127.0.0.1");
+  CHECK(e.to_string() == "localhost:1");  // the operator's name, not the address it found
+  CHECK(e.addr_len > 0);
   CHECK_FALSE(parse_endpoint("127.0.0.1:70000", e, err));
   CHECK(err.find("out of range") != std::string::npos);
   CHECK_FALSE(parse_endpoint("127.0.0.1:0", e, err));
   CHECK_FALSE(parse_endpoint("nohost", e, err));
-  CHECK_FALSE(parse_endpoint("example.com:80", e, err));
-  CHECK(err.find("numeric") != std::string::npos);
+  CHECK_FALSE(parse_endpoint(":80", e, err));
+  CHECK(err.find("no host") != std::string::npos);
+  CHECK_FALSE(parse_endpoint("[localhost]:80", e, err));
+  CHECK(err.find("brackets") != std::string::npos);
+}
+
+TEST_CASE("parse.names_are_resolved_or_refused") {
+  endpoint e;
+  std::string err;
+  // A name is looked up, not rejected for not being numeric; `.invalid` never resolves.
+  CHECK_FALSE(parse_endpoint("no-such-host.invalid:80", e, err));
+  CHECK_MESSAGE(err.find("cannot resolve 'no-such-host.invalid' (") == 0, err);
+  CHECK((e.host.empty() && e.addr_len == 0));  // `out` untouched on failure
+}
+
+TEST_CASE("parse.endpoint_longer_than_the_table_field_is_refused") {
+  endpoint e;
+  std::string err;
+  const auto name = [](std::size_t chars) {  // a name of `chars` characters that cannot resolve
+    return std::string(chars - 8, 'a') + ".invalid";
+  };
+  // "HOST:80" of exactly max_endpoint_chars gets as far as the resolver; one more is refused.
+  CHECK_FALSE(parse_endpoint(name(max_endpoint_chars - 3) + ":80", e, err));
+  CHECK_MESSAGE(err.find("cannot resolve") != std::string::npos, err);
+  CHECK_FALSE(parse_endpoint(name(max_endpoint_chars - 2) + ":80", e, err));
+  CHECK_MESSAGE(err.find("is 64 characters; HOST:PORT may be at most 63") != std::string::npos,
+                err);
+  // The longest DNS name (253 characters) is refused the same way, before any lookup.
+  const std::string label(63, 'b');
+  const std::string longest_dns = label + "." + label + "." + label + "." + std::string(61, 'c');
+  REQUIRE(longest_dns.size() == 253);
+  CHECK_FALSE(parse_endpoint(longest_dns + ":8080", e, err));
+  CHECK_MESSAGE(err.find("is 258 characters") != std::string::npos, err);
 }
 
 TEST_CASE("parse.backend_weights") {
@@ -72,10 +104,20 @@ TEST_CASE("run_options.valid_command_line") {
   CHECK(c.balance.mode == balance_mode::round_robin);
 }
 
+TEST_CASE("run_options.backend_names_keep_their_name") {
+  config c;
+  auto r = parse({"--listen", "localhost:8080", "--backend", "localhost:9001,weight=3"}, c);
+  REQUIRE_MESSAGE(r.ok, r.message);
+  CHECK(c.listen.to_string() == "localhost:8080");
+  CHECK(c.backends[0].where.to_string() == "localhost:9001");
+  CHECK(c.backends[0].weight == 3);
+  CHECK(c.backends[0].where.addr_len > 0);
+}
+
 TEST_CASE("run_options.bad_flags_name_the_flag") {
   struct bad_case {
     std::vector<std::string> args;
-    const char* flag;
+    std::string flag;
   };
   const bad_case cases[] = {
       {{"--backend", "127.0.0.1:9001", "--bogus"}, "--bogus"},
@@ -85,6 +127,12 @@ TEST_CASE("run_options.bad_flags_name_the_flag") {
       {{"--backend", "127.0.0.1:9001", "--workers", "0"}, "--workers"},
       {{"--backend", "127.0.0.1:9001", "--balance", "fastest"}, "--balance"},
       {{"--backend", "127.0.0.1:9001", "--check-interval", "often"}, "--check-interval"},
+      {{"--backend", "no-such-host.invalid:80"},
+       "--backend: cannot resolve 'no-such-host.invalid'"},
+      {{"--listen", "no-such-host.invalid:80", "--backend", "127.0.0.1:9001"},
+       "--listen: cannot resolve 'no-such-host.invalid'"},
+      {{"--backend", std::string(70, 'x') + ":80"},
+       "--backend: '" + std::string(70, 'x') + ":80' is 73 characters"},
   };
   for (const auto& bc : cases) {
     config c;

@@ -4,7 +4,8 @@
 
 namespace wslb::worker {
 
-bool ahead_of_peers(const shm::table& t, std::size_t slot, std::uint32_t generation) {
+accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
+                                     std::uint32_t generation) {
   constexpr auto relaxed = std::memory_order_relaxed;
   const std::size_t rows =
       std::min<std::size_t>(t.header.slot_high_water.load(relaxed), shm::max_worker_slots);
@@ -21,10 +22,10 @@ bool ahead_of_peers(const shm::table& t, std::size_t slot, std::uint32_t generat
     if (!have_peer || accepted < least) least = accepted;
     have_peer = true;
   }
-  if (!have_peer) return false;
+  if (!have_peer) return accept_standing::alone;
   const std::uint64_t mine = t.workers[slot].accepted.load(relaxed);
   // The margin keeps small counts (a few connections apart) from causing deferrals at all.
-  return mine * 5 > least * 6 + 8 * 5;
+  return mine * 5 > least * 6 + 8 * 5 ? accept_standing::ahead : accept_standing::even;
 }
 
 }  // namespace wslb::worker

@@ -13,9 +13,15 @@
 
 namespace wslb::worker {
 
-// True when the worker in `slot` has accepted more than 1.2x + 8 the connections of the
-// least-loaded other worker of `generation` whose state is `running`. False when it has no
-// such peer. Rows [0, header.slot_high_water) are looked at.
-bool ahead_of_peers(const shm::table& t, std::size_t slot, std::uint32_t generation);
+enum class accept_standing : std::uint8_t {
+  alone,  // no other running worker of its generation: nobody to take turns with
+  even,   // within 1.2x + 8 of the least-loaded peer
+  ahead,  // has accepted more than 1.2x + 8 the connections of the least-loaded peer
+};
+
+// Where the worker in `slot` stands against the other workers of `generation` whose state is
+// `running`, by `accepted`. Rows [0, header.slot_high_water) are looked at.
+accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
+                                     std::uint32_t generation);
 
 }  // namespace wslb::worker

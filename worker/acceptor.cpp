@@ -132,16 +132,22 @@ void accept_some(worker_context& ctx) {
 void on_accept_ready(uv_poll_t* poll, int status, int) {
   worker_context& ctx = worker_context::of(poll->loop);
   if (status < 0 || ctx.phase != worker_phase::running || !ctx.accept_polling) return;
-  // The kernel woke only this worker for what is queued, so take it; then step to the back of
-  // the queue, so that the next connection wakes the next idle worker (round robin), or, when
-  // clearly ahead of the least-loaded peer, sit out for a moment so that the peers catch up.
+  // The kernel woke only this worker for what is queued, so take it. Then, with peers, step to
+  // the back of the queue so that the next connection wakes the next idle worker (round robin),
+  // or, when clearly ahead of the least-loaded peer, sit out for a moment so that they catch up.
   accept_some(ctx);
   if (!ctx.accept_polling) return;  // paused for descriptors
-  disarm(ctx);
-  if (ahead_of_peers(ctx.table, ctx.slot, ctx.generation)) {
-    uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
-  } else {
-    arm(ctx);
+  switch (standing_among_peers(ctx.table, ctx.slot, ctx.generation)) {
+    case accept_standing::alone:
+      break;
+    case accept_standing::even:
+      disarm(ctx);
+      arm(ctx);
+      break;
+    case accept_standing::ahead:
+      disarm(ctx);
+      uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
+      break;
   }
 }
 

@@ -9,6 +9,10 @@
 using namespace wslb;
 using namespace wslb::worker;
 
+constexpr auto alone = accept_standing::alone;
+constexpr auto even = accept_standing::even;
+constexpr auto ahead = accept_standing::ahead;
+
 namespace {
 std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> accepted,
                                        std::uint32_t generation = 1) {
@@ -27,35 +31,35 @@ std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> acce
 }
 }  // namespace
 
-TEST_CASE("accept_balance.defers_only_when_clearly_ahead") {
+TEST_CASE("accept_balance.ahead_only_when_clearly_ahead") {
   auto t = table_with({100, 100, 100});
-  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == even);
   t->workers[0].accepted = 128;  // 1.2 x 100 + 8
-  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == even);
   t->workers[0].accepted = 129;
-  CHECK(ahead_of_peers(*t, 0, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == ahead);
   // The least-loaded peer counts, not the average.
   t->workers[0].accepted = 100;
   t->workers[2].accepted = 10;
-  CHECK(ahead_of_peers(*t, 0, 1));
-  CHECK_FALSE(ahead_of_peers(*t, 2, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == ahead);
+  CHECK(standing_among_peers(*t, 2, 1) == even);
   // Small numbers never defer.
   auto small = table_with({7, 0});
-  CHECK_FALSE(ahead_of_peers(*small, 0, 1));
+  CHECK(standing_among_peers(*small, 0, 1) == even);
 }
 
 TEST_CASE("accept_balance.compares_running_workers_of_its_generation_only") {
   auto t = table_with({500, 100});
-  CHECK(ahead_of_peers(*t, 0, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == ahead);
   t->workers[1].state = shm::worker_state::draining;  // old or leaving: not a peer
-  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == alone);
   t->workers[1].state = shm::worker_state::running;
   t->workers[1].generation = 2;  // another generation
-  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == alone);
   t->workers[1].generation = 1;
   t->workers[1].state = shm::worker_state::starting;  // not accepting yet
-  CHECK_FALSE(ahead_of_peers(*t, 0, 1));
+  CHECK(standing_among_peers(*t, 0, 1) == alone);
   // Alone: nothing to compare with.
-  auto alone = table_with({1000});
-  CHECK_FALSE(ahead_of_peers(*alone, 0, 1));
+  auto single = table_with({1000});
+  CHECK(standing_among_peers(*single, 0, 1) == alone);
 }

@@ -183,8 +183,8 @@ void scheduler::sync_row(std::size_t i) {
   const std::uint32_t epoch = row.config_epoch.load(std::memory_order_acquire);
   if (s.tracked && epoch == s.epoch) return;
   s.epoch = epoch;
-  // The master writes address and sockaddr before it turns a row active, and never rewrites
-  // them while the row is active (a reload keeps a backend's row by address).
+  // The master writes address and sockaddr before it bumps config_epoch: before it turns a row
+  // active, and again when a reload finds the row's host name at a new address.
   char address[shm::address_chars];
   std::memcpy(address, row.address, sizeof address);
   address[sizeof address - 1] = '\0';

@@ -18,7 +18,9 @@ struct endpoint {
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
 
-  std::string to_string() const;  // "HOST:PORT", "[v6]:PORT"
+  std::string to_string() const;     // "HOST:PORT", "[v6]:PORT"
+  std::string address_text() const;  // the resolved address, numeric: "10.0.0.5", "::1"
+  bool same_address(const endpoint& other) const;  // same resolved address and port
 };
 
 struct backend_config {

@@ -1,6 +1,9 @@
 #include "common/parse.h"
 
+#include <arpa/inet.h>
+
 #include <charconv>
+#include <cstring>
 
 #include "common/resolve.h"
 #include "shm/layout.h"
@@ -23,6 +26,21 @@ bool parse_uint(std::string_view text, std::uint64_t& out) {
 std::string endpoint::to_string() const {
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
   return host + ":" + std::to_string(port);
+}
+
+std::string endpoint::address_text() const {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, text, sizeof text);
+  } else if (addr.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, text,
+              sizeof text);
+  }
+  return text;
+}
+
+bool endpoint::same_address(const endpoint& other) const {
+  return addr_len == other.addr_len && std::memcmp(&addr, &other.addr, addr_len) == 0;
 }
 
 bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,

@@ -10,11 +10,8 @@ namespace wslb::supervisor {
 namespace {
 constexpr auto relaxed = std::memory_order_relaxed;
 
-void reset_row(shm::backend_row& row) {
-  row.retired_total = 0;
-  row.retired_bytes_in = 0;
-  row.retired_bytes_out = 0;
-  row.retired_failures = 0;
+// Health starts over (up, as for a new backend) whenever the address behind a row changes.
+void reset_health(shm::backend_row& row) {
   row.healthy = 1;
   row.check_streak = 0;
   row.last_result = shm::check_result::none;
@@ -22,6 +19,26 @@ void reset_row(shm::backend_row& row) {
   row.passive_fail_streak = 0;
   row.transitions = 0;
   shm::write_last_error(row, "");
+}
+
+void reset_row(shm::backend_row& row) {
+  row.retired_total = 0;
+  row.retired_bytes_in = 0;
+  row.retired_bytes_out = 0;
+  row.retired_failures = 0;
+  reset_health(row);
+}
+
+bool same_sockaddr(const shm::backend_row& row, const endpoint& where) {
+  return row.sockaddr_len.load(relaxed) == where.addr_len &&
+         std::memcmp(row.sockaddr_bytes, &where.addr, where.addr_len) == 0;
+}
+
+// The checker copies these when it sees config_epoch change, which the caller bumps after.
+void write_sockaddr(shm::backend_row& row, const endpoint& where) {
+  std::memcpy(row.sockaddr_bytes, &where.addr,
+              std::min<std::size_t>(where.addr_len, sizeof row.sockaddr_bytes));
+  row.sockaddr_len.store(where.addr_len, relaxed);
 }
 }  // namespace
 
@@ -52,9 +69,12 @@ bool apply_backends(shm::table& t, config& cfg, std::string& error) {
       }
       reset_row(t.backends[row]);
       shm::copy_fixed(t.backends[row].address, shm::address_chars, address);
-      std::memcpy(t.backends[row].sockaddr_bytes, &b.where.addr,
-                  std::min<std::size_t>(b.where.addr_len, sizeof t.backends[row].sockaddr_bytes));
-      t.backends[row].sockaddr_len = b.where.addr_len;
+      write_sockaddr(t.backends[row], b.where);
+    } else if (!same_sockaddr(t.backends[row], b.where)) {
+      // Same name, new address (a host name resolved again on reload): connections already
+      // open stay where they are; new ones and the health checks go to the new address.
+      reset_health(t.backends[row]);
+      write_sockaddr(t.backends[row], b.where);
     }
     kept[row] = true;
     b.row = row;

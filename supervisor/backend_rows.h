@@ -12,7 +12,8 @@ namespace wslb::supervisor {
 
 // Master only. Assigns each backend in `cfg` a row (its existing one when the address is
 // already in the table), writes weight/address/sockaddr, marks rows no longer configured as
-// `removed`. New rows start healthy (checks prove them down). Sets `row` in cfg.backends.
+// `removed`. New rows start healthy (checks prove them down); so does a kept row whose name
+// now resolves to another address. Sets `row` in cfg.backends.
 // Returns false with `error` set when the table has no free row.
 bool apply_backends(shm::table& t, config& cfg, std::string& error);
 

@@ -130,6 +130,10 @@ void master::reload(control_request_ptr request) {
           summary += " ~" + b.where.to_string() + " weight " + std::to_string(old.weight) +
                      "->" + std::to_string(b.weight);
         }
+        if (!old.where.same_address(b.where)) {
+          summary += " ~" + b.where.to_string() + " address " + old.where.address_text() +
+                     "->" + b.where.address_text();
+        }
       }
     }
     if (!known) summary += " +" + b.where.to_string();

@@ -65,3 +65,38 @@ TEST_CASE("backend_rows.removed_row_is_freed_only_when_drained") {
   supervisor::release_drained_backends(*t);
   CHECK(t->backends[0].state == shm::backend_state::empty);
 }
+
+TEST_CASE("backend_rows.a_name_at_a_new_address_keeps_its_row_and_starts_over_healthy") {
+  auto t = table_with_two_slots();
+  std::string err;
+  // "app1:9001" resolved to 127.0.0.1, then (on reload) to 127.0.0.2.
+  auto named = [](const char* numeric) {
+    config c = with_backends({numeric});
+    c.backends[0].where.host = "app1";
+    return c;
+  };
+  config first = named("127.0.0.1:9001");
+  REQUIRE(supervisor::apply_backends(*t, first, err));
+  t->workers[0].backends[0].active = 2;
+  t->backends[0].healthy = 0;  // the checker found 127.0.0.1 down
+  t->backends[0].check_streak = 3;
+  const std::uint32_t epoch = t->backends[0].config_epoch;
+
+  config same = named("127.0.0.1:9001");
+  REQUIRE(supervisor::apply_backends(*t, same, err));
+  CHECK(t->backends[0].healthy == 0);  // same address: health carries over
+
+  config moved = named("127.0.0.2:9001");
+  REQUIRE(supervisor::apply_backends(*t, moved, err));
+  CHECK(moved.backends[0].row == 0);  // same name, same row: its live count carries over
+  CHECK(shm::sum_active(*t, 0) == 2);
+  CHECK(std::string(t->backends[0].address) == "app1:9001");
+  CHECK(t->backends[0].healthy == 1);
+  CHECK(t->backends[0].check_streak == 0);
+  CHECK(t->backends[0].config_epoch > epoch + 1);  // the checker sees the change
+  CHECK(t->backends[0].sockaddr_len == sizeof(sockaddr_in));
+  CHECK(std::memcmp(t->backends[0].sockaddr_bytes, &moved.backends[0].where.addr,
+                    sizeof(sockaddr_in)) == 0);
+  CHECK(first.backends[0].where.address_text() == "127.0.0.1");
+  CHECK_FALSE(first.backends[0].where.same_address(moved.backends[0].where));
+}

@@ -65,11 +65,16 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
   app.add_option("--on-down", raw.on_down, "keep | close established connections of a down backend")
       ->capture_default_str();
   app.add_option("--check", raw.check, "tcp | http | websocket | none")->capture_default_str();
-  app.add_option("--check-interval", raw.check_interval)->capture_default_str();
-  app.add_option("--check-rise", raw.check_rise)->capture_default_str();
-  app.add_option("--check-fall", raw.check_fall)->capture_default_str();
-  app.add_option("--check-timeout", raw.check_timeout)->capture_default_str();
-  app.add_option("--check-path", raw.check_path)->capture_default_str();
+  app.add_option("--check-interval", raw.check_interval, "Time between two checks of a backend")
+      ->capture_default_str();
+  app.add_option("--check-rise", raw.check_rise, "Good checks in a row that bring a backend up")
+      ->capture_default_str();
+  app.add_option("--check-fall", raw.check_fall, "Failed checks in a row that take a backend down")
+      ->capture_default_str();
+  app.add_option("--check-timeout", raw.check_timeout, "Time one check may take")
+      ->capture_default_str();
+  app.add_option("--check-path", raw.check_path, "Request target of http and websocket checks")
+      ->capture_default_str();
 }
 
 // Each validate_* returns an error message naming the flag, or "" when the value is good.

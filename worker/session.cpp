@@ -111,6 +111,22 @@ void close_if_finished(session* s) {
   if (s->eof_mask == 3 && s->shut_done_mask == 3) close_session(s);
 }
 
+// A WebSocket whose close handshake went through in both directions, with nothing left to
+// write: the protocol is over, so one side's FIN ends the whole tunnel (as nginx and HAProxy
+// do) instead of being passed on and waited for from the other side too.
+bool websocket_finished(session* s) {
+  if (!s->upgraded || !s->watch.track[to_backend].saw_close() ||
+      !s->watch.track[to_client].saw_close()) {
+    return false;
+  }
+  for (direction d : {to_backend, to_client}) {
+    if (s->pending[d] != nullptr || uv_stream_get_write_queue_size(s->stream(d, false)) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Sends `len` bytes of the loop buffer to the destination of `d`: straight through when the
 // socket takes them, else the remainder is copied once and queued, and the source is paused
 // until it is written (backpressure: at most one queued remainder per direction).
@@ -239,6 +255,10 @@ void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
       // The peer finished first: nothing to wait for in this direction.
       finish_direction(s, d);
       if (!s->dead && s->eof_mask == 3) close_session(s);
+      return;
+    }
+    if (websocket_finished(s)) {
+      close_session(s);
       return;
     }
     shut_down(s, d);

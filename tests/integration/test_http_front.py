@@ -270,6 +270,31 @@ def read_one_response(s):
     return json.loads(rest)
 
 
+def test_a_finished_close_handshake_ends_the_tunnel_on_the_first_fin():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1, extra=["--mode", "http"])
+    s = socket.create_connection(("127.0.0.1", inst.port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: " + GOOD_KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    h.wait_until(lambda: inst.backend(inst.status(), b1.address)["active"] == 1, 5,
+                 what="the tunnel counted")
+    # Masked close frame, code 1000; the backend answers with its close frame and closes TCP.
+    mask = b"\x01\x02\x03\x04"
+    s.sendall(b"\x88\x82" + mask + bytes(a ^ b for a, b in zip(b"\x03\xe8", mask)))
+    reply = read_until_close(s, 5)
+    assert reply[:4] == b"\x88\x02\x03\xe8", reply
+    # The client has not closed its side: with the WebSocket finished, wslb ends the tunnel
+    # anyway instead of holding it half-open until the client's FIN.
+    h.wait_until(lambda: inst.backend(inst.status(), b1.address)["active"] == 0, 2,
+                 what="the tunnel to end without the client's FIN")
+    s.close()
+    inst.stop()
+
+
 def test_proxy_protocol_headers_reach_the_backend():
     for mode in ("http", "tcp"):
         for version in ("v2", "v1"):

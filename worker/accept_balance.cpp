@@ -18,14 +18,14 @@ accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
         row.generation.load(relaxed) != generation) {
       continue;
     }
-    const std::uint64_t accepted = row.accepted.load(relaxed);
-    if (!have_peer || accepted < least) least = accepted;
+    const std::uint64_t live = row.connections.load(relaxed);
+    if (!have_peer || live < least) least = live;
     have_peer = true;
   }
   if (!have_peer) return accept_standing::alone;
-  const std::uint64_t mine = t.workers[slot].accepted.load(relaxed);
-  // The margin keeps small counts (a few connections apart) from causing deferrals at all.
-  return mine * 5 > least * 6 + 8 * 5 ? accept_standing::ahead : accept_standing::even;
+  const std::uint64_t mine = t.workers[slot].connections.load(relaxed);
+  // 1/8 + 2 over the least-loaded peer: a couple of connections apart is noise, not load.
+  return mine * 8 > least * 9 + 2 * 8 ? accept_standing::ahead : accept_standing::even;
 }
 
 }  // namespace wslb::worker

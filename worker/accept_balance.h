@@ -1,8 +1,9 @@
 // Keeping accept load even across the workers of one generation. The kernel wakes the first
 // idle worker in the listener's wait queue, and workers take turns at the head, but a worker
 // whose peers are busy keeps being the idle one and would pile connections onto itself. After
-// accepting, a worker compares its own `accepted` count with its running peers' and sits out
-// for a moment when it is clearly ahead. Pure on the table: the unit tests drive it on a plain
+// accepting, a worker compares its live `connections` with its running peers' (for long-lived
+// WebSocket connections, live connections are the load) and sits out for a moment when it is
+// clearly ahead. Pure on the table: the unit tests drive it on a plain
 // table image.
 #pragma once
 
@@ -15,12 +16,12 @@ namespace wslb::worker {
 
 enum class accept_standing : std::uint8_t {
   alone,  // no other running worker of its generation: nobody to take turns with
-  even,   // within 1.2x + 8 of the least-loaded peer
-  ahead,  // has accepted more than 1.2x + 8 the connections of the least-loaded peer
+  even,   // within 1/8 + 2 of the least-loaded peer's live connections
+  ahead,  // more live connections than 9/8 of the least-loaded peer's + 2
 };
 
 // Where the worker in `slot` stands against the other workers of `generation` whose state is
-// `running`, by `accepted`. Rows [0, header.slot_high_water) are looked at.
+// `running`, by live `connections`. Rows [0, header.slot_high_water) are looked at.
 accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
                                      std::uint32_t generation);
 

@@ -96,11 +96,21 @@ void pause_for_descriptors(worker_context& ctx) {
   uv_timer_start(&ctx.accept_timer, on_accept_timer, fd_retry_ms, 0);
 }
 
-void accept_some(worker_context& ctx) {
+// Clearly ahead of the least-loaded peer: out of the wait queue for a moment, so that new
+// connections wake the peers until they catch up.
+void sit_out(worker_context& ctx) {
+  disarm(ctx);
+  uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
+}
+
+// Takes up to accept_batch connections, stopping early at an empty queue, a descriptor
+// shortage, or as soon as this worker is ahead of its peers. Returns where it stands then.
+accept_standing accept_some(worker_context& ctx) {
+  accept_standing standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
   for (int i = 0; i < accept_batch && ctx.phase == worker_phase::running; ++i) {
     if (ctx.live_sessions >= ctx.max_sessions) {
       pause_for_descriptors(ctx);
-      return;
+      return standing;
     }
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
@@ -109,7 +119,7 @@ void accept_some(worker_context& ctx) {
     if (fd < 0) {
       switch (errno) {
         case EAGAIN:  // another worker was faster
-          return;
+          return standing;
         case EINTR:
         case ECONNABORTED:  // the client gave up while queued
         case EPROTO:
@@ -119,14 +129,18 @@ void accept_some(worker_context& ctx) {
         case ENOBUFS:
         case ENOMEM:
           pause_for_descriptors(ctx);
-          return;
+          return standing;
         default:
           log_line(ctx.who, "accept failed: %s", std::strerror(errno));
-          return;
+          return standing;
       }
     }
     start_session(ctx, fd, peer);
+    if (standing == accept_standing::alone) continue;
+    standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
+    if (standing == accept_standing::ahead) return standing;
   }
+  return standing;
 }
 
 void on_accept_ready(uv_poll_t* poll, int status, int) {
@@ -135,9 +149,9 @@ void on_accept_ready(uv_poll_t* poll, int status, int) {
   // The kernel woke only this worker for what is queued, so take it. Then, with peers, step to
   // the back of the queue so that the next connection wakes the next idle worker (round robin),
   // or, when clearly ahead of the least-loaded peer, sit out for a moment so that they catch up.
-  accept_some(ctx);
+  const accept_standing standing = accept_some(ctx);
   if (!ctx.accept_polling) return;  // paused for descriptors
-  switch (standing_among_peers(ctx.table, ctx.slot, ctx.generation)) {
+  switch (standing) {
     case accept_standing::alone:
       break;
     case accept_standing::even:
@@ -145,8 +159,7 @@ void on_accept_ready(uv_poll_t* poll, int status, int) {
       arm(ctx);
       break;
     case accept_standing::ahead:
-      disarm(ctx);
-      uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
+      sit_out(ctx);
       break;
   }
 }

@@ -14,16 +14,17 @@ constexpr auto even = accept_standing::even;
 constexpr auto ahead = accept_standing::ahead;
 
 namespace {
-std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> accepted,
+std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> live,
                                        std::uint32_t generation = 1) {
   auto t = std::make_unique<shm::table>();
   std::memset(static_cast<void*>(t.get()), 0, sizeof(shm::table));
   shm::initialise_header(*t);
   std::size_t s = 0;
-  for (std::uint64_t a : accepted) {
+  for (std::uint64_t n : live) {
     t->workers[s].state = shm::worker_state::running;
     t->workers[s].generation = generation;
-    t->workers[s].accepted = a;
+    t->workers[s].connections = n;
+    t->workers[s].accepted = 1000;  // history does not count, live connections do
     ++s;
   }
   t->header.slot_high_water = static_cast<std::uint32_t>(s);
@@ -34,18 +35,22 @@ std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> acce
 TEST_CASE("accept_balance.ahead_only_when_clearly_ahead") {
   auto t = table_with({100, 100, 100});
   CHECK(standing_among_peers(*t, 0, 1) == even);
-  t->workers[0].accepted = 128;  // 1.2 x 100 + 8
+  t->workers[1].accepted = 5;  // accepted long ago and closed: only live connections count
   CHECK(standing_among_peers(*t, 0, 1) == even);
-  t->workers[0].accepted = 129;
+  t->workers[0].connections = 114;  // 9/8 x 100 + 2 = 114.5
+  CHECK(standing_among_peers(*t, 0, 1) == even);
+  t->workers[0].connections = 115;
   CHECK(standing_among_peers(*t, 0, 1) == ahead);
   // The least-loaded peer counts, not the average.
-  t->workers[0].accepted = 100;
-  t->workers[2].accepted = 10;
+  t->workers[0].connections = 100;
+  t->workers[2].connections = 10;
   CHECK(standing_among_peers(*t, 0, 1) == ahead);
   CHECK(standing_among_peers(*t, 2, 1) == even);
-  // Small numbers never defer.
-  auto small = table_with({7, 0});
+  // A couple of connections apart is noise.
+  auto small = table_with({2, 0});
   CHECK(standing_among_peers(*small, 0, 1) == even);
+  small->workers[0].connections = 3;
+  CHECK(standing_among_peers(*small, 0, 1) == ahead);
 }
 
 TEST_CASE("accept_balance.compares_running_workers_of_its_generation_only") {

@@ -4,28 +4,48 @@
 
 namespace wslb::worker {
 
-accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
-                                     std::uint32_t generation) {
-  constexpr auto relaxed = std::memory_order_relaxed;
+namespace {
+
+constexpr auto relaxed = std::memory_order_relaxed;
+
+// Calls `visit(row)` for every running worker of `generation` other than `slot`.
+template <typename Visit>
+void for_each_peer(const shm::table& t, std::size_t slot, std::uint32_t generation,
+                   Visit&& visit) {
   const std::size_t rows =
       std::min<std::size_t>(t.header.slot_high_water.load(relaxed), shm::max_worker_slots);
-  bool have_peer = false;
-  std::uint64_t least = 0;
   for (std::size_t s = 0; s < rows; ++s) {
     if (s == slot) continue;
     const shm::worker_row& row = t.workers[s];
-    if (row.state.load(relaxed) != shm::worker_state::running ||
-        row.generation.load(relaxed) != generation) {
-      continue;
+    if (row.state.load(relaxed) == shm::worker_state::running &&
+        row.generation.load(relaxed) == generation) {
+      visit(row);
     }
+  }
+}
+
+}  // namespace
+
+accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
+                                     std::uint32_t generation) {
+  bool have_peer = false;
+  std::uint64_t least = 0;
+  for_each_peer(t, slot, generation, [&](const shm::worker_row& row) {
     const std::uint64_t live = row.connections.load(relaxed);
     if (!have_peer || live < least) least = live;
     have_peer = true;
-  }
+  });
   if (!have_peer) return accept_standing::alone;
   const std::uint64_t mine = t.workers[slot].connections.load(relaxed);
   // 1/8 + 2 over the least-loaded peer: a couple of connections apart is noise, not load.
   return mine * 8 > least * 9 + 2 * 8 ? accept_standing::ahead : accept_standing::even;
+}
+
+std::uint64_t peers_accepted(const shm::table& t, std::size_t slot, std::uint32_t generation) {
+  std::uint64_t sum = 0;
+  for_each_peer(t, slot, generation,
+                [&](const shm::worker_row& row) { sum += row.accepted.load(relaxed); });
+  return sum;
 }
 
 }  // namespace wslb::worker

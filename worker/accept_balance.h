@@ -25,4 +25,8 @@ enum class accept_standing : std::uint8_t {
 accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
                                      std::uint32_t generation);
 
+// The connections the same peers have accepted in all: a worker that sat out compares this
+// before and after, to tell peers that took over from peers that have stopped accepting.
+std::uint64_t peers_accepted(const shm::table& t, std::size_t slot, std::uint32_t generation);
+
 }  // namespace wslb::worker

@@ -100,12 +100,24 @@ void pause_for_descriptors(worker_context& ctx) {
 // connections wake the peers until they catch up.
 void sit_out(worker_context& ctx) {
   disarm(ctx);
+  ctx.sat_out_last_wake = true;
+  ctx.peers_accepted_at_sit_out = peers_accepted(ctx.table, ctx.slot, ctx.generation);
   uv_timer_start(&ctx.accept_timer, on_accept_timer, defer_ms, 0);
 }
 
+// False right after sitting out if the peers took nothing meanwhile: they are not keeping up
+// (hung, or stopped by a signal, with their low counts for ever), so leaving the queue to them
+// again would throttle this worker to a trickle.
+bool may_sit_out(worker_context& ctx) {
+  if (!ctx.sat_out_last_wake) return true;
+  ctx.sat_out_last_wake = false;
+  return peers_accepted(ctx.table, ctx.slot, ctx.generation) != ctx.peers_accepted_at_sit_out;
+}
+
 // Takes up to accept_batch connections, stopping early at an empty queue, a descriptor
-// shortage, or as soon as this worker is ahead of its peers. Returns where it stands then.
-accept_standing accept_some(worker_context& ctx) {
+// shortage, or (when `stop_when_ahead`) as soon as this worker is ahead of its peers. Returns
+// where it stands then.
+accept_standing accept_some(worker_context& ctx, bool stop_when_ahead) {
   accept_standing standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
   for (int i = 0; i < accept_batch && ctx.phase == worker_phase::running; ++i) {
     if (ctx.live_sessions >= ctx.max_sessions) {
@@ -138,7 +150,7 @@ accept_standing accept_some(worker_context& ctx) {
     start_session(ctx, fd, peer);
     if (standing == accept_standing::alone) continue;
     standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
-    if (standing == accept_standing::ahead) return standing;
+    if (stop_when_ahead && standing == accept_standing::ahead) return standing;
   }
   return standing;
 }
@@ -149,19 +161,15 @@ void on_accept_ready(uv_poll_t* poll, int status, int) {
   // The kernel woke only this worker for what is queued, so take it. Then, with peers, step to
   // the back of the queue so that the next connection wakes the next idle worker (round robin),
   // or, when clearly ahead of the least-loaded peer, sit out for a moment so that they catch up.
-  const accept_standing standing = accept_some(ctx);
-  if (!ctx.accept_polling) return;  // paused for descriptors
-  switch (standing) {
-    case accept_standing::alone:
-      break;
-    case accept_standing::even:
-      disarm(ctx);
-      arm(ctx);
-      break;
-    case accept_standing::ahead:
-      sit_out(ctx);
-      break;
+  const bool polite = may_sit_out(ctx);
+  const accept_standing standing = accept_some(ctx, polite);
+  if (!ctx.accept_polling || standing == accept_standing::alone) return;
+  if (standing == accept_standing::ahead && polite) {
+    sit_out(ctx);
+    return;
   }
+  disarm(ctx);
+  arm(ctx);
 }
 
 void close_wake_fd(uv_handle_t* handle) {

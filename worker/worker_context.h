@@ -63,6 +63,8 @@ struct worker_context {
   bool accept_open = false;      // accept_poll initialised and not closed
   bool accept_polling = false;   // in the listener's wait queue
   bool accept_exclusive = true;  // EPOLLEXCLUSIVE: false only on kernels without it
+  bool sat_out_last_wake = false;  // the last accept wake-up ended in sitting out
+  std::uint64_t peers_accepted_at_sit_out = 0;
   bool fd_paused = false;        // accept paused: out of descriptors or at max_sessions
   std::int64_t fd_pause_logged_ms = -1;
 

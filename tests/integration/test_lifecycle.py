@@ -271,6 +271,38 @@ def test_a_new_connection_wakes_one_worker_and_workers_take_turns():
     inst.stop()
 
 
+def test_a_stopped_worker_does_not_throttle_its_peers():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=2, extra=["--mode", "tcp"])
+    victim, other = inst.worker_pids()
+    # Stopped, the victim keeps its zero count for ever: its peer is "ahead" of it from the
+    # third connection on, and must not keep sitting out for a peer that takes nothing.
+    os.kill(victim, signal.SIGSTOP)
+    sockets = []
+    try:
+        total = 3000
+        start = time.monotonic()
+        for _ in range(total):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", inst.port))
+            sockets.append(s)
+        h.wait_until(lambda: sum(w["accepted"] for w in inst.status()["workers"]) >= total, 30,
+                     what="all connections accepted")
+        elapsed = time.monotonic() - start
+        accepted = {w["pid"]: w["accepted"] for w in inst.status()["workers"]}
+        h.log(f"{total} connects with one of 2 workers stopped: accepted {accepted} "
+              f"in {elapsed:.2f}s")
+        assert accepted[victim] == 0 and accepted[other] == total, accepted
+        # Throttled to one connection per sit-out (1 ms) this would take more than 3 s.
+        assert elapsed < 2.0, elapsed
+    finally:
+        os.kill(victim, signal.SIGCONT)
+        for s in sockets:
+            s.close()
+    inst.stop()
+
+
 def test_crash_loop_backs_off_and_fatal_config_is_not_respawned():
     b1 = h.EchoBackend()
     fault = os.path.join(h.RUNTIME_DIR, "fault")

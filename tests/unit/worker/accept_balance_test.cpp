@@ -68,3 +68,14 @@ TEST_CASE("accept_balance.compares_running_workers_of_its_generation_only") {
   auto single = table_with({1000});
   CHECK(standing_among_peers(*single, 0, 1) == alone);
 }
+
+TEST_CASE("accept_balance.peers_accepted_sums_running_peers_of_its_generation") {
+  auto t = table_with({0, 0, 0});
+  t->workers[0].accepted = 7;  // itself: not counted
+  t->workers[1].accepted = 5;
+  t->workers[2].accepted = 11;
+  CHECK(peers_accepted(*t, 0, 1) == 16);
+  t->workers[2].state = shm::worker_state::draining;
+  CHECK(peers_accepted(*t, 0, 1) == 5);
+  CHECK(peers_accepted(*t, 0, 2) == 0);
+}

@@ -37,8 +37,10 @@ accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
   });
   if (!have_peer) return accept_standing::alone;
   const std::uint64_t mine = t.workers[slot].connections.load(relaxed);
-  // 1/8 + 2 over the least-loaded peer: a couple of connections apart is noise, not load.
-  return mine * 8 > least * 9 + 2 * 8 ? accept_standing::ahead : accept_standing::even;
+  // A couple of connections apart is noise, not load.
+  if (mine * 4 > least * 5 + 8 * 4) return accept_standing::far_ahead;
+  if (mine * 8 > least * 9 + 2 * 8) return accept_standing::ahead;
+  return accept_standing::even;
 }
 
 std::uint64_t peers_accepted(const shm::table& t, std::size_t slot, std::uint32_t generation) {

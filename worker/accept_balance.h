@@ -16,8 +16,9 @@ namespace wslb::worker {
 
 enum class accept_standing : std::uint8_t {
   alone,  // no other running worker of its generation: nobody to take turns with
-  even,   // within 1/8 + 2 of the least-loaded peer's live connections
-  ahead,  // more live connections than 9/8 of the least-loaded peer's + 2
+  even,       // within 1/8 + 2 of the least-loaded peer's live connections
+  ahead,      // more live connections than 9/8 of the least-loaded peer's + 2
+  far_ahead,  // more than 5/4 of the least-loaded peer's + 8
 };
 
 // Where the worker in `slot` stands against the other workers of `generation` whose state is

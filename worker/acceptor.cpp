@@ -114,15 +114,19 @@ bool may_sit_out(worker_context& ctx) {
   return peers_accepted(ctx.table, ctx.slot, ctx.generation) != ctx.peers_accepted_at_sit_out;
 }
 
+struct accept_outcome {
+  accept_standing standing;
+  bool drained;  // the queue was found empty
+};
+
 // Takes up to accept_batch connections, stopping early at an empty queue, a descriptor
-// shortage, or (when `stop_when_ahead`) as soon as this worker is ahead of its peers. Returns
-// where it stands then.
-accept_standing accept_some(worker_context& ctx, bool stop_when_ahead) {
-  accept_standing standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
+// shortage, or (when `stop_when_ahead`) as soon as this worker is ahead of its peers.
+accept_outcome accept_some(worker_context& ctx, bool stop_when_ahead) {
+  accept_outcome out{standing_among_peers(ctx.table, ctx.slot, ctx.generation), false};
   for (int i = 0; i < accept_batch && ctx.phase == worker_phase::running; ++i) {
     if (ctx.live_sessions >= ctx.max_sessions) {
       pause_for_descriptors(ctx);
-      return standing;
+      return out;
     }
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
@@ -130,8 +134,9 @@ accept_standing accept_some(worker_context& ctx, bool stop_when_ahead) {
                            SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       switch (errno) {
-        case EAGAIN:  // another worker was faster
-          return standing;
+        case EAGAIN:  // nothing left, or another worker was faster
+          out.drained = true;
+          return out;
         case EINTR:
         case ECONNABORTED:  // the client gave up while queued
         case EPROTO:
@@ -141,30 +146,35 @@ accept_standing accept_some(worker_context& ctx, bool stop_when_ahead) {
         case ENOBUFS:
         case ENOMEM:
           pause_for_descriptors(ctx);
-          return standing;
+          return out;
         default:
           log_line(ctx.who, "accept failed: %s", std::strerror(errno));
-          return standing;
+          return out;
       }
     }
     start_session(ctx, fd, peer);
-    if (standing == accept_standing::alone) continue;
-    standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
-    if (stop_when_ahead && standing == accept_standing::ahead) return standing;
+    if (out.standing == accept_standing::alone) continue;
+    out.standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
+    if (stop_when_ahead && out.standing >= accept_standing::ahead) return out;
   }
-  return standing;
+  return out;
 }
 
 void on_accept_ready(uv_poll_t* poll, int status, int) {
   worker_context& ctx = worker_context::of(poll->loop);
   if (status < 0 || ctx.phase != worker_phase::running || !ctx.accept_polling) return;
-  // The kernel woke only this worker for what is queued, so take it. Then, with peers, step to
-  // the back of the queue so that the next connection wakes the next idle worker (round robin),
-  // or, when clearly ahead of the least-loaded peer, sit out for a moment so that they catch up.
+  // The kernel woke only this worker for what is queued, so take it; a worker ahead of its
+  // least-loaded peer takes one connection per loop turn instead of a batch. Then step to the
+  // back of the queue, so that the next connection wakes the next idle worker (round robin).
+  // Sitting out (leaving the queue for a moment, so that new connections wake the peers) only
+  // with the queue empty, or when far ahead: the peers were not woken for what is queued, so
+  // it waits for them to be woken by a newer connection, or for this worker to come back.
   const bool polite = may_sit_out(ctx);
-  const accept_standing standing = accept_some(ctx, polite);
-  if (!ctx.accept_polling || standing == accept_standing::alone) return;
-  if (standing == accept_standing::ahead && polite) {
+  const accept_outcome out = accept_some(ctx, polite);
+  if (!ctx.accept_polling || out.standing == accept_standing::alone) return;
+  const bool sit = out.standing == accept_standing::far_ahead ||
+                   (out.standing == accept_standing::ahead && out.drained);
+  if (sit && polite) {
     sit_out(ctx);
     return;
   }

@@ -12,6 +12,7 @@ using namespace wslb::worker;
 constexpr auto alone = accept_standing::alone;
 constexpr auto even = accept_standing::even;
 constexpr auto ahead = accept_standing::ahead;
+constexpr auto far_ahead = accept_standing::far_ahead;
 
 namespace {
 std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> live,
@@ -41,10 +42,14 @@ TEST_CASE("accept_balance.ahead_only_when_clearly_ahead") {
   CHECK(standing_among_peers(*t, 0, 1) == even);
   t->workers[0].connections = 115;
   CHECK(standing_among_peers(*t, 0, 1) == ahead);
+  t->workers[0].connections = 133;  // 5/4 x 100 + 8
+  CHECK(standing_among_peers(*t, 0, 1) == ahead);
+  t->workers[0].connections = 134;
+  CHECK(standing_among_peers(*t, 0, 1) == far_ahead);
   // The least-loaded peer counts, not the average.
   t->workers[0].connections = 100;
   t->workers[2].connections = 10;
-  CHECK(standing_among_peers(*t, 0, 1) == ahead);
+  CHECK(standing_among_peers(*t, 0, 1) == far_ahead);
   CHECK(standing_among_peers(*t, 2, 1) == even);
   // A couple of connections apart is noise.
   auto small = table_with({2, 0});
@@ -55,7 +60,7 @@ TEST_CASE("accept_balance.ahead_only_when_clearly_ahead") {
 
 TEST_CASE("accept_balance.compares_running_workers_of_its_generation_only") {
   auto t = table_with({500, 100});
-  CHECK(standing_among_peers(*t, 0, 1) == ahead);
+  CHECK(standing_among_peers(*t, 0, 1) == far_ahead);
   t->workers[1].state = shm::worker_state::draining;  // old or leaving: not a peer
   CHECK(standing_among_peers(*t, 0, 1) == alone);
   t->workers[1].state = shm::worker_state::running;

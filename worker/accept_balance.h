@@ -1,10 +1,10 @@
 // Keeping accept load even across the workers of one generation. The kernel wakes the first
 // idle worker in the listener's wait queue, and workers take turns at the head, but a worker
-// whose peers are busy keeps being the idle one and would pile connections onto itself. After
+// whose peers are busy keeps being the idle one and would pile connections onto itself. While
 // accepting, a worker compares its live `connections` with its running peers' (for long-lived
-// WebSocket connections, live connections are the load) and sits out for a moment when it is
-// clearly ahead. Pure on the table: the unit tests drive it on a plain
-// table image.
+// WebSocket connections, live connections are the load): ahead, it takes fewer at a time and
+// steps out of the queue when it is empty; far ahead, it steps out at once (acceptor.cpp).
+// Pure on the table: the unit tests drive it on a plain table image.
 #pragma once
 
 #include <cstddef>
@@ -15,7 +15,7 @@
 namespace wslb::worker {
 
 enum class accept_standing : std::uint8_t {
-  alone,  // no other running worker of its generation: nobody to take turns with
+  alone,      // no other running worker of its generation: nobody to take turns with
   even,       // within 1/8 + 2 of the least-loaded peer's live connections
   ahead,      // more live connections than 9/8 of the least-loaded peer's + 2
   far_ahead,  // more than 5/4 of the least-loaded peer's + 8

@@ -156,6 +156,13 @@ bool master::start() {
   log_line(who, "instance '%s' listening on %s with %u workers, %zu backends, balance %s, mode %s",
            cfg.name.c_str(), cfg.listen.to_string().c_str(), cfg_->workers, cfg.backends.size(),
            to_string(cfg.balance.mode), to_string(cfg.mode));
+  // A name was resolved once, now: say to what, since that is where connections will go.
+  for (const auto& b : cfg.backends) {
+    if (b.where.host != b.where.address_text()) {
+      log_line(who, "backend %s is %s", b.where.to_string().c_str(),
+               b.where.address_text().c_str());
+    }
+  }
   return true;
 }
 

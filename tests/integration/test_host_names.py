@@ -38,6 +38,9 @@ def test_backend_name_relays_and_keeps_its_identity_across_reloads():
     s = inst.status()
     row = inst.backend(s, b.address)  # the name, not the address it resolved to
     assert row["total"] == 1, row
+    # The start-up log says what the name resolved to.
+    assert any(f"backend {b.address} is {a}" in inst.log() for a in ("127.0.0.1", "::1")), \
+        inst.log()
 
     # Same name on reload: the same backend (no +/-), its counters kept.
     gen = s["generation"]

@@ -153,6 +153,11 @@ class Instance:
         s = self.status()
         return [w["pid"] for w in s["workers"] if w["state"] == state]
 
+    def wait_accepted(self, total, timeout):
+        """Waits until the workers have accepted `total` connections in all."""
+        wait_until(lambda: sum(w["accepted"] for w in self.status()["workers"]) >= total,
+                   timeout, what=f"{total} connections accepted")
+
     def stop(self, timeout=15):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -165,6 +170,36 @@ class Instance:
     @property
     def url(self):
         return f"ws://127.0.0.1:{self.port}/"
+
+
+def connect_storm(port, total):
+    """Starts `total` non-blocking connects to 127.0.0.1:`port` at once (faster than a worker
+    drains the listener's queue); returns the sockets, for the caller to close."""
+    sockets = []
+    for _ in range(total):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        sockets.append(s)
+    return sockets
+
+
+def proc_status_value(pid, field):
+    """The number after `field:` in /proc/PID/status (VmRSS in KiB, voluntary_ctxt_switches)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def process_gone(pid):
+    """True once `pid` has exited: no longer there, or a zombie nobody has reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def echo_through(sock, data, shut_write=False):

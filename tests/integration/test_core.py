@@ -183,11 +183,7 @@ def test_64_mib_each_way_arrives_intact_in_tcp_mode():
 
 
 def _rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return h.proc_status_value(pid, "VmRSS")
 
 
 def test_slow_reader_keeps_worker_memory_bounded():
@@ -244,10 +240,8 @@ def test_second_run_with_same_name_is_refused_and_stale_table_replaced():
     os.kill(inst.proc.pid, signal.SIGKILL)
     inst.proc.wait(5)
 
-    def workers_gone():
-        return all(not os.path.exists(f"/proc/{p}") or
-                   open(f"/proc/{p}/stat").read().split()[2] == "Z" for p in workers)
-    h.wait_until(workers_gone, 1.5, what="orphaned workers to exit")
+    h.wait_until(lambda: all(h.process_gone(p) for p in workers), 1.5,
+                 what="orphaned workers to exit")
     r = h.cli("status", "--name", inst.name)
     assert r.returncode == 1 and "not running" in r.stderr, r
     again = h.Instance([b1], workers=1, name=inst.name, listen_port=inst.port)

@@ -215,16 +215,9 @@ def test_accept_load_is_even_under_a_storm():
     inst = h.Instance([b1, b2], workers=2, extra=["--mode", "tcp"])
     total = 3000
     storm_start = time.monotonic()
-    sockets = []
-    # Bursts of non-blocking connects: the listener's queue fills faster than one worker drains it.
-    for burst in range(total // 300):
-        for _ in range(300):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", inst.port))
-            sockets.append(s)
-    h.wait_until(lambda: sum(w["accepted"] for w in inst.status()["workers"]) >= total, 30,
-                 what="all connections accepted")
+    # Non-blocking connects: the listener's queue fills faster than one worker drains it.
+    sockets = h.connect_storm(inst.port, total)
+    inst.wait_accepted(total, 30)
     elapsed = time.monotonic() - storm_start
     accepted = [w["accepted"] for w in inst.status()["workers"] if w["state"] == "running"]
     for s in sockets:
@@ -237,11 +230,7 @@ def test_accept_load_is_even_under_a_storm():
 
 
 def _voluntary_switches(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no voluntary_ctxt_switches for {pid}")
+    return h.proc_status_value(pid, "voluntary_ctxt_switches")
 
 
 def test_a_new_connection_wakes_one_worker_and_workers_take_turns():
@@ -256,8 +245,7 @@ def test_a_new_connection_wakes_one_worker_and_workers_take_turns():
     for _ in range(total):
         sockets.append(socket.create_connection(("127.0.0.1", inst.port)))
         time.sleep(0.002)
-    h.wait_until(lambda: sum(w["accepted"] for w in inst.status()["workers"]) >= total, 10,
-                 what="all connections accepted")
+    inst.wait_accepted(total, 10)
     woke = {p: _voluntary_switches(p) - before[p] for p in pids}
     accepted = {w["pid"]: w["accepted"] for w in inst.status()["workers"]}
     for s in sockets:
@@ -282,13 +270,8 @@ def test_a_stopped_worker_does_not_throttle_its_peers():
     try:
         total = 3000
         start = time.monotonic()
-        for _ in range(total):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", inst.port))
-            sockets.append(s)
-        h.wait_until(lambda: sum(w["accepted"] for w in inst.status()["workers"]) >= total, 30,
-                     what="all connections accepted")
+        sockets = h.connect_storm(inst.port, total)
+        inst.wait_accepted(total, 30)
         elapsed = time.monotonic() - start
         accepted = {w["pid"]: w["accepted"] for w in inst.status()["workers"]}
         h.log(f"{total} connects with one of 2 workers stopped: accepted {accepted} "
@@ -399,14 +382,7 @@ def test_kill_9_master_workers_exit_and_next_run_starts_cleanly():
     workers = inst.worker_pids()
     os.kill(inst.proc.pid, signal.SIGKILL)
     start = time.monotonic()
-
-    def gone(pid):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().split()[2] == "Z"
-        except FileNotFoundError:
-            return True
-    h.wait_until(lambda: all(gone(p) for p in workers), 1.0, what="workers to exit")
+    h.wait_until(lambda: all(h.process_gone(p) for p in workers), 1.0, what="workers to exit")
     h.log(f"workers exited {1000 * (time.monotonic() - start):.0f} ms after the master's kill -9")
     again = h.Instance([b1], workers=2, name=inst.name, listen_port=inst.port)
     assert h.run_async(_whoami(again.url)) == b1.ident

@@ -2,6 +2,7 @@
 // run it: settings and backend rows written by the "master" (this test), results read back.
 #include <doctest/doctest.h>
 
+#include "tests/unit/forked_child.h"
 #include "tests/unit/loopback_listener.h"
 
 #include <arpa/inet.h>
@@ -27,18 +28,7 @@ using namespace wslb;
 
 namespace {
 
-struct shared_table {
-  shm::table* t = nullptr;
-  shared_table() {
-    void* p = mmap(nullptr, sizeof(shm::table), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
-    REQUIRE(p != MAP_FAILED);
-    t = static_cast<shm::table*>(p);  // zero-filled by the kernel
-    shm::initialise_header(*t);
-  }
-  ~shared_table() { munmap(t, sizeof(shm::table)); }
-};
-
+using testing::shared_table;
 using listening_socket = wslb::testing::loopback_listener;  // accepts nothing
 
 // As the master writes a new row: address and sockaddr first, healthy, then active, epoch.
@@ -84,39 +74,10 @@ bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
   return cond();
 }
 
-struct checker_child {
-  pid_t pid = -1;
-  int master_end = -1;
-  checker_child(shm::table& t, const config& cfg) {
-    int pair[2];
-    REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
-    pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      close(pair[0]);
-      _exit(checker::run_checker(cfg, t, pair[1]));
-    }
-    close(pair[1]);
-    master_end = pair[0];
-  }
-  // Exit status once it exited within `timeout_ms`, else -1 (and it is killed).
-  int wait_exit(int timeout_ms) {
-    int status = 0;
-    const bool exited = wait_for([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout_ms);
-    if (!exited) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  ~checker_child() {
-    if (master_end >= 0) close(master_end);
-    if (pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
+// The checker as the master forks it.
+struct checker_child : testing::forked_child {
+  checker_child(shm::table& t, const config& cfg)
+      : forked_child([&](int master_fd) { return checker::run_checker(cfg, t, master_fd); }) {}
 };
 
 }  // namespace
@@ -177,9 +138,8 @@ TEST_CASE("checker.probes_rows_from_the_table_and_exits_when_the_master_goes") {
     CHECK(shm::read_last_error(t.backends[0]).rfind("timeout after 80 ms", 0) == 0);
   }
 
-  close(child.master_end);
-  child.master_end = -1;
-  CHECK(child.wait_exit(2000) == exit_code::ok);
+  child.hang_up();
+  CHECK(child.wait_exit(std::chrono::milliseconds(2000)) == exit_code::ok);
 }
 
 TEST_CASE("checker.exits_on_sigterm_and_resumes_from_the_table") {
@@ -194,7 +154,7 @@ TEST_CASE("checker.exits_on_sigterm_and_resumes_from_the_table") {
     checker_child child(t, cfg);
     REQUIRE(wait_for([&] { return t.backends[0].healthy.load() == 0; }, 3000));
     kill(child.pid, SIGTERM);
-    CHECK(child.wait_exit(2000) == exit_code::ok);
+    CHECK(child.wait_exit(std::chrono::milliseconds(2000)) == exit_code::ok);
   }
   const std::uint64_t transitions = t.backends[0].transitions.load();
   CHECK(transitions == 1);
@@ -204,7 +164,6 @@ TEST_CASE("checker.exits_on_sigterm_and_resumes_from_the_table") {
   REQUIRE(wait_for([&] { return t.backends[0].check_streak.load() < streak; }, 2000));
   CHECK(t.backends[0].healthy.load() == 0);
   CHECK(t.backends[0].transitions.load() == transitions);
-  close(again.master_end);
-  again.master_end = -1;
-  CHECK(again.wait_exit(2000) == exit_code::ok);
+  again.hang_up();
+  CHECK(again.wait_exit(std::chrono::milliseconds(2000)) == exit_code::ok);
 }

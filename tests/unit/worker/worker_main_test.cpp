@@ -4,6 +4,7 @@
 // goes away.
 #include <doctest/doctest.h>
 
+#include "tests/unit/forked_child.h"
 #include "tests/unit/loopback_listener.h"
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,19 +36,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct shared_table {
-  shm::table* t = nullptr;
-  shared_table() {
-    void* p = mmap(nullptr, sizeof(shm::table), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    REQUIRE(p != MAP_FAILED);
-    t = static_cast<shm::table*>(p);  // zero-filled by the kernel
-    shm::initialise_header(*t);
-    t->header.master_pid = getpid();
-  }
-  ~shared_table() { munmap(t, sizeof(shm::table)); }
-};
-
+using testing::shared_table;
 using wslb::testing::listen_on_loopback;
 
 // A byte echo backend: one thread per connection, stopped by shutting its listener down.
@@ -86,8 +76,7 @@ struct forked_worker {
   config cfg;
   int listen_fd = -1;
   int listen_port = 0;
-  int master_end = -1;
-  pid_t pid = -1;
+  std::optional<testing::forked_child> proc;  // the worker, once forked
 
   // `tune` adjusts the configuration before the fork; `fd_limit` (if not 0) is the child's
   // RLIMIT_NOFILE, soft and hard.
@@ -112,51 +101,29 @@ struct forked_worker {
     t.workers[0].state = shm::worker_state::starting;
     t.workers[0].generation = 1;
     listen_fd = listen_on_loopback(listen_port, true);
-    int pair[2];
-    REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
-    pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      close(pair[0]);
+    proc.emplace([&](int master_fd) {
       if (fd_limit != 0) {
         const rlimit lim{fd_limit, fd_limit};
         setrlimit(RLIMIT_NOFILE, &lim);
       }
-      _exit(worker::run_worker(worker::launch{cfg, t, listen_fd, pair[1], 0, 1}));
-    }
-    close(pair[1]);
-    master_end = pair[0];
+      return worker::run_worker(worker::launch{cfg, t, listen_fd, master_fd, 0, 1});
+    });
   }
   ~forked_worker() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-    if (master_end >= 0) close(master_end);
+    proc.reset();
     close(listen_fd);
   }
   shm::table& table() { return *shared.t; }
 
   char receive(int timeout_ms) {
-    pollfd p{master_end, POLLIN, 0};
+    pollfd p{proc->master_end, POLLIN, 0};
     if (poll(&p, 1, timeout_ms) != 1) return 0;
     char c = 0;
-    return recv(master_end, &c, 1, 0) == 1 ? c : 0;
+    return recv(proc->master_end, &c, 1, 0) == 1 ? c : 0;
   }
-  void send_message(char m) { REQUIRE(send(master_end, &m, 1, MSG_NOSIGNAL) == 1); }
+  void send_message(char m) { REQUIRE(send(proc->master_end, &m, 1, MSG_NOSIGNAL) == 1); }
   // The exit status, or -1 if it has not exited within `timeout`.
-  int wait_exit(std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      int status = 0;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    return -1;
-  }
+  int wait_exit(std::chrono::milliseconds timeout) { return proc->wait_exit(timeout); }
   int connect_client() const {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
@@ -255,8 +222,7 @@ TEST_CASE("worker.exits_when_the_master_goes_away_or_says_stop") {
     REQUIRE(w.receive(3000) == worker::msg_ready);
     const int client = w.connect_client();
     CHECK(echo_round_trip(client, "x") == "x");
-    close(w.master_end);
-    w.master_end = -1;
+    w.proc->hang_up();
     CHECK(w.wait_exit(1000ms) == exit_code::ok);
     char c;
     CHECK(read(client, &c, 1) <= 0);  // its connection was closed, not left serving
@@ -274,7 +240,7 @@ TEST_CASE("worker.exits_when_the_master_goes_away_or_says_stop") {
   SUBCASE("SIGTERM is a stop") {
     forked_worker w(backend.port);
     REQUIRE(w.receive(3000) == worker::msg_ready);
-    kill(w.pid, SIGTERM);
+    kill(w.proc->pid, SIGTERM);
     CHECK(w.wait_exit(1000ms) == exit_code::ok);
   }
 }
@@ -433,7 +399,7 @@ TEST_CASE("worker.pauses_accept_when_out_of_descriptors_and_resumes") {
   // Paused, not spinning: almost no CPU while connections wait in the queue.
   auto cpu_ticks = [&] {
     char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", w.pid);
+    std::snprintf(path, sizeof path, "/proc/%d/stat", w.proc->pid);
     FILE* f = std::fopen(path, "r");
     REQUIRE(f != nullptr);
     unsigned long utime = 0, stime = 0;

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <initializer_list>
 
 #include "common/resolve.h"
 #include "shm/layout.h"
@@ -19,6 +20,28 @@ bool parse_uint(std::string_view text, std::uint64_t& out) {
   if (text.empty()) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   return ec == std::errc() && end == text.data() + text.size();
+}
+
+struct unit_scale {
+  std::string_view unit;
+  std::uint64_t scale;
+};
+
+// Digits followed by one of `units` ("" for a bare number), times that unit's scale, when the
+// result is at most `limit`.
+bool parse_scaled(std::string_view text, std::initializer_list<unit_scale> units,
+                  std::uint64_t limit, std::uint64_t& out) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  std::uint64_t n = 0;
+  if (!parse_uint(text.substr(0, digits), n)) return false;
+  for (const unit_scale& u : units) {
+    if (u.unit != text.substr(digits)) continue;
+    if (n > limit / u.scale) return false;
+    out = n * u.scale;
+    return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -118,38 +141,24 @@ bool parse_backend(std::string_view text, backend_config& out, std::string& erro
 }
 
 bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error) {
-  std::size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  std::uint64_t n = 0;
-  const std::string_view unit = text.substr(digits);
-  std::uint64_t scale = 0;
-  if (unit.empty() || unit == "s") scale = 1000;
-  else if (unit == "ms") scale = 1;
-  else if (unit == "m") scale = 60'000;
-  else if (unit == "h") scale = 3'600'000;
-  if (!parse_uint(text.substr(0, digits), n) || scale == 0 || n * scale > 0xffffffffULL ||
-      n > 0xffffffffULL) {
+  std::uint64_t ms = 0;
+  if (!parse_scaled(text, {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60'000}, {"h", 3'600'000}},
+                    0xffffffffULL, ms)) {
     error = "'" + std::string(text) + "' is not a duration (like 30s, 1500ms, 2m)";
     return false;
   }
-  out_ms = static_cast<std::uint32_t>(n * scale);
+  out_ms = static_cast<std::uint32_t>(ms);
   return true;
 }
 
 bool parse_size(std::string_view text, std::uint32_t& out, std::string& error) {
-  std::size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  std::uint64_t n = 0;
-  const std::string_view unit = text.substr(digits);
-  std::uint64_t scale = 0;
-  if (unit.empty()) scale = 1;
-  else if (unit == "k" || unit == "K") scale = 1024;
-  else if (unit == "m" || unit == "M") scale = 1024 * 1024;
-  if (!parse_uint(text.substr(0, digits), n) || scale == 0 || n * scale > 0x7fffffffULL) {
+  std::uint64_t bytes = 0;
+  if (!parse_scaled(text, {{"", 1}, {"k", 1024}, {"K", 1024}, {"m", 1 << 20}, {"M", 1 << 20}},
+                    0x7fffffffULL, bytes)) {
     error = "'" + std::string(text) + "' is not a size (like 16k, 4096)";
     return false;
   }
-  out = static_cast<std::uint32_t>(n * scale);
+  out = static_cast<std::uint32_t>(bytes);
   return true;
 }
 

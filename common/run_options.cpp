@@ -2,13 +2,20 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <CLI/CLI.hpp>
 
 #include "common/parse.h"
+#include "shm/layout.h"
 
 namespace wslb {
 
 namespace {
+
+// Workers per generation: half the table's slots, so that a new generation can start while the
+// old one drains.
+constexpr std::uint32_t max_workers = shm::max_worker_slots / 2;
 
 // Raw option strings as CLI11 collects them; validated afterwards so that every message names
 // the flag and the offending value in the same words.
@@ -129,13 +136,16 @@ std::string validate(const raw_options& raw, config& out) {
     if (!parse_backend(text, b, error)) return flag_error("--backend", error);
     out.backends.push_back(b);
   }
-  if (out.backends.size() > 64) return flag_error("--backend", "at most 64 backends");
+  if (out.backends.size() > shm::max_backends) {
+    return flag_error("--backend", "at most " + std::to_string(shm::max_backends) + " backends");
+  }
   if (raw.workers == "auto") {
+    // One per CPU, within the limit an explicit --workers has.
     const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    out.workers = cpus > 0 ? static_cast<unsigned>(cpus) : 1;
+    out.workers = static_cast<unsigned>(std::clamp<long>(cpus, 1, max_workers));
   } else {
     std::uint32_t n = 0;
-    if (auto e = validate_count("--workers", raw.workers, 1, 64, n); !e.empty()) return e;
+    if (auto e = validate_count("--workers", raw.workers, 1, max_workers, n); !e.empty()) return e;
     out.workers = n;
   }
   if (!parse_balance(raw.balance, out.balance, error)) return flag_error("--balance", error);

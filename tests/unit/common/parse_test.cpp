@@ -77,6 +77,13 @@ TEST_CASE("parse.durations_and_sizes") {
   CHECK_FALSE(parse_duration_ms("5x", v, err));
   CHECK((parse_size("16k", v, err) && v == 16384));
   CHECK_FALSE(parse_size("16q", v, err));
+  // Too large is refused, never wrapped around to something small.
+  CHECK((parse_size("2047m", v, err) && v == 2047u << 20));
+  CHECK_FALSE(parse_size("2048m", v, err));
+  CHECK_FALSE(parse_size("17592186044417m", v, err));  // x 1 MiB wraps to 1 MiB in 64 bits
+  CHECK((parse_duration_ms("4294967s", v, err) && v == 4294967000u));
+  CHECK_FALSE(parse_duration_ms("4294968s", v, err));
+  CHECK_FALSE(parse_duration_ms("18446744073709552h", v, err));
 }
 
 TEST_CASE("parse.balance_modes") {

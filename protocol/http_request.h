@@ -148,4 +148,7 @@ bool header_has_token(std::string_view list, std::string_view token);
 // Case-insensitive ASCII comparison (header names).
 bool iequals(std::string_view a, std::string_view b);
 
+// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).
+std::string_view trim(std::string_view s);
+
 }  // namespace wslb::protocol

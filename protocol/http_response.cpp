@@ -133,10 +133,7 @@ std::optional<std::string_view> response_header(std::string_view head, std::stri
     if (line.empty()) break;
     const std::size_t colon = line.find(':');
     if (colon == std::string_view::npos || !iequals(line.substr(0, colon), name)) continue;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    return value;
+    return trim(line.substr(colon + 1));
   }
   return std::nullopt;
 }

@@ -46,7 +46,6 @@ class response_sniffer {
   int status_code() const { return code_digits_ == 3 ? code_ : 0; }
   // True when the head is complete and answered 101 Switching Protocols.
   bool switched_protocols() const { return result_.status == sniff_status::complete && code_ == 101; }
-  sniff_result result() const { return result_; }
 
  private:
   std::size_t max_head_;

@@ -26,21 +26,21 @@ void for_each_peer(const shm::table& t, std::size_t slot, std::uint32_t generati
 
 }  // namespace
 
-accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
-                                     std::uint32_t generation) {
-  bool have_peer = false;
-  std::uint64_t least = 0;
-  for_each_peer(t, slot, generation, [&](const shm::worker_row& row) {
-    const std::uint64_t live = row.connections.load(relaxed);
-    if (!have_peer || live < least) least = live;
-    have_peer = true;
-  });
-  if (!have_peer) return accept_standing::alone;
-  const std::uint64_t mine = t.workers[slot].connections.load(relaxed);
+accept_standing standing_against(std::uint64_t mine, std::uint64_t least) {
   // A couple of connections apart is noise, not load.
   if (mine * 4 > least * 5 + 8 * 4) return accept_standing::far_ahead;
   if (mine * 8 > least * 9 + 2 * 8) return accept_standing::ahead;
   return accept_standing::even;
+}
+
+std::optional<std::uint64_t> least_peer_connections(const shm::table& t, std::size_t slot,
+                                                    std::uint32_t generation) {
+  std::optional<std::uint64_t> least;
+  for_each_peer(t, slot, generation, [&](const shm::worker_row& row) {
+    const std::uint64_t live = row.connections.load(relaxed);
+    if (!least || live < *least) least = live;
+  });
+  return least;
 }
 
 std::uint64_t peers_accepted(const shm::table& t, std::size_t slot, std::uint32_t generation) {

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "shm/layout.h"
 
@@ -21,10 +22,13 @@ enum class accept_standing : std::uint8_t {
   far_ahead,  // more than 5/4 of the least-loaded peer's + 8
 };
 
-// Where the worker in `slot` stands against the other workers of `generation` whose state is
-// `running`, by live `connections`. Rows [0, header.slot_high_water) are looked at.
-accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
-                                     std::uint32_t generation);
+// Where a worker with `mine` live connections stands against a least-loaded peer with `least`.
+accept_standing standing_against(std::uint64_t mine, std::uint64_t least);
+
+// The fewest live `connections` among the other workers of `generation` whose state is
+// `running`, or nullopt when there is none. Rows [0, header.slot_high_water) are looked at.
+std::optional<std::uint64_t> least_peer_connections(const shm::table& t, std::size_t slot,
+                                                    std::uint32_t generation);
 
 // The connections the same peers have accepted in all: a worker that sat out compares this
 // before and after, to tell peers that took over from peers that have stopped accepting.

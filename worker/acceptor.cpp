@@ -120,9 +120,16 @@ struct accept_outcome {
 };
 
 // Takes up to accept_batch connections, stopping early at an empty queue, a descriptor
-// shortage, or (when `stop_when_ahead`) as soon as this worker is ahead of its peers.
+// shortage, or (when `stop_when_ahead`) as soon as this worker is ahead of its peers. The
+// peers' rows are read once per wake-up: within a batch only this worker's count moves.
 accept_outcome accept_some(worker_context& ctx, bool stop_when_ahead) {
-  accept_outcome out{standing_among_peers(ctx.table, ctx.slot, ctx.generation), false};
+  const std::optional<std::uint64_t> least =
+      least_peer_connections(ctx.table, ctx.slot, ctx.generation);
+  const auto standing_now = [&] {
+    return least ? standing_against(ctx.row.connections.load(std::memory_order_relaxed), *least)
+                 : accept_standing::alone;
+  };
+  accept_outcome out{standing_now(), false};
   for (int i = 0; i < accept_batch && ctx.phase == worker_phase::running; ++i) {
     if (ctx.live_sessions >= ctx.max_sessions) {
       pause_for_descriptors(ctx);
@@ -153,8 +160,7 @@ accept_outcome accept_some(worker_context& ctx, bool stop_when_ahead) {
       }
     }
     start_session(ctx, fd, peer);
-    if (out.standing == accept_standing::alone) continue;
-    out.standing = standing_among_peers(ctx.table, ctx.slot, ctx.generation);
+    out.standing = standing_now();
     if (stop_when_ahead && out.standing >= accept_standing::ahead) return out;
   }
   return out;

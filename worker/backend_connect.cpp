@@ -23,8 +23,6 @@ constexpr std::int64_t failure_log_interval_ms = 1000;
 
 void on_connected(uv_connect_t* req, int status);
 
-connect_state* state_of_timer(uv_timer_t* t) { return static_cast<connect_state*>(t->data); }
-
 void on_timer_closed(uv_handle_t* h) {
   auto* hs = static_cast<connect_state*>(h->data);
   session* s = hs->owner;
@@ -99,19 +97,7 @@ void attempt_failed(session* s, int err, bool backend_fault) {
 void on_connect_timeout(session* s) {
   connect_state* hs = s->hs;
   if (!hs->connect_outstanding) return;
-  hs->timed_out = true;
   attempt_failed(s, UV_ETIMEDOUT, true);
-}
-
-void on_timer(uv_timer_t* t) {
-  connect_state* hs = state_of_timer(t);
-  session* s = hs->owner;
-  if (s->dead) return;
-  if (hs->step == handshake_step::reading_head) {
-    on_handshake_timeout(s);
-  } else if (hs->step == handshake_step::connecting) {
-    on_connect_timeout(s);
-  }
 }
 
 void give_up(session* s) {
@@ -201,6 +187,17 @@ bool open_connect_state(session* s, const sockaddr_storage& peer) {
   return true;
 }
 
+void on_connect_state_timer(uv_timer_t* t) {
+  auto* hs = static_cast<connect_state*>(t->data);
+  session* s = hs->owner;
+  if (s->dead) return;
+  if (hs->step == handshake_step::reading_head) {
+    on_handshake_timeout(s);
+  } else if (hs->step == handshake_step::connecting) {
+    on_connect_timeout(s);
+  }
+}
+
 void release_connect_state(session* s) {
   connect_state* hs = s->hs;
   if (hs == nullptr) return;
@@ -214,7 +211,6 @@ void connect_backend(session* s) {
   worker_context& ctx = s->ctx();
   connect_state* hs = s->hs;
   hs->step = handshake_step::connecting;
-  hs->timed_out = false;
   const std::size_t index = ctx.picker.pick(ctx.table, hs->tried, hs->sticky_key);
   if (index == no_backend) {
     give_up(s);
@@ -246,7 +242,7 @@ void connect_backend(session* s) {
     return;
   }
   hs->connect_outstanding = true;
-  uv_timer_start(&hs->timer, on_timer, ctx.cfg.connect_timeout_ms, 0);
+  uv_timer_start(&hs->timer, on_connect_state_timer, ctx.cfg.connect_timeout_ms, 0);
 }
 
 std::uint64_t hash_client_address(const sockaddr_storage& peer) {

@@ -25,7 +25,6 @@ struct connect_state {
   session* owner = nullptr;
   handshake_step step = handshake_step::connecting;
   bool connect_outstanding = false;  // a connect request is out and its outcome not yet handled
-  bool timed_out = false;            // the current attempt hit connect_timeout_ms
   int last_error = 0;                // libuv error of the last failed attempt (UV_ETIMEDOUT: ours)
   tried_set tried = 0;
   std::optional<std::uint64_t> sticky_key;
@@ -37,6 +36,10 @@ struct connect_state {
 
 // Creates the session's connect_state (with its timer). Returns false when libuv refused.
 bool open_connect_state(session* s, const sockaddr_storage& peer);
+// The connect_state's timer: the request head's deadline while it is read, then the connect
+// timeout of each attempt.
+void on_connect_state_timer(uv_timer_t* t);
+
 // Stops and releases the connect_state (its timer is closed; the memory goes with it).
 void release_connect_state(session* s);
 

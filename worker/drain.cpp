@@ -21,15 +21,19 @@ void close_handle(uv_handle_t* h) {
   if (!uv_is_closing(h)) uv_close(h, nullptr);
 }
 
+void close_all_sessions(worker_context& ctx) {
+  for (session* s = ctx.sessions; s != nullptr;) {
+    session* next = s->next;  // close_session unlinks s
+    close_session(s);
+    s = next;
+  }
+}
+
 void on_close_tick(uv_timer_t* t) {
   worker_context& ctx = worker_context::of(t->loop);
   const std::uint64_t now = uv_now(&ctx.loop);
   if (now >= ctx.hard_stop_ms) {
-    for (session* s = ctx.sessions; s != nullptr;) {
-      session* next = s->next;
-      close_session(s);
-      s = next;
-    }
+    close_all_sessions(ctx);
     return;
   }
   const std::uint64_t elapsed = now - ctx.close_started_ms;
@@ -90,11 +94,7 @@ void stop_now(worker_context& ctx, const char* why, int code) {
   ctx.exit_code = code;
   log_line(ctx.who, "stopping (%s): closing %zu connections", why, ctx.live_sessions);
   if (was_running) stop_accepting(ctx);
-  for (session* s = ctx.sessions; s != nullptr;) {
-    session* next = s->next;
-    close_session(s);
-    s = next;
-  }
+  close_all_sessions(ctx);
   finish_loop(ctx);
 }
 

@@ -41,8 +41,6 @@ std::optional<std::uint64_t> sticky_key_of(const worker_context& ctx,
 // it up to this much; beyond that the client is not read until the tunnel starts.
 constexpr std::size_t early_limit = read_buffer_size;
 
-void on_answer_shutdown(uv_shutdown_t* req, int) { std::free(req); }
-
 void read_head(session* s, connect_state* hs, const char* data, std::size_t len) {
   const protocol::head_feed_result r = hs->head->feed(data, len);
   if (r.status == protocol::head_status::need_more) return;
@@ -70,18 +68,13 @@ void start_http_front(session* s) {
   connect_state* hs = s->hs;
   hs->step = handshake_step::reading_head;
   hs->head = std::make_unique<protocol::request_head_parser>(ctx.cfg.max_header_size);
-  uv_timer_start(&hs->timer, [](uv_timer_t* t) {
-    auto* state = static_cast<connect_state*>(t->data);
-    if (!state->owner->dead && state->step == handshake_step::reading_head) {
-      on_handshake_timeout(state->owner);
-    }
-  }, ctx.cfg.handshake_timeout_ms, 0);
+  uv_timer_start(&hs->timer, on_connect_state_timer, ctx.cfg.handshake_timeout_ms, 0);
   if (!set_reading(s, to_backend, true)) close_session(s);
 }
 
 void http_front_read(session* s, ssize_t nread, const uv_buf_t* buf) {
   connect_state* hs = s->hs;
-  if (s->answering || hs == nullptr) {
+  if (hs == nullptr) {  // answered: waiting for the client to go
     if (nread < 0) close_session(s);  // the client has gone (FIN or reset): done
     return;                           // anything else it sends after our answer is dropped
   }
@@ -122,9 +115,8 @@ void answer_error(session* s, int status) {
     close_session(s);
     return;
   }
-  auto* req = static_cast<uv_shutdown_t*>(std::malloc(sizeof(uv_shutdown_t)));
-  if (req == nullptr || uv_shutdown(req, client, on_answer_shutdown) != 0) std::free(req);
-  s->answering = true;
+  shut_down(s, to_client);
+  if (s->dead) return;
   s->graceful = true;
   ++ctx.graceful_sessions;
   s->close_at_ms = static_cast<std::uint32_t>(uv_now(&ctx.loop)) + answer_linger_ms;

@@ -79,33 +79,6 @@ void resume_source(session* s, direction d) {
   if (!set_reading(s, d, true)) close_session(s);
 }
 
-// Passes a FIN on: shuts the destination of `d` down once what is queued to it is written.
-void shut_down(session* s, direction d) {
-  if (s->shut_sent_mask & bit(d)) return;
-  s->shut_sent_mask |= bit(d);
-  uv_stream_t* dest = s->stream(d, false);
-  uv_os_fd_t fd = -1;
-  if (s->pending[d] == nullptr && uv_stream_get_write_queue_size(dest) == 0 &&
-      uv_fileno(reinterpret_cast<uv_handle_t*>(dest), &fd) == 0) {
-    // Nothing queued: shut down now. uv_shutdown would wait for a writable event first (two
-    // epoll changes and a loop turn per FIN, which shows in connection churn).
-    ::shutdown(fd, SHUT_WR);
-    s->shut_done_mask |= bit(d);
-    return;
-  }
-  auto* req = static_cast<uv_shutdown_t*>(std::malloc(sizeof(uv_shutdown_t)));
-  if (req == nullptr) {
-    close_session(s);
-    return;
-  }
-  req->data = s;
-  if (uv_shutdown(req, s->stream(d, false), on_shutdown) != 0) {
-    // Already shut or not connected: that direction is as finished as it will get.
-    std::free(req);
-    s->shut_done_mask |= bit(d);
-  }
-}
-
 // Both sides said FIN and both FINs were passed on: nothing is left to relay.
 void close_if_finished(session* s) {
   if (s->eof_mask == 3 && s->shut_done_mask == 3) close_session(s);
@@ -127,6 +100,21 @@ bool websocket_finished(session* s) {
   return true;
 }
 
+// Copies `len` bytes into a chunk and queues it to `dest`; null when that failed (nothing is
+// left allocated then).
+write_chunk* queue_write(session* s, uv_stream_t* dest, direction d, bool control,
+                         const void* data, std::size_t len) {
+  write_chunk* c = make_chunk(d, control, data, len);
+  if (c == nullptr) return nullptr;
+  c->req.data = s;
+  uv_buf_t b = uv_buf_init(c->bytes(), c->len);
+  if (uv_write(&c->req, dest, &b, 1, on_relay_write) != 0) {
+    std::free(c);
+    return nullptr;
+  }
+  return c;
+}
+
 // Sends `len` bytes of the loop buffer to the destination of `d`: straight through when the
 // socket takes them, else the remainder is copied once and queued, and the source is paused
 // until it is written (backpressure: at most one queued remainder per direction).
@@ -145,15 +133,8 @@ void relay_bytes(session* s, direction d, const char* data, std::size_t len) {
       return;
     }
   }
-  write_chunk* c = make_chunk(d, false, data + written, len - written);
+  write_chunk* c = queue_write(s, dest, d, false, data + written, len - written);
   if (c == nullptr) {
-    close_session(s);
-    return;
-  }
-  c->req.data = s;
-  uv_buf_t b = uv_buf_init(c->bytes(), c->len);
-  if (uv_write(&c->req, dest, &b, 1, on_relay_write) != 0) {
-    std::free(c);
     close_session(s);
     return;
   }
@@ -217,8 +198,6 @@ void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     const char* data = buf->base;
     s->last_active_ms = now32(ctx);
     if (s->done_mask & bit(d)) return;  // graceful close: this direction is finished
-    auto& bytes = ctx.unflushed[s->backend_index];
-    (d == to_backend ? bytes.in : bytes.out) += len;
     const auto* u = reinterpret_cast<const std::uint8_t*>(data);
     if (s->sniffing && d == to_client) {
       const protocol::sniff_result r = s->watch.sniffer.feed(data, len);
@@ -241,6 +220,8 @@ void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         s->watch.track[d].feed(u, len);
       }
     }
+    auto& bytes = ctx.unflushed[s->backend_index];
+    (d == to_backend ? bytes.in : bytes.out) += len;  // what is relayed, not what was dropped
     relay_bytes(s, d, data, len);
     if (!s->dead && (s->finishing_mask & bit(d)) && s->watch.track[d].at_boundary()) {
       finish_direction(s, d);
@@ -304,6 +285,32 @@ void on_shutdown(uv_shutdown_t* req, int status) {
 }
 
 }  // namespace
+
+void shut_down(session* s, direction d) {
+  if (s->shut_sent_mask & bit(d)) return;
+  s->shut_sent_mask |= bit(d);
+  uv_stream_t* dest = s->stream(d, false);
+  uv_os_fd_t fd = -1;
+  if (s->pending[d] == nullptr && uv_stream_get_write_queue_size(dest) == 0 &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(dest), &fd) == 0) {
+    // Nothing queued: shut down now. uv_shutdown would wait for a writable event first (two
+    // epoll changes and a loop turn per FIN, which shows in connection churn).
+    ::shutdown(fd, SHUT_WR);
+    s->shut_done_mask |= bit(d);
+    return;
+  }
+  auto* req = static_cast<uv_shutdown_t*>(std::malloc(sizeof(uv_shutdown_t)));
+  if (req == nullptr) {
+    close_session(s);
+    return;
+  }
+  req->data = s;
+  if (uv_shutdown(req, s->stream(d, false), on_shutdown) != 0) {
+    // Already shut or not connected: that direction is as finished as it will get.
+    std::free(req);
+    s->shut_done_mask |= bit(d);
+  }
+}
 
 void release_handle(session* s) {
   if (--s->open_handles == 0 && s->dead) free_session(s);
@@ -446,15 +453,7 @@ void close_session_gracefully(session* s) {
 
 bool queue_control_write(session* s, uv_stream_t* dest, direction d, const void* data,
                          std::size_t len) {
-  write_chunk* c = make_chunk(d, true, data, len);
-  if (c == nullptr) return false;
-  c->req.data = s;
-  uv_buf_t b = uv_buf_init(c->bytes(), c->len);
-  if (uv_write(&c->req, dest, &b, 1, on_relay_write) != 0) {
-    std::free(c);
-    return false;
-  }
-  return true;
+  return queue_write(s, dest, d, true, data, len) != nullptr;
 }
 
 void sweep_sessions(worker_context& ctx) {
@@ -463,7 +462,7 @@ void sweep_sessions(worker_context& ctx) {
   if (idle == 0 && ctx.graceful_sessions == 0) return;
   for (session* s = ctx.sessions; s != nullptr;) {
     session* next = s->next;  // s may be unlinked below
-    if (s->graceful || s->answering) {
+    if (s->graceful) {  // closing cleanly, or answered with an error
       if (reached(now, s->close_at_ms)) close_session(s);
     } else if (idle != 0 && s->relaying && reached(now, s->last_active_ms + idle)) {
       close_session_gracefully(s);

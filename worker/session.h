@@ -71,7 +71,6 @@ struct session {
   bool sniffing : 1 = false;        // watching the backend's first bytes for a 101
   bool backend_open : 1 = false;    // `backend` initialised and not closed
   bool counted : 1 = false;         // counted in the row's backends[backend_index].active
-  bool answering : 1 = false;       // an error answer was sent: waiting for the client to go
   bool relaying : 1 = false;        // the tunnel has started
 
   uv_stream_t* stream(direction d, bool source) {
@@ -108,6 +107,9 @@ void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
 // Turns libuv reads from the source of `d` on or off (no system call when already so).
 // Returns false when libuv refused (the caller closes the session).
 bool set_reading(session* s, direction d, bool on);
+
+// Passes a FIN on: shuts the destination of `d` down once what is queued to it is written.
+void shut_down(session* s, direction d);
 
 // Queues our own bytes (a close frame, an error answer) to `dest` after anything queued
 // before. Returns false (and closes nothing) when the write could not be queued.

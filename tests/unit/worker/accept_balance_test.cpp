@@ -31,6 +31,12 @@ std::unique_ptr<shm::table> table_with(std::initializer_list<std::uint64_t> live
   t->header.slot_high_water = static_cast<std::uint32_t>(s);
   return t;
 }
+// Where the worker in `slot` stands, as the acceptor works it out at a wake-up.
+accept_standing standing_among_peers(const shm::table& t, std::size_t slot,
+                                     std::uint32_t generation) {
+  const std::optional<std::uint64_t> least = least_peer_connections(t, slot, generation);
+  return least ? standing_against(t.workers[slot].connections, *least) : accept_standing::alone;
+}
 }  // namespace
 
 TEST_CASE("accept_balance.ahead_only_when_clearly_ahead") {

@@ -1,5 +1,7 @@
 #include "checker/scheduler.h"
 
+#include "shm/table_ops.h"
+
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -138,11 +140,6 @@ void scheduler::stop() {
   }
 }
 
-std::size_t scheduler::rows_in_use() const {
-  return std::min<std::size_t>(table_.header.backend_high_water.load(std::memory_order_acquire),
-                               shm::max_backends);
-}
-
 void scheduler::scan() {
   if (stopping_) return;
   sync_settings();
@@ -171,7 +168,7 @@ void scheduler::sync_settings() {
 
 void scheduler::sync_row(std::size_t i) {
   slot& s = slots_[i];
-  if (i >= rows_in_use()) {
+  if (i >= shm::backend_rows_in_use(table_)) {
     if (s.tracked) untrack(s);
     return;
   }
@@ -238,7 +235,7 @@ void scheduler::arm_first(slot& s) {
     return;
   }
   const std::int64_t last = table_.backends[s.row].last_check_ms.load(std::memory_order_acquire);
-  arm(s, first_delay_ms(last, unix_ms(), settings_.interval_ms, s.row, rows_in_use()));
+  arm(s, first_delay_ms(last, unix_ms(), settings_.interval_ms, s.row, shm::backend_rows_in_use(table_)));
 }
 
 void scheduler::start_probe_on(slot& s) {

@@ -71,7 +71,6 @@ class scheduler {
   void arm_first(slot& s);
   void start_probe_on(slot& s);
   void on_probe_done(std::size_t i, std::uint64_t gen, const probe_outcome& outcome);
-  std::size_t rows_in_use() const;
 
   uv_loop_t* loop_;
   shm::table& table_;

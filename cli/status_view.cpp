@@ -64,12 +64,6 @@ bool slot_shown(const shm::worker_row& w) { return w.state.load(relaxed) != shm:
 bool backend_shown(const shm::backend_row& b) {
   return b.state.load(relaxed) != shm::backend_state::empty;
 }
-std::size_t slots_in_use(const shm::table& t) {
-  return std::min<std::size_t>(t.header.slot_high_water.load(), shm::max_worker_slots);
-}
-std::size_t backends_in_use(const shm::table& t) {
-  return std::min<std::size_t>(t.header.backend_high_water.load(), shm::max_backends);
-}
 std::int64_t ms_left(std::int64_t deadline, std::int64_t now) {
   return deadline > now ? deadline - now : 0;
 }
@@ -94,10 +88,12 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
                     std::to_string(h.master_pid.load()) + ",\"listen\":" + json_string(h.listen) +
                     ",\"uptime_s\":" + num((now - h.master_started_ms.load()) / 1000) +
                     ",\"generation\":" + std::to_string(h.current_generation.load()) +
+                    ",\"workers_per_generation\":" +
+                    std::to_string(h.workers_per_generation.load()) +
                     ",\"listening\":" + (h.listening.load() ? "true" : "false") +
                     ",\"stopping\":" + (h.stopping.load() ? "true" : "false") + ",\"workers\":[";
   bool first = true;
-  for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+  for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
     const auto& w = t.workers[s];
     if (!slot_shown(w)) continue;
     const auto state = w.state.load(relaxed);
@@ -118,7 +114,7 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
   }
   out += "],\"backends\":[";
   first = true;
-  for (std::size_t b = 0; b < backends_in_use(t); ++b) {
+  for (std::size_t b = 0; b < shm::backend_rows_in_use(t); ++b) {
     const auto& row = t.backends[b];
     if (!backend_shown(row)) continue;
     const shm::backend_totals sums = shm::sum_backend(t, b);
@@ -128,7 +124,7 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
            to_string(row.state.load()) + "\",\"weight\":" + std::to_string(row.weight.load()) +
            ",\"active\":" + num(sums.active) + ",\"active_per_worker\":{";
     bool first_worker = true;
-    for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+    for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
       if (!slot_shown(t.workers[s])) continue;
       out += first_worker ? "" : ",";
       first_worker = false;
@@ -147,8 +143,7 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
   }
   out += "],\"errors\":{";
   for (std::size_t k = 0; k < shm::error_kinds; ++k) {
-    std::uint64_t n = 0;
-    for (std::size_t s = 0; s < slots_in_use(t); ++s) n += t.workers[s].errors[k].load(relaxed);
+    const std::uint64_t n = shm::sum_errors(t, k);
     out += std::string(k ? "," : "") + "\"" + error_key(k) + "\":" + num(n);
   }
   const auto& c = t.checker;
@@ -168,16 +163,17 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
   const std::int64_t up = (now - h.master_started_ms.load()) / 1000;
   std::snprintf(line, sizeof line,
                 "instance %s  master pid %d  listen %s%s  uptime %lldh%02lldm%02llds  generation "
-                "%u\n\n",
+                "%u (%u workers)\n\n",
                 h.name, h.master_pid.load(), h.listen, h.listening.load() ? "" : " (closed)",
                 static_cast<long long>(up / 3600), static_cast<long long>(up / 60 % 60),
-                static_cast<long long>(up % 60), h.current_generation.load());
+                static_cast<long long>(up % 60), h.current_generation.load(),
+                h.workers_per_generation.load());
   out += line;
   out += "WORKERS\n";
   std::snprintf(line, sizeof line, "  %-4s %-8s %-9s %-4s %11s %10s %8s  %s\n", "SLOT", "PID",
                 "STATE", "GEN", "CONNECTIONS", "ACCEPTED", "RESTARTS", "NOTE");
   out += line;
-  for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+  for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
     const auto& w = t.workers[s];
     if (!slot_shown(w)) continue;
     const auto state = w.state.load(relaxed);
@@ -199,7 +195,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
                 "STATE", "WEIGHT", "HEALTH", "ACTIVE", "TOTAL", "BYTES_IN", "BYTES_OUT",
                 "FAILURES", "LAST CHECK");
   out += line;
-  for (std::size_t b = 0; b < backends_in_use(t); ++b) {
+  for (std::size_t b = 0; b < shm::backend_rows_in_use(t); ++b) {
     const auto& row = t.backends[b];
     if (!backend_shown(row)) continue;
     const shm::backend_totals sums = shm::sum_backend(t, b);
@@ -216,7 +212,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
                   sums.bytes_out, sums.failures, check.c_str());
     out += line;
     std::string per_worker = "    per worker:";
-    for (std::size_t s = 0; s < slots_in_use(t); ++s) {
+    for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
       if (!slot_shown(t.workers[s])) continue;
       per_worker += " " + std::to_string(s) + "=" + num(t.workers[s].backends[b].active.load());
     }
@@ -224,8 +220,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
   }
   std::string errors;
   for (std::size_t k = 0; k < shm::error_kinds; ++k) {
-    std::uint64_t n = 0;
-    for (std::size_t s = 0; s < slots_in_use(t); ++s) n += t.workers[s].errors[k].load(relaxed);
+    const std::uint64_t n = shm::sum_errors(t, k);
     if (n) errors += std::string(" ") + error_key(k) + "=" + num(n);
   }
   out += "\nERRORS" + (errors.empty() ? std::string(" none") : errors) + "\n";

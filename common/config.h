@@ -65,7 +65,6 @@ struct config {
   std::uint32_t drain_timeout_ms = 30'000;
   on_down_policy on_down = on_down_policy::keep;
   check_config check;
-  std::string config_file;  // empty when none
 };
 
 const char* to_string(balance_mode m);

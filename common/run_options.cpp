@@ -238,9 +238,6 @@ run_parse_result parse_run_args(const std::vector<std::string>& args, config& ou
     result.message = e.what();
     return result;
   }
-  if (auto* cfg = app.get_config_ptr(); cfg && cfg->count() > 0) {
-    out.config_file = cfg->as<std::string>();
-  }
   result.message = validate(raw, out);
   result.ok = result.message.empty();
   return result;

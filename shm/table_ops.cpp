@@ -7,16 +7,28 @@ namespace wslb::shm {
 
 namespace {
 constexpr auto relaxed = std::memory_order_relaxed;
+}  // namespace
 
-std::size_t rows_in_use(const table& t) {
+std::size_t worker_rows_in_use(const table& t) {
   return std::min<std::size_t>(t.header.slot_high_water.load(std::memory_order_acquire),
                                max_worker_slots);
 }
-}  // namespace
+
+std::size_t backend_rows_in_use(const table& t) {
+  return std::min<std::size_t>(t.header.backend_high_water.load(std::memory_order_acquire),
+                               max_backends);
+}
+
+std::uint64_t sum_errors(const table& t, std::size_t kind) {
+  std::uint64_t sum = 0;
+  const std::size_t n = worker_rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) sum += t.workers[s].errors[kind].load(relaxed);
+  return sum;
+}
 
 std::uint64_t sum_active(const table& t, std::size_t b) {
   std::uint64_t sum = 0;
-  const std::size_t n = rows_in_use(t);
+  const std::size_t n = worker_rows_in_use(t);
   for (std::size_t s = 0; s < n; ++s) sum += t.workers[s].backends[b].active.load(relaxed);
   return sum;
 }
@@ -28,7 +40,7 @@ backend_totals sum_backend(const table& t, std::size_t b) {
   out.bytes_in = row.retired_bytes_in.load(relaxed);
   out.bytes_out = row.retired_bytes_out.load(relaxed);
   out.failures = row.retired_failures.load(relaxed);
-  const std::size_t n = rows_in_use(t);
+  const std::size_t n = worker_rows_in_use(t);
   for (std::size_t s = 0; s < n; ++s) {
     const backend_counters& c = t.workers[s].backends[b];
     out.active += c.active.load(relaxed);

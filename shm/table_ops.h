@@ -10,6 +10,11 @@
 
 namespace wslb::shm {
 
+// How many worker rows and backend rows can be in use: their high-water marks, bounded by the
+// table's size (readers never trust a shared value as an index unchecked).
+std::size_t worker_rows_in_use(const table& t);
+std::size_t backend_rows_in_use(const table& t);
+
 // Live connections to backend `b` summed over every worker row in use (all generations).
 // Any process; lock-free, may be a moment stale, never negative.
 std::uint64_t sum_active(const table& t, std::size_t b);
@@ -19,6 +24,9 @@ struct backend_totals {
   std::uint64_t active = 0, total = 0, bytes_in = 0, bytes_out = 0, failures = 0;
 };
 backend_totals sum_backend(const table& t, std::size_t b);
+
+// Error answers of `kind` (an error_kind index) summed over every worker row in use.
+std::uint64_t sum_errors(const table& t, std::size_t kind);
 
 // Master only, after reaping the worker in `slot`: folds the row's totals into the backends'
 // `retired_*` counters, then zeroes the row's counters (its live connections died with it).

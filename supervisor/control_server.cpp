@@ -31,8 +31,6 @@ void control_request::send(std::string text) {
   }
 }
 
-void control_request::say(const std::string& line) { send(line + "\n"); }
-
 void control_request::finish(bool ok, const std::string& line) {
   if (finished_) return;
   finished_ = true;

@@ -18,11 +18,8 @@ using control_request_ptr = std::shared_ptr<control_request>;
 
 class control_request : public std::enable_shared_from_this<control_request> {
  public:
-  // Sends an intermediate line (progress) to the CLI.
-  void say(const std::string& line);
   // Sends the final line ("ok ..." or "error ...") and closes the connection. Idempotent.
   void finish(bool ok, const std::string& line);
-  bool finished() const { return finished_; }
   // Drops the request's hold on itself; called once its pipe is closed.
   void release() { self_.reset(); }
 

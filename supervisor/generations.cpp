@@ -1,6 +1,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
+#include <utility>
+
 #include "common/log.h"
 #include "common/run_options.h"
 #include "supervisor/backend_rows.h"
@@ -9,6 +12,38 @@
 #include "worker/worker_main.h"
 
 namespace wslb::supervisor {
+
+namespace {
+
+// What a reload changes in the backends (" +new -gone ~kept weight 1->2 ~kept address A->B"),
+// once apply_backends has given each one its row: a backend that keeps its row is the same one.
+std::string backend_changes(const config& before, const config& after) {
+  std::array<const backend_config*, shm::max_backends> old_at{};
+  for (const auto& b : before.backends) old_at[b.row] = &b;
+  std::string summary;
+  for (const auto& b : after.backends) {
+    const backend_config* old = std::exchange(old_at[b.row], nullptr);
+    const std::string name = b.where.to_string();
+    if (old == nullptr) {
+      summary += " +" + name;
+      continue;
+    }
+    if (old->weight != b.weight) {
+      summary += " ~" + name + " weight " + std::to_string(old->weight) + "->" +
+                 std::to_string(b.weight);
+    }
+    if (!old->where.same_address(b.where)) {
+      summary += " ~" + name + " address " + old->where.address_text() + "->" +
+                 b.where.address_text();
+    }
+  }
+  for (const backend_config* old : old_at) {
+    if (old != nullptr) summary += " -" + old->where.to_string();
+  }
+  return summary;
+}
+
+}  // namespace
 
 void master::restart_workers(control_request_ptr request, std::string summary) {
   if (stopping_) {
@@ -120,32 +155,10 @@ void master::reload(control_request_ptr request) {
     return fail("--listen cannot change on reload (the listener stays open for the instance's "
                 "life); stop and run again to move it");
   }
-  std::string summary;
-  for (const auto& b : next.backends) {
-    bool known = false;
-    for (const auto& old : cfg_->backends) {
-      if (old.where.to_string() == b.where.to_string()) {
-        known = true;
-        if (old.weight != b.weight) {
-          summary += " ~" + b.where.to_string() + " weight " + std::to_string(old.weight) +
-                     "->" + std::to_string(b.weight);
-        }
-        if (!old.where.same_address(b.where)) {
-          summary += " ~" + b.where.to_string() + " address " + old.where.address_text() +
-                     "->" + b.where.address_text();
-        }
-      }
-    }
-    if (!known) summary += " +" + b.where.to_string();
-  }
-  for (const auto& old : cfg_->backends) {
-    bool kept = false;
-    for (const auto& b : next.backends) kept |= old.where.to_string() == b.where.to_string();
-    if (!kept) summary += " -" + old.where.to_string();
-  }
   std::string error;
   shm::table& t = table_->get();
   if (!apply_backends(t, next, error)) return fail(error);
+  const std::string summary = backend_changes(*cfg_, next);
   apply_check_settings(t, next.check);
   t.header.workers_per_generation = next.workers;
   cfg_ = std::make_shared<const config>(std::move(next));
@@ -232,7 +245,7 @@ void master::finish_stop() {
   shm::table_mapping::remove(cfg_->name);
   control_.stop();
   if (lock_fd_ >= 0) {
-    unlink(lock_file_path(cfg_->name).c_str());
+    unlink(lock_path_.c_str());
     close(lock_fd_);
     lock_fd_ = -1;
   }

@@ -39,8 +39,7 @@ std::string lock_file_path(const std::string& instance_name) {
   return runtime_dir() + "/" + instance_name + ".lock";
 }
 
-int take_instance_lock(const std::string& instance_name) {
-  const std::string path = lock_file_path(instance_name);
+int take_instance_lock(const std::string& path) {
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {

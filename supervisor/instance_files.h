@@ -14,8 +14,8 @@ std::string runtime_dir();
 std::string control_socket_path(const std::string& instance_name);
 std::string lock_file_path(const std::string& instance_name);
 
-// Master only: takes the instance lock. Returns the lock's fd (kept open, close-on-exec), or -1
-// when another live master holds it.
-int take_instance_lock(const std::string& instance_name);
+// Master only: takes the instance lock at `path` (lock_file_path). Returns the lock's fd (kept
+// open, close-on-exec), or -1 when another live master holds it.
+int take_instance_lock(const std::string& path);
 
 }  // namespace wslb::supervisor

@@ -54,7 +54,8 @@ bool master::start() {
   const std::shared_ptr<const config> initial = cfg_;
   const config& cfg = *initial;
   try {
-    lock_fd_ = take_instance_lock(cfg.name);
+    lock_path_ = lock_file_path(cfg.name);
+    lock_fd_ = take_instance_lock(lock_path_);
   } catch (const std::exception& e) {
     log_line(who, "%s", e.what());
     exit_code_ = exit_code::cannot_start;

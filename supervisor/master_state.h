@@ -101,6 +101,7 @@ class master {
   std::shared_ptr<const config> cfg_;
   std::vector<std::string> run_args_;
   int lock_fd_ = -1;
+  std::string lock_path_;  // where lock_fd_ lives, removed at stop
   int listen_fd_ = -1;
   std::optional<shm::table_mapping> table_;
   control_server control_;

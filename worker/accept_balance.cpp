@@ -1,5 +1,7 @@
 #include "worker/accept_balance.h"
 
+#include "shm/table_ops.h"
+
 #include <algorithm>
 
 namespace wslb::worker {
@@ -12,8 +14,7 @@ constexpr auto relaxed = std::memory_order_relaxed;
 template <typename Visit>
 void for_each_peer(const shm::table& t, std::size_t slot, std::uint32_t generation,
                    Visit&& visit) {
-  const std::size_t rows =
-      std::min<std::size_t>(t.header.slot_high_water.load(relaxed), shm::max_worker_slots);
+  const std::size_t rows = shm::worker_rows_in_use(t);
   for (std::size_t s = 0; s < rows; ++s) {
     if (s == slot) continue;
     const shm::worker_row& row = t.workers[s];

@@ -21,6 +21,7 @@ std::unique_ptr<shm::table> sample_table() {
   t->header.slot_high_water = 3;
   t->header.backend_high_water = 2;
   t->header.current_generation = 2;
+  t->header.workers_per_generation = 2;
   for (int s = 0; s < 3; ++s) {
     t->workers[s].pid = 100 + s;
     t->workers[s].generation = s == 2 ? 1 : 2;
@@ -52,6 +53,7 @@ TEST_CASE("status.json_has_the_contract_keys") {
   CHECK(j.find("\"master_pid\":42") != std::string::npos);
   CHECK(j.find("\"listen\":\"127.0.0.1:8080\"") != std::string::npos);
   CHECK(j.find("\"uptime_s\":5") != std::string::npos);
+  CHECK(j.find("\"generation\":2,\"workers_per_generation\":2") != std::string::npos);
   CHECK(j.find("{\"slot\":2,\"pid\":102,\"state\":\"draining\",\"generation\":1") !=
         std::string::npos);
   CHECK(j.find("\"drain_left_ms\":5000") != std::string::npos);
@@ -66,6 +68,7 @@ TEST_CASE("status.json_has_the_contract_keys") {
 TEST_CASE("status.text_shows_generations_and_health") {
   auto t = sample_table();
   const std::string text = cli::render_status_text(*t, 1'005'000);
+  CHECK(text.find("generation 2 (2 workers)") != std::string::npos);
   CHECK(text.find("draining") != std::string::npos);
   CHECK(text.find("drain ends in 5 s") != std::string::npos);
   CHECK(text.find("DOWN") != std::string::npos);

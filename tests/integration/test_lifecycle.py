@@ -107,7 +107,6 @@ def test_long_lived_connections_drain_and_get_1001_at_the_deadline():
         s2 = await asyncio.to_thread(inst.status)
         assert sum(b["active"] for b in s2["backends"]) == 110, s2["backends"]
         assert sum(w["connections"] for w in s2["workers"] if w["state"] == "running") == 10
-        # Least-connections counts the draining generation: the 100 old ones still weigh.
         closes = []
 
         async def wait_close(ws):

@@ -75,17 +75,11 @@ TEST_CASE("sticky_ring.removing_a_backend_moves_only_its_keys") {
     less[down].healthy = false;
     sticky_ring r2;
     r2.rebuild(less);
-    std::size_t moved = 0;
     for (std::size_t i = 0; i < ks.size(); ++i) {
       const std::size_t now = *r2.lookup(ks[i]);
       CHECK(now != down);
-      if (before[i] != down) {
-        CHECK(now == before[i]);  // a key on a surviving backend never moves
-      } else {
-        ++moved;
-      }
+      if (before[i] != down) CHECK(now == before[i]);  // a key on a surviving backend stays
     }
-    CHECK(moved == per_backend[down]);
     // It comes back: every key returns to where it was.
     r2.rebuild(members);
     for (std::size_t i = 0; i < ks.size(); ++i) CHECK(*r2.lookup(ks[i]) == before[i]);

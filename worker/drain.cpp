@@ -52,7 +52,7 @@ void on_close_tick(uv_timer_t* t) {
   }
   // Graceful closes that waited too long (boundary, FIN) are cut here rather than only on the
   // 250 ms housekeeping tick, so the worker leaves promptly.
-  sweep_sessions(ctx);
+  sweep_due_closes(ctx);
 }
 
 void on_drain_deadline(uv_timer_t* t) {

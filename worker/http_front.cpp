@@ -119,7 +119,7 @@ void answer_error(session* s, int status) {
   if (s->dead) return;
   s->graceful = true;
   ++ctx.graceful_sessions;
-  s->close_at_ms = static_cast<std::uint32_t>(uv_now(&ctx.loop)) + answer_linger_ms;
+  set_close_deadline(s, answer_linger_ms);
   // Read on (and drop) until the client goes, so that our close does not reset the answer.
   if (!set_reading(s, to_backend, true)) close_session(s);
 }

@@ -27,10 +27,11 @@ constexpr std::uint32_t close_grace_ms = 500;
 std::uint32_t now32(const worker_context& ctx) {
   return static_cast<std::uint32_t>(uv_now(&ctx.loop));
 }
-// Wrap-safe "t has passed" on truncated loop times.
+// Wrap-safe "t has passed" and "a comes before b" on truncated loop times.
 bool reached(std::uint32_t now, std::uint32_t t) {
   return static_cast<std::int32_t>(now - t) >= 0;
 }
+bool earlier(std::uint32_t a, std::uint32_t b) { return static_cast<std::int32_t>(a - b) < 0; }
 
 void on_session_handle_closed(uv_handle_t* h);
 void on_relay_write(uv_write_t* req, int status);
@@ -159,7 +160,7 @@ void finish_direction(session* s, direction d) {
   shut_down(s, d);
   if (s->dead) return;
   if (s->done_mask == 3) {
-    s->close_at_ms = now32(s->ctx()) + close_grace_ms;
+    set_close_deadline(s, close_grace_ms);
     // Keep reading both sides (and dropping) so that their FIN is seen and no unread data
     // turns our close into a reset.
     resume_source(s, to_backend);
@@ -438,7 +439,7 @@ void close_session_gracefully(session* s) {
   worker_context& ctx = s->ctx();
   s->graceful = true;
   ++ctx.graceful_sessions;
-  s->close_at_ms = now32(ctx) + boundary_wait_ms;
+  set_close_deadline(s, boundary_wait_ms);
   if (s->sniffing) s->sniffing = false;  // no answer yet: it is not a WebSocket to close politely
   for (direction d : {to_backend, to_client}) {
     if (s->dead) return;
@@ -456,18 +457,38 @@ bool queue_control_write(session* s, uv_stream_t* dest, direction d, const void*
   return queue_write(s, dest, d, true, data, len) != nullptr;
 }
 
+void set_close_deadline(session* s, std::uint32_t in_ms) {
+  worker_context& ctx = s->ctx();
+  s->close_at_ms = now32(ctx) + in_ms;
+  if (earlier(s->close_at_ms, ctx.next_close_at_ms)) ctx.next_close_at_ms = s->close_at_ms;
+}
+
 void sweep_sessions(worker_context& ctx) {
   const std::uint32_t now = now32(ctx);
   const std::uint32_t idle = ctx.cfg.idle_timeout_ms;
   if (idle == 0 && ctx.graceful_sessions == 0) return;
+  // The earliest deadline of the graceful closes still open, for sweep_due_closes.
+  std::uint32_t earliest = now + 0x7fffffffu;
   for (session* s = ctx.sessions; s != nullptr;) {
     session* next = s->next;  // s may be unlinked below
     if (s->graceful) {  // closing cleanly, or answered with an error
-      if (reached(now, s->close_at_ms)) close_session(s);
+      if (reached(now, s->close_at_ms)) {
+        close_session(s);
+      } else if (earlier(s->close_at_ms, earliest)) {
+        earliest = s->close_at_ms;
+      }
     } else if (idle != 0 && s->relaying && reached(now, s->last_active_ms + idle)) {
-      close_session_gracefully(s);
+      close_session_gracefully(s);  // gives s a deadline: it counts for `earliest` too
+      if (!s->dead && s->graceful && earlier(s->close_at_ms, earliest)) earliest = s->close_at_ms;
     }
     s = next;
+  }
+  ctx.next_close_at_ms = earliest;
+}
+
+void sweep_due_closes(worker_context& ctx) {
+  if (ctx.graceful_sessions != 0 && reached(now32(ctx), ctx.next_close_at_ms)) {
+    sweep_sessions(ctx);
   }
 }
 

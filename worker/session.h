@@ -126,6 +126,13 @@ void uncount_backend(session* s);
 // Housekeeping (about every 250 ms): idle timeouts and graceful closes that waited too long.
 void sweep_sessions(worker_context& ctx);
 
+// The same walk, but only when a graceful close's deadline has come: the drain's closing window
+// ticks every 10 ms, and a walk over every session each time would cost O(sessions).
+void sweep_due_closes(worker_context& ctx);
+
+// Gives a graceful close (or an error answer) its deadline, `in_ms` from now.
+void set_close_deadline(session* s, std::uint32_t in_ms);
+
 // Lets the acceptor know descriptors were released (defined in acceptor.cpp).
 void on_session_released(worker_context& ctx);
 

@@ -74,6 +74,8 @@ struct worker_context {
   std::size_t live_sessions = 0;
   std::size_t max_sessions = 0;       // two descriptors each, under RLIMIT_NOFILE
   std::size_t graceful_sessions = 0;  // sessions with a close deadline to watch
+  std::uint32_t next_close_at_ms = 0; // earliest such deadline (loop time, truncated); may be
+                                      // early, never late: a sweep sets it exactly
 
   // Spread-out closing after the drain deadline.
   session* close_cursor = nullptr;    // next session to close gracefully

@@ -53,14 +53,33 @@ std::optional<std::size_t> master::free_slot() const {
   return std::nullopt;
 }
 
+pid_t master::spawn_child(child& c, std::size_t slot, const std::string& what, int extra_fd,
+                          const std::function<int(int)>& body) {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
+    log_line(who, "cannot create a channel for %s: %s", what.c_str(), strerror(errno));
+    return -1;
+  }
+  const int child_end = pair[1];
+  const pid_t pid = fork_child({extra_fd, child_end}, [&] { return body(child_end); });
+  close(pair[1]);
+  if (pid < 0) {
+    log_line(who, "cannot fork %s: %s", what.c_str(), strerror(errno));
+    close(pair[0]);
+    return -1;
+  }
+  c.pid = pid;
+  c.channel = pair[0];
+  c.started_ms = monotonic_ms();
+  c.ready = false;
+  c.asked_to_exit = false;
+  watch_channel(c, slot);
+  return pid;
+}
+
 void master::spawn_worker(std::size_t slot, std::uint32_t generation) {
   shm::table& t = table_->get();
   child& c = slots_[slot];
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
-    log_line(who, "cannot create a channel for worker %zu: %s", slot, strerror(errno));
-    return;
-  }
   // The row is clean: zeroed at creation, cleared when its previous worker was reaped.
   shm::worker_row& row = t.workers[slot];
   row.generation.store(generation, relaxed);
@@ -70,29 +89,16 @@ void master::spawn_worker(std::size_t slot, std::uint32_t generation) {
   if (slot + 1 > t.header.slot_high_water.load()) t.header.slot_high_water = static_cast<std::uint32_t>(slot + 1);
 
   c.cfg = cfg_;
+  c.generation = generation;
   const config& cfg = *c.cfg;
   const int listen_fd = listen_fd_;
-  const int worker_end = pair[1];
-  const pid_t pid = fork_child({listen_fd, worker_end}, [&cfg, &t, listen_fd, worker_end, slot,
-                                                         generation]() {
+  const pid_t pid = spawn_child(c, slot, "worker " + std::to_string(slot), listen_fd,
+                                [&cfg, &t, listen_fd, slot, generation](int master_fd) {
     if (const int code = injected_start_failure_for_test(); code >= 0) return code;
-    return worker::run_worker(worker::launch{cfg, t, listen_fd, worker_end, slot, generation});
+    return worker::run_worker(worker::launch{cfg, t, listen_fd, master_fd, slot, generation});
   });
-  close(pair[1]);
-  if (pid < 0) {
-    log_line(who, "cannot fork worker %zu: %s", slot, strerror(errno));
-    close(pair[0]);
-    row.state.store(shm::worker_state::empty, relaxed);
-    return;
-  }
-  c.pid = pid;
-  c.channel = pair[0];
-  c.generation = generation;
-  c.started_ms = monotonic_ms();
-  c.ready = false;
-  c.asked_to_exit = false;
-  row.pid.store(pid, relaxed);
-  watch_channel(c, slot);
+  row.pid.store(pid > 0 ? pid : 0, relaxed);
+  if (pid < 0) row.state.store(shm::worker_state::empty, relaxed);
 }
 
 void master::watch_channel(child& c, std::size_t slot) {
@@ -107,28 +113,13 @@ void master::watch_channel(child& c, std::size_t slot) {
 
 void master::spawn_checker() {
   shm::table& t = table_->get();
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
-    log_line(who, "cannot create a channel for the checker: %s", strerror(errno));
-    return;
-  }
   checker_.cfg = cfg_;
   const config& cfg = *checker_.cfg;
-  const int end = pair[1];
-  const pid_t pid =
-      fork_child({end}, [&cfg, &t, end]() { return checker::run_checker(cfg, t, end); });
-  close(pair[1]);
-  if (pid < 0) {
-    log_line(who, "cannot fork the checker: %s", strerror(errno));
-    close(pair[0]);
-    return;
-  }
-  checker_.pid = pid;
-  checker_.channel = pair[0];
-  checker_.started_ms = monotonic_ms();
-  checker_.asked_to_exit = false;
-  t.checker.pid.store(pid, relaxed);
-  watch_channel(checker_, shm::max_worker_slots);
+  const pid_t pid = spawn_child(checker_, shm::max_worker_slots, "the checker", -1,
+                                [&cfg, &t](int master_fd) {
+    return checker::run_checker(cfg, t, master_fd);
+  });
+  if (pid > 0) t.checker.pid.store(pid, relaxed);
 }
 
 void master::on_channel_readable(std::size_t slot) {

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +72,12 @@ class master {
 
  private:
   bool start();
+  // Forks `c` (the worker in `slot`, or the checker at slot max_worker_slots) with a new
+  // channel: the child runs `body(its end)` and keeps `extra_fd` (the listener, or -1) too.
+  // Fills c's pid, channel and start and watches the channel. Returns the pid, or -1 after
+  // logging why (`what` names the child in that line).
+  pid_t spawn_child(child& c, std::size_t slot, const std::string& what, int extra_fd,
+                    const std::function<int(int)>& body);
   void spawn_worker(std::size_t slot, std::uint32_t generation);
   void spawn_checker();
   std::optional<std::size_t> free_slot() const;

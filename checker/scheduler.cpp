@@ -36,11 +36,6 @@ bool usable_address(const sockaddr_storage& addr, socklen_t len) {
          (addr.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6));
 }
 
-bool same_settings(const check_settings& a, const check_settings& b) {
-  return a.kind == b.kind && a.interval_ms == b.interval_ms && a.timeout_ms == b.timeout_ms &&
-         a.rise == b.rise && a.fall == b.fall && a.path == b.path;
-}
-
 void log_settings(const check_settings& s) {
   if (s.kind == check_kind::none) {
     log_line(who, "health checks off (--check none): backends keep their current state");
@@ -134,8 +129,7 @@ void scheduler::stop() {
   stopping_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&scan_timer_), nullptr);
   for (slot& s : slots_) {
-    if (s.in_flight != nullptr) cancel_probe(s.in_flight);
-    s.in_flight = nullptr;
+    drop_probe(s);
     uv_close(reinterpret_cast<uv_handle_t*>(&s.due), nullptr);
   }
 }
@@ -151,13 +145,13 @@ void scheduler::sync_settings() {
   if (next.epoch == settings_.epoch) return;
   const check_settings old = settings_;
   settings_ = std::move(next);
-  if (same_settings(old, settings_)) return;  // a reload that left the checks alone
+  // A reload that left the checks alone (the epochs differ, the settings do not).
+  if (static_cast<const check_config&>(old) == settings_) return;
   log_settings(settings_);
   for (slot& s : slots_) {
     if (!s.tracked) continue;
     if (settings_.kind == check_kind::none) {
-      if (s.in_flight != nullptr) cancel_probe(s.in_flight);
-      s.in_flight = nullptr;
+      drop_probe(s);
       uv_timer_stop(&s.due);
     } else if (s.in_flight == nullptr &&
                (old.kind == check_kind::none || old.interval_ms != settings_.interval_ms)) {
@@ -193,8 +187,7 @@ void scheduler::sync_row(std::size_t i) {
       std::memcmp(&s.addr, &addr, len) == 0) {
     return;  // same backend, e.g. only its weight changed: keep its rhythm and its probe
   }
-  if (s.in_flight != nullptr) cancel_probe(s.in_flight);
-  s.in_flight = nullptr;
+  drop_probe(s);
   s.tracked = true;
   s.address = address;
   s.addr = addr;
@@ -208,9 +201,13 @@ void scheduler::sync_row(std::size_t i) {
   arm_first(s);
 }
 
-void scheduler::untrack(slot& s) {
+void scheduler::drop_probe(slot& s) {
   if (s.in_flight != nullptr) cancel_probe(s.in_flight);
   s.in_flight = nullptr;
+}
+
+void scheduler::untrack(slot& s) {
+  drop_probe(s);
   uv_timer_stop(&s.due);
   s.tracked = false;
   s.address.clear();

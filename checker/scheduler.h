@@ -70,6 +70,7 @@ class scheduler {
   void arm(slot& s, std::uint64_t delay_ms);
   void arm_first(slot& s);
   void start_probe_on(slot& s);
+  void drop_probe(slot& s);  // cancels the probe in flight, if any
   void on_probe_done(std::size_t i, std::uint64_t gen, const probe_outcome& outcome);
 
   uv_loop_t* loop_;

@@ -47,6 +47,8 @@ struct check_config {
   std::uint32_t fall = 3;
   std::uint32_t timeout_ms = 1000;
   std::string path = "/";
+
+  bool operator==(const check_config&) const = default;
 };
 
 struct config {

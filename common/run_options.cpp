@@ -154,55 +154,38 @@ std::string validate(const raw_options& raw, config& out) {
           std::string::npos) {
     return flag_error("--name", "'" + out.name + "' must be 1-48 letters, digits, '-' or '_'");
   }
-  std::string e;
-  if (!(e = validate_choice("--mode", raw.mode,
-                            {{"http", proxy_mode::http}, {"tcp", proxy_mode::tcp}}, out.mode))
-           .empty())
-    return e;
-  if (!(e = validate_choice("--forward-headers", raw.forward_headers,
-                            {{"on", true}, {"off", false}}, out.forward_headers))
-           .empty())
-    return e;
-  if (!(e = validate_choice("--proxy-protocol", raw.proxy_protocol,
-                            {{"off", proxy_protocol::off},
-                             {"v1", proxy_protocol::v1},
-                             {"v2", proxy_protocol::v2}},
-                            out.proxy_proto))
-           .empty())
-    return e;
-  if (!(e = validate_choice("--on-down", raw.on_down,
-                            {{"keep", on_down_policy::keep}, {"close", on_down_policy::close}},
-                            out.on_down))
-           .empty())
-    return e;
-  if (!(e = validate_choice("--check", raw.check,
-                            {{"tcp", check_kind::tcp},
-                             {"http", check_kind::http},
-                             {"websocket", check_kind::websocket},
-                             {"none", check_kind::none}},
-                            out.check.kind))
-           .empty())
-    return e;
-  if (!(e = validate_duration("--handshake-timeout", raw.handshake_timeout,
-                              out.handshake_timeout_ms))
-           .empty())
-    return e;
-  if (!(e = validate_duration("--connect-timeout", raw.connect_timeout, out.connect_timeout_ms))
-           .empty())
-    return e;
-  if (!(e = validate_duration("--idle-timeout", raw.idle_timeout, out.idle_timeout_ms)).empty())
-    return e;
-  if (!(e = validate_duration("--drain-timeout", raw.drain_timeout, out.drain_timeout_ms)).empty())
-    return e;
-  if (!(e = validate_duration("--check-interval", raw.check_interval, out.check.interval_ms))
-           .empty())
-    return e;
-  if (!(e = validate_duration("--check-timeout", raw.check_timeout, out.check.timeout_ms)).empty())
-    return e;
-  if (!(e = validate_count("--check-rise", raw.check_rise, 1, 100, out.check.rise)).empty())
-    return e;
-  if (!(e = validate_count("--check-fall", raw.check_fall, 1, 100, out.check.fall)).empty())
-    return e;
+  // Every value is checked; the first error, in this order, is the one reported.
+  const std::string errors[] = {
+      validate_choice("--mode", raw.mode, {{"http", proxy_mode::http}, {"tcp", proxy_mode::tcp}},
+                      out.mode),
+      validate_choice("--forward-headers", raw.forward_headers, {{"on", true}, {"off", false}},
+                      out.forward_headers),
+      validate_choice("--proxy-protocol", raw.proxy_protocol,
+                      {{"off", proxy_protocol::off},
+                       {"v1", proxy_protocol::v1},
+                       {"v2", proxy_protocol::v2}},
+                      out.proxy_proto),
+      validate_choice("--on-down", raw.on_down,
+                      {{"keep", on_down_policy::keep}, {"close", on_down_policy::close}},
+                      out.on_down),
+      validate_choice("--check", raw.check,
+                      {{"tcp", check_kind::tcp},
+                       {"http", check_kind::http},
+                       {"websocket", check_kind::websocket},
+                       {"none", check_kind::none}},
+                      out.check.kind),
+      validate_duration("--handshake-timeout", raw.handshake_timeout, out.handshake_timeout_ms),
+      validate_duration("--connect-timeout", raw.connect_timeout, out.connect_timeout_ms),
+      validate_duration("--idle-timeout", raw.idle_timeout, out.idle_timeout_ms),
+      validate_duration("--drain-timeout", raw.drain_timeout, out.drain_timeout_ms),
+      validate_duration("--check-interval", raw.check_interval, out.check.interval_ms),
+      validate_duration("--check-timeout", raw.check_timeout, out.check.timeout_ms),
+      validate_count("--check-rise", raw.check_rise, 1, 100, out.check.rise),
+      validate_count("--check-fall", raw.check_fall, 1, 100, out.check.fall),
+  };
+  for (const std::string& e : errors) {
+    if (!e.empty()) return e;
+  }
   if (out.handshake_timeout_ms == 0) return flag_error("--handshake-timeout", "must be above 0");
   if (out.connect_timeout_ms == 0) return flag_error("--connect-timeout", "must be above 0");
   if (out.check.kind != check_kind::none && out.check.interval_ms < 10)

@@ -38,11 +38,9 @@ int master::run() {
   uv_loop_init(&loop_);
   loop_.data = this;
   if (!start()) {
+    // Whatever start() had opened is closed, then the loop runs only to finish those closes.
     uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); },
             nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    uv_loop_close(&loop_);
-    return exit_code_;
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
@@ -53,13 +51,16 @@ bool master::start() {
   // A copy of the pointer: cfg_ is replaced below once backend rows are assigned.
   const std::shared_ptr<const config> initial = cfg_;
   const config& cfg = *initial;
+  const auto cannot_start = [this](const std::string& why) {
+    log_line(who, "%s", why.c_str());
+    exit_code_ = exit_code::cannot_start;
+    return false;
+  };
   try {
     lock_path_ = lock_file_path(cfg.name);
     lock_fd_ = take_instance_lock(lock_path_);
   } catch (const std::exception& e) {
-    log_line(who, "%s", e.what());
-    exit_code_ = exit_code::cannot_start;
-    return false;
+    return cannot_start(e.what());
   }
   if (lock_fd_ < 0) {
     std::string pid = "?";
@@ -68,10 +69,8 @@ bool master::start() {
       pid = std::to_string(existing->header.master_pid.load());
     } catch (const shm::table_error&) {
     }
-    log_line(who, "instance '%s' is already running (master pid %s); choose another --name",
-             cfg.name.c_str(), pid.c_str());
-    exit_code_ = exit_code::cannot_start;
-    return false;
+    return cannot_start("instance '" + cfg.name + "' is already running (master pid " + pid +
+                        "); choose another --name");
   }
   try {
     auto old = shm::table_mapping::attach(cfg.name, shm::access::read_only);
@@ -86,16 +85,12 @@ bool master::start() {
   std::string error;
   listen_fd_ = open_listener(cfg.listen, error);
   if (listen_fd_ < 0) {
-    log_line(who, "cannot listen on %s: %s", cfg.listen.to_string().c_str(), error.c_str());
-    exit_code_ = exit_code::cannot_start;
-    return false;
+    return cannot_start("cannot listen on " + cfg.listen.to_string() + ": " + error);
   }
   try {
     table_.emplace(shm::table_mapping::create(cfg.name));
   } catch (const shm::table_error& e) {
-    log_line(who, "%s", e.what());
-    exit_code_ = exit_code::cannot_start;
-    return false;
+    return cannot_start(e.what());
   }
   shm::table& t = table_->get();
   shm::copy_fixed(t.header.name, shm::name_chars, cfg.name);
@@ -107,9 +102,7 @@ bool master::start() {
   {
     config with_rows = cfg;
     if (!apply_backends(t, with_rows, error)) {
-      log_line(who, "%s", error.c_str());
-      exit_code_ = exit_code::cannot_start;
-      return false;
+      return cannot_start(error);
     }
     cfg_ = std::make_shared<const config>(std::move(with_rows));
   }
@@ -119,16 +112,12 @@ bool master::start() {
   try {
     socket_path = control_socket_path(cfg.name);
   } catch (const std::exception& e) {
-    log_line(who, "%s", e.what());
-    exit_code_ = exit_code::cannot_start;
-    return false;
+    return cannot_start(e.what());
   }
   if (!control_.start(&loop_, socket_path,
                       [this](const std::string& c, control_request_ptr r) { on_command(c, r); },
                       error)) {
-    log_line(who, "%s", error.c_str());
-    exit_code_ = exit_code::cannot_start;
-    return false;
+    return cannot_start(error);
   }
 
   const int signums[] = {SIGCHLD, SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT};

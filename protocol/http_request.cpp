@@ -26,9 +26,16 @@ struct size_sink {
   void put(std::string_view s) { n += s.size(); }
 };
 
+// Writes into [p, end); once a piece does not fit it writes nothing more and `ok` turns false.
 struct write_sink {
   char* p;
+  char* end;
+  bool ok = true;
   void put(std::string_view s) {
+    if (!ok || s.size() > static_cast<std::size_t>(end - p)) {
+      ok = false;
+      return;
+    }
     std::memcpy(p, s.data(), s.size());
     p += s.size();
   }
@@ -330,11 +337,9 @@ std::size_t request_head_parser::forwarded_head_size(const forwarding& f) const 
 
 std::size_t request_head_parser::write_forwarded_head(char* out, std::size_t cap,
                                                       const forwarding& f) const {
-  const std::size_t need = forwarded_head_size(f);
-  if (need > cap) return 0;
-  write_sink w{out};
+  write_sink w{out, out + cap};
   emit_forwarded(w, f);
-  return need;
+  return w.ok ? static_cast<std::size_t>(w.p - out) : 0;
 }
 
 std::string request_head_parser::forwarded_head(const forwarding& f) const {

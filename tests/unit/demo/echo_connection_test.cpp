@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/socket_address.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -13,6 +15,8 @@
 
 using namespace wslb;
 using namespace wslb::demo;
+
+using wslb::testing::ip_port;
 
 namespace {
 
@@ -193,16 +197,11 @@ TEST_CASE("echo.v2_proxy_header_before_websocket") {
   echo_settings s;
   s.expect_proxy = true;
   echo_connection c(s);
-  sockaddr_in client{}, local{};
-  client.sin_family = local.sin_family = AF_INET;
-  client.sin_addr.s_addr = htonl(0x0A000001);
-  client.sin_port = htons(5555);
-  local.sin_addr.s_addr = htonl(0x7F000001);
-  local.sin_port = htons(80);
+  const sockaddr_storage client = ip_port("10.0.0.1", 5555), local = ip_port("127.0.0.1", 80);
   std::uint8_t header[protocol::proxy_header_max];
   const auto n = protocol::write_proxy_header(protocol::proxy_version::v2,
-                                              reinterpret_cast<sockaddr*>(&client),
-                                              reinterpret_cast<sockaddr*>(&local), header,
+                                              reinterpret_cast<const sockaddr*>(&client),
+                                              reinterpret_cast<const sockaddr*>(&local), header,
                                               sizeof header);
   REQUIRE(n > 0);
   std::string out;

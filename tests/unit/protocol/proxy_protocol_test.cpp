@@ -8,21 +8,14 @@
 #include <string_view>
 #include <vector>
 
-#include "common/resolve.h"
+#include "tests/unit/socket_address.h"
 #include "protocol/proxy_protocol.h"
 
 using namespace wslb::protocol;
 
-namespace {
+using wslb::testing::ip_port;
 
-// A numeric IPv4 or IPv6 address and port, as the worker gets it from accept().
-sockaddr_storage address(const char* ip, std::uint16_t port) {
-  wslb::endpoint e;
-  e.host = ip;
-  e.port = port;
-  REQUIRE(wslb::fill_numeric_address(e));
-  return e.addr;
-}
+namespace {
 
 const sockaddr* sa(const sockaddr_storage& ss) { return reinterpret_cast<const sockaddr*>(&ss); }
 
@@ -46,32 +39,32 @@ std::uint16_t port_of(const sockaddr_storage& ss) {
 }  // namespace
 
 TEST_CASE("proxy_protocol.v1_text") {
-  CHECK(v1_text(address("192.0.2.7", 51234), address("127.0.0.1", 8080)) ==
+  CHECK(v1_text(ip_port("192.0.2.7", 51234), ip_port("127.0.0.1", 8080)) ==
         "PROXY TCP4 192.0.2.7 127.0.0.1 51234 8080\r\n");
-  CHECK(v1_text(address("2001:db8::1", 1), address("::1", 65535)) ==
+  CHECK(v1_text(ip_port("2001:db8::1", 1), ip_port("::1", 65535)) ==
         "PROXY TCP6 2001:db8::1 ::1 1 65535\r\n");
   // A dual-stack listener reports IPv4 clients as IPv4-mapped: written as plain IPv4.
-  CHECK(v1_text(address("::ffff:10.1.2.3", 40000), address("::ffff:10.0.0.1", 80)) ==
+  CHECK(v1_text(ip_port("::ffff:10.1.2.3", 40000), ip_port("::ffff:10.0.0.1", 80)) ==
         "PROXY TCP4 10.1.2.3 10.0.0.1 40000 80\r\n");
-  CHECK(v1_text(address("::ffff:10.1.2.3", 40000), address("2001:db8::2", 80)) ==
+  CHECK(v1_text(ip_port("::ffff:10.1.2.3", 40000), ip_port("2001:db8::2", 80)) ==
         "PROXY TCP6 ::ffff:10.1.2.3 2001:db8::2 40000 80\r\n");
   sockaddr_storage unix_addr{};
   unix_addr.ss_family = AF_UNIX;
-  CHECK(v1_text(unix_addr, address("127.0.0.1", 1)) == "PROXY UNKNOWN\r\n");
+  CHECK(v1_text(unix_addr, ip_port("127.0.0.1", 1)) == "PROXY UNKNOWN\r\n");
   // The longest possible line fits the spec's 107 bytes.
-  const std::string longest = v1_text(address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 65535),
-                                      address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 65535));
+  const std::string longest = v1_text(ip_port("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 65535),
+                                      ip_port("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 65535));
   CHECK(longest.size() <= proxy_v1_max);
   CHECK(longest.size() == 104);
   std::uint8_t small[20];
-  CHECK(write_proxy_header(proxy_version::v1, sa(address("1.2.3.4", 1)), sa(address("1.2.3.4", 2)), small,
-                           sizeof small) == 0);
+  CHECK(write_proxy_header(proxy_version::v1, sa(ip_port("1.2.3.4", 1)),
+                           sa(ip_port("1.2.3.4", 2)), small, sizeof small) == 0);
 }
 
 TEST_CASE("proxy_protocol.v2_bytes") {
   std::uint8_t buf[proxy_header_max];
-  const sockaddr_storage c = address("192.0.2.7", 0x1234);
-  const sockaddr_storage l = address("10.0.0.1", 0x0050);
+  const sockaddr_storage c = ip_port("192.0.2.7", 0x1234);
+  const sockaddr_storage l = ip_port("10.0.0.1", 0x0050);
   const std::size_t n = write_proxy_header(proxy_version::v2, sa(c), sa(l), buf, sizeof buf);
   const std::vector<std::uint8_t> expected = {
       0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,  // signature
@@ -81,8 +74,8 @@ TEST_CASE("proxy_protocol.v2_bytes") {
   CHECK(std::vector<std::uint8_t>(buf, buf + n) == expected);
   CHECK(write_proxy_header(proxy_version::v2, sa(c), sa(l), buf, 27) == 0);
 
-  const std::size_t n6 = write_proxy_header(proxy_version::v2, sa(address("2001:db8::1", 7)),
-                                            sa(address("::1", 8)), buf, sizeof buf);
+  const std::size_t n6 = write_proxy_header(proxy_version::v2, sa(ip_port("2001:db8::1", 7)),
+                                            sa(ip_port("::1", 8)), buf, sizeof buf);
   CHECK(n6 == proxy_v2_max);
   CHECK(buf[13] == 0x21);
   CHECK(buf[15] == 36);
@@ -101,8 +94,8 @@ TEST_CASE("proxy_protocol.round_trip_every_split") {
   struct pair {
     sockaddr_storage c, l;
   };
-  const pair pairs[] = {{address("192.0.2.7", 51234), address("127.0.0.1", 8080)},
-                        {address("2001:db8::1", 1), address("fe80::2", 65535)}};
+  const pair pairs[] = {{ip_port("192.0.2.7", 51234), ip_port("127.0.0.1", 8080)},
+                        {ip_port("2001:db8::1", 1), ip_port("fe80::2", 65535)}};
   for (const pair& p : pairs) {
     for (proxy_version v : {proxy_version::v1, proxy_version::v2}) {
       std::uint8_t buf[proxy_header_max + 5];
@@ -171,12 +164,12 @@ TEST_CASE("proxy_protocol.parse_rejects") {
 
 TEST_CASE("proxy_protocol.format_ip") {
   char text[ip_text_max];
-  const sockaddr_storage a = address("203.0.113.9", 1);
+  const sockaddr_storage a = ip_port("203.0.113.9", 1);
   CHECK(format_ip(sa(a), text) == 11);
   CHECK(std::string(text) == "203.0.113.9");
-  const sockaddr_storage b = address("::ffff:203.0.113.9", 1);
+  const sockaddr_storage b = ip_port("::ffff:203.0.113.9", 1);
   CHECK(std::string(text, format_ip(sa(b), text)) == "203.0.113.9");
-  const sockaddr_storage c = address("2001:db8::5", 1);
+  const sockaddr_storage c = ip_port("2001:db8::5", 1);
   CHECK(std::string(text, format_ip(sa(c), text)) == "2001:db8::5");
   sockaddr_storage d{};
   d.ss_family = AF_UNIX;

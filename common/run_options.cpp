@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/config_file.h"
 #include "common/parse.h"
 #include "shm/layout.h"
 
@@ -43,6 +44,7 @@ struct raw_options {
 
 void add_options(CLI::App& app, raw_options& raw, config& out) {
   app.set_config("--config", "", "Read options from a TOML/INI file (same names as the flags)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // check_config_file says it better
   app.add_option("--listen", raw.listen, "Listen address HOST:PORT")->capture_default_str();
   app.add_option("--backend", raw.backends, "Backend HOST:PORT[,weight=N] (repeat)");
   app.add_option("--workers", raw.workers, "Worker processes (auto = one per CPU)")
@@ -203,6 +205,19 @@ std::string validate(const raw_options& raw, config& out) {
   return {};
 }
 
+// The keys a config file may hold: every option but --config and --help.
+std::vector<config_key> config_keys(const CLI::App& app) {
+  std::vector<config_key> keys;
+  for (const CLI::Option* opt : app.get_options()) {
+    for (const std::string& name : opt->get_lnames()) {
+      if (name != "config" && name != "help") {
+        keys.push_back({name, opt->get_items_expected_max() > 1});
+      }
+    }
+  }
+  return keys;
+}
+
 }  // namespace
 
 run_parse_result parse_run_args(const std::vector<std::string>& args, config& out) {
@@ -210,6 +225,12 @@ run_parse_result parse_run_args(const std::vector<std::string>& args, config& ou
   raw_options raw;
   add_options(app, raw, out);
   run_parse_result result;
+  // Checked before CLI11 reads the file, which would refuse a bad key without naming the file.
+  const std::string config_path = config_file_argument(args);
+  if (!config_path.empty()) {
+    result.message = check_config_file(config_path, config_keys(app));
+    if (!result.message.empty()) return result;
+  }
   try {
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
     app.parse(reversed);
@@ -221,7 +242,7 @@ run_parse_result parse_run_args(const std::vector<std::string>& args, config& ou
     result.message = e.what();
     return result;
   }
-  result.message = validate(raw, out);
+  result.message = attribute_to_config_file(validate(raw, out), config_path, args);
   result.ok = result.message.empty();
   return result;
 }

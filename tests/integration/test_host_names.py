@@ -55,8 +55,8 @@ def test_backend_name_relays_and_keeps_its_identity_across_reloads():
     _write_config(cfg, ["no-such-host.invalid:80"])
     r = h.cli("reload", "--name", inst.name)
     assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "--backend" in r.stderr and "cannot resolve 'no-such-host.invalid'" in r.stderr, \
-        r.stderr
+    assert f"config file {cfg}: key 'backend': cannot resolve 'no-such-host.invalid'" \
+        in r.stderr, r.stderr
     s = inst.status()
     assert s["generation"] == gen + 1, "a refused reload must not restart workers"
     assert [x["address"] for x in s["backends"] if x["state"] == "active"] == [b.address], \

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/process.h"
 #include "shm/table.h"
+#include "supervisor/instance_files.h"
 
 namespace wslb::cli {
 
@@ -22,19 +23,20 @@ int status_command(const args& a) {
   app.add_flag("--json", json, "Machine-readable output");
   if (auto done = parse_subcommand(app, a, "status")) return *done;
   try {
+    // The table is checked first (owner, mode, layout), so that a forged or foreign one is
+    // named as such; whether its master lives is the instance lock's to say, not a pid's.
     auto mapping = shm::table_mapping::attach(name, shm::access::read_only);
     const shm::table& t = mapping.get();
-    const pid_t master = t.header.master_pid.load();
-    if (!process_running(master)) {
+    if (!supervisor::instance_lock_held(supervisor::lock_file_path(name))) {
       std::fprintf(stderr,
                    "wslb status: instance '%s' is not running (stale table left by master pid %d)\n",
-                   name.c_str(), master);
+                   name.c_str(), t.header.master_pid.load());
       return exit_code::failure;
     }
     const std::string text = json ? render_status_json(t, unix_ms()) : render_status_text(t, unix_ms());
     std::fwrite(text.data(), 1, text.size(), stdout);
     return exit_code::ok;
-  } catch (const shm::table_error& e) {
+  } catch (const std::runtime_error& e) {  // table_error, or the runtime directory
     std::fprintf(stderr, "wslb status: %s\n", e.what());
     return exit_code::failure;
   }

@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <string_view>
 
 #include "common/config.h"
@@ -35,6 +36,7 @@ const char* to_string(shm::backend_state s) {
     case shm::backend_state::empty: return "empty";
     case shm::backend_state::active: return "active";
     case shm::backend_state::removed: return "removed";
+    case shm::backend_state::staged: return "staged";
   }
   return "?";
 }
@@ -57,6 +59,14 @@ std::string json_string(std::string_view s) {
   return out + "\"";
 }
 
+// A string field of the table as it may be shown: at most `capacity` bytes (a field without its
+// NUL stops at its end), bytes outside printable ASCII as \xNN, so that no table, forged or
+// torn, can put terminal escapes or unbounded text on the operator's screen.
+template <std::size_t capacity>
+std::string shown(const char (&field)[capacity]) {
+  return printable_text(std::string_view(field, strnlen(field, capacity)));
+}
+
 std::string num(std::uint64_t v) { return std::to_string(v); }
 std::string num(std::int64_t v) { return std::to_string(v); }
 
@@ -69,6 +79,21 @@ std::int64_t ms_left(std::int64_t deadline, std::int64_t now) {
 }
 
 }  // namespace
+
+std::string printable_text(std::string_view raw) {
+  std::string out;
+  for (char ch : raw) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += ch;
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
 
 const char* to_string(shm::worker_state s) {
   switch (s) {
@@ -84,8 +109,8 @@ const char* to_string(shm::worker_state s) {
 
 std::string render_status_json(const shm::table& t, std::int64_t now) {
   const auto& h = t.header;
-  std::string out = "{\"name\":" + json_string(h.name) + ",\"master_pid\":" +
-                    std::to_string(h.master_pid.load()) + ",\"listen\":" + json_string(h.listen) +
+  std::string out = "{\"name\":" + json_string(shown(h.name)) + ",\"master_pid\":" +
+                    std::to_string(h.master_pid.load()) + ",\"listen\":" + json_string(shown(h.listen)) +
                     ",\"uptime_s\":" + num((now - h.master_started_ms.load()) / 1000) +
                     ",\"generation\":" + std::to_string(h.current_generation.load()) +
                     ",\"workers_per_generation\":" +
@@ -120,7 +145,7 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
     const shm::backend_totals sums = shm::sum_backend(t, b);
     out += first ? "" : ",";
     first = false;
-    out += "{\"address\":" + json_string(row.address) + ",\"state\":\"" +
+    out += "{\"address\":" + json_string(shown(row.address)) + ",\"state\":\"" +
            to_string(row.state.load()) + "\",\"weight\":" + std::to_string(row.weight.load()) +
            ",\"active\":" + num(sums.active) + ",\"active_per_worker\":{";
     bool first_worker = true;
@@ -137,7 +162,7 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
            ",\"transitions\":" + num(row.transitions.load()) + ",\"check\":{\"streak\":" +
            std::to_string(row.check_streak.load()) + ",\"last_result\":\"" +
            to_string(row.last_result.load()) + "\",\"last_error\":" +
-           json_string(shm::read_last_error(row)) + ",\"last_check_ms_ago\":" +
+           json_string(printable_text(shm::read_last_error(row))) + ",\"last_check_ms_ago\":" +
            (last ? num(now - last) : "null") +
            ",\"passive_fail_streak\":" + std::to_string(row.passive_fail_streak.load()) + "}}";
   }
@@ -164,7 +189,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
   std::snprintf(line, sizeof line,
                 "instance %s  master pid %d  listen %s%s  uptime %lldh%02lldm%02llds  generation "
                 "%u (%u workers)\n\n",
-                h.name, h.master_pid.load(), h.listen, h.listening.load() ? "" : " (closed)",
+                shown(h.name).c_str(), h.master_pid.load(), shown(h.listen).c_str(), h.listening.load() ? "" : " (closed)",
                 static_cast<long long>(up / 3600), static_cast<long long>(up / 60 % 60),
                 static_cast<long long>(up % 60), h.current_generation.load(),
                 h.workers_per_generation.load());
@@ -200,14 +225,14 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
     if (!backend_shown(row)) continue;
     const shm::backend_totals sums = shm::sum_backend(t, b);
     std::string check = to_string(row.last_result.load());
-    const std::string error = shm::read_last_error(row);
+    const std::string error = printable_text(shm::read_last_error(row));
     if (!error.empty()) check += " (" + error + ")";
     const int streak = row.check_streak.load();
     if (streak != 0) check += " streak " + std::to_string(streak);
     std::snprintf(line, sizeof line,
                   "  %-22s %-7s %6u %-6s %8" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64
                   " %8" PRIu64 "  %s\n",
-                  row.address, to_string(row.state.load()), row.weight.load(),
+                  shown(row.address).c_str(), to_string(row.state.load()), row.weight.load(),
                   row.healthy.load() ? "up" : "DOWN", sums.active, sums.total, sums.bytes_in,
                   sums.bytes_out, sums.failures, check.c_str());
     out += line;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "shm/layout.h"
 
@@ -14,5 +15,9 @@ std::string render_status_json(const shm::table& t, std::int64_t now_unix_ms);
 std::string render_status_text(const shm::table& t, std::int64_t now_unix_ms);
 
 const char* to_string(shm::worker_state s);
+
+// `raw` with every byte outside printable ASCII (and the backslash) written as \xNN: how status
+// shows any text it read from the table.
+std::string printable_text(std::string_view raw);
 
 }  // namespace wslb::cli

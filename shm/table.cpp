@@ -2,6 +2,11 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -13,7 +18,35 @@ struct table_mapping::region {
   bip::mapped_region mapped;
 };
 
-std::string segment_name(const std::string& instance_name) { return "wslb." + instance_name; }
+std::string segment_name(const std::string& instance_name) {
+  return "wslb." + std::to_string(geteuid()) + "." + instance_name;
+}
+
+namespace {
+
+std::string octal_mode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+}  // namespace
+
+std::string check_segment_owner(std::uint32_t uid, std::uint32_t mode, std::uint64_t size) {
+  const std::uint32_t me = geteuid();
+  if (uid != me) {
+    return "owned by uid " + std::to_string(uid) + ", not by this user (uid " +
+           std::to_string(me) + ")";
+  }
+  if ((mode & 0077) != 0) {
+    return "open to group or others (mode " + octal_mode(mode) + ", expected 0600)";
+  }
+  if (size != sizeof(table)) {
+    return "of " + std::to_string(size) + " bytes, but this wslb's table is " +
+           std::to_string(sizeof(table));
+  }
+  return {};
+}
 
 void initialise_header(table& t) {
   t.header.magic = table_magic;
@@ -54,6 +87,13 @@ table_mapping::~table_mapping() = default;
 
 table_mapping table_mapping::create(const std::string& instance_name) {
   const std::string name = segment_name(instance_name);
+  // /dev/shm is sticky: a segment another user planted under our name cannot be removed, and
+  // create_only below refuses to share it.
+  struct stat st{};
+  if (stat(("/dev/shm/" + name).c_str(), &st) == 0 && st.st_uid != geteuid()) {
+    throw table_error("cannot create shared table /dev/shm/" + name + ": a segment owned by uid " +
+                      std::to_string(st.st_uid) + " is in the way");
+  }
   try {
     bip::shared_memory_object::remove(name.c_str());
     bip::permissions owner_only(0600);
@@ -76,8 +116,28 @@ table_mapping table_mapping::create(const std::string& instance_name) {
 table_mapping table_mapping::attach(const std::string& instance_name, access mode) {
   const std::string name = segment_name(instance_name);
   const auto bip_mode = mode == access::read_only ? bip::read_only : bip::read_write;
+  // Looked at before opening too: a segment of another user's may not even open for us, and
+  // the operator should hear whose it is rather than "Permission denied".
+  struct stat before{};
+  if (stat(("/dev/shm/" + name).c_str(), &before) == 0) {
+    const std::string untrusted = check_segment_owner(before.st_uid, before.st_mode,
+                                                      static_cast<std::uint64_t>(before.st_size));
+    if (!untrusted.empty()) {
+      throw table_error("refusing table /dev/shm/" + name + ": it is " + untrusted);
+    }
+  }
   try {
     bip::shared_memory_object segment(bip::open_only, name.c_str(), bip_mode);
+    // Checked on the open descriptor, before mapping: a short segment would fault on access.
+    struct stat st{};
+    if (fstat(segment.get_mapping_handle().handle, &st) != 0) {
+      throw table_error("cannot inspect table /dev/shm/" + name + ": " + strerror(errno));
+    }
+    const std::string untrusted = check_segment_owner(st.st_uid, st.st_mode,
+                                                      static_cast<std::uint64_t>(st.st_size));
+    if (!untrusted.empty()) {
+      throw table_error("refusing table /dev/shm/" + name + ": it is " + untrusted);
+    }
     auto r = std::make_unique<region>(region{bip::mapped_region(segment, bip_mode)});
     std::string mismatch = check_header(r->mapped.get_address(), r->mapped.get_size());
     if (!mismatch.empty()) {

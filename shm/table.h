@@ -18,8 +18,15 @@ struct table_error : std::runtime_error {
 
 enum class access { read_only, read_write };
 
-// Name of the POSIX shared-memory object behind instance `instance_name` ("/dev/shm/<this>").
+// Name of the POSIX shared-memory object behind instance `instance_name` of the calling user
+// ("/dev/shm/<this>" = "wslb.<euid>.<name>"): another user's instance of the same name, or a
+// segment they leave behind, never stands in the way.
 std::string segment_name(const std::string& instance_name);
+
+// Whether a segment with this owner, mode and size may be trusted by the calling user: "" when
+// it is this user's, 0600 and exactly one table, else what is wrong ("owned by uid 1001, ...").
+// Pure but for geteuid(); attach() applies it to the open segment.
+std::string check_segment_owner(std::uint32_t uid, std::uint32_t mode, std::uint64_t size);
 
 // A mapped table. Move-only; unmaps on destruction (the segment itself stays until remove()).
 class table_mapping {
@@ -27,8 +34,10 @@ class table_mapping {
   // Creates (replacing any leftover) and initialises the segment: zeroed, then the header's
   // magic, version and size. Master only, at start-up. Throws table_error.
   static table_mapping create(const std::string& instance_name);
-  // Maps an existing segment and checks magic, version and size. Throws table_error saying
-  // "not running" when there is no segment and what differs on a mismatch.
+  // Maps an existing segment after checking that this user owns it, that it is private to
+  // them and one table long (check_segment_owner), then checks magic, version and size.
+  // Throws table_error saying "not running" when there is no segment, and what is wrong
+  // otherwise.
   static table_mapping attach(const std::string& instance_name, access mode);
   // Removes the named segment; true if it existed. Mappings already made stay valid.
   static bool remove(const std::string& instance_name);

@@ -1,5 +1,6 @@
 #include "supervisor/control_server.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,11 +16,37 @@ struct write_request {
   std::string text;
 };
 
-// Closes a request's pipe; the request lets go of itself once libuv is done with the handle.
-void close_request_pipe(uv_handle_t* pipe) {
-  uv_close(pipe, [](uv_handle_t* h) { static_cast<control_request*>(h->data)->release(); });
+void on_handle_closed(uv_handle_t* h) {
+  auto* r = static_cast<control_request*>(h->data);
+  r->handle_closed();
+}
+
+// The uid of the process at the other end of a connected unix socket, or -1.
+long peer_uid(uv_pipe_t& pipe) {
+  uv_os_fd_t fd = -1;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&pipe), &fd) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return -1;
+  }
+  return static_cast<long>(cred.uid);
 }
 }  // namespace
+
+void command_table::add(std::string verb, handler h) {
+  handlers_.emplace_back(std::move(verb), std::move(h));
+}
+
+void command_table::dispatch(const std::string& line, control_request_ptr request) const {
+  const auto space = line.find(' ');
+  const std::string verb = line.substr(0, space);
+  const std::string arguments = space == std::string::npos ? "" : line.substr(space + 1);
+  for (const auto& [name, h] : handlers_) {
+    if (name == verb) return h(arguments, std::move(request));
+  }
+  request->finish(false, "unknown command '" + line + "'");
+}
 
 void control_request::send(std::string text) {
   if (closed_) return;
@@ -31,21 +58,37 @@ void control_request::send(std::string text) {
   }
 }
 
+void control_request::stop_waiting() {
+  if (!waiting_) return;
+  waiting_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&command_timer_), on_handle_closed);
+}
+
+void control_request::handle_closed() {
+  if (--open_handles_ == 0) self_.reset();
+}
+
+void control_request::close_handles() {
+  stop_waiting();
+  uv_close(reinterpret_cast<uv_handle_t*>(&pipe_), on_handle_closed);
+}
+
 void control_request::finish(bool ok, const std::string& line) {
   if (finished_) return;
   finished_ = true;
   send(std::string(ok ? "ok " : "error ") + line + "\n");
   if (closed_) return;
   closed_ = true;
+  stop_waiting();
   // uv_close would cancel writes still queued; a shutdown completes after them.
   auto* req = new uv_shutdown_t;
   if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&pipe_), [](uv_shutdown_t* r, int) {
         uv_handle_t* h = reinterpret_cast<uv_handle_t*>(r->handle);
         delete r;
-        close_request_pipe(h);
+        uv_close(h, on_handle_closed);
       }) != 0) {
     delete req;
-    close_request_pipe(reinterpret_cast<uv_handle_t*>(&pipe_));
+    uv_close(reinterpret_cast<uv_handle_t*>(&pipe_), on_handle_closed);
   }
 }
 
@@ -83,13 +126,29 @@ void control_server::on_connection(uv_stream_t* server, int status) {
   auto request = std::make_shared<control_request>();
   uv_pipe_init(server->loop, &request->pipe_, 0);
   request->pipe_.data = request.get();
+  uv_timer_init(server->loop, &request->command_timer_);
+  request->command_timer_.data = request.get();
+  request->open_handles_ = 2;
+  request->waiting_ = true;
   request->self_ = request;
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&request->pipe_)) != 0) {
-    request->closed_ = true;
-    close_request_pipe(reinterpret_cast<uv_handle_t*>(&request->pipe_));
+    request->finished_ = request->closed_ = true;
+    request->close_handles();
     return;
   }
   request->server_ = self;
+  // The socket file is 0600 in a 0700 directory, but a descriptor can be passed on: the
+  // kernel's word on who is connected is what counts.
+  const long uid = peer_uid(request->pipe_);
+  if (uid != static_cast<long>(geteuid()) && uid != 0) {
+    request->finish(false, "permission denied: uid " + std::to_string(uid) +
+                               " may not control this instance");
+    return;
+  }
+  uv_timer_start(&request->command_timer_, [](uv_timer_t* t) {
+    static_cast<control_request*>(t->data)->finish(
+        false, "no command within " + std::to_string(command_wait_ms / 1000) + " s");
+  }, command_wait_ms, 0);
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&request->pipe_),
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -106,7 +165,7 @@ void control_server::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*
       // The CLI went away (Ctrl-C); the operation goes on, its answer has nowhere to go.
       request->finished_ = true;
       request->closed_ = true;
-      close_request_pipe(reinterpret_cast<uv_handle_t*>(stream));
+      request->close_handles();
     }
     return;
   }
@@ -117,6 +176,7 @@ void control_server::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*
     return;
   }
   uv_read_stop(stream);
+  request->stop_waiting();
   std::string command = request->input_.substr(0, newline);
   request->server_->on_command_(command, request->shared_from_this());
 }

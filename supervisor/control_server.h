@@ -3,13 +3,19 @@
 // "stop graceful") and reads reply lines until the last one, which starts with "ok" or
 // "error". The master may answer at once or later (a restart answers once the new generation
 // runs), so each request is a handle that stays valid until finish() is called.
+// Only the instance's owner and root may talk to it (the peer's SO_PEERCRED uid is checked on
+// accept, whatever the socket file's mode), and a client that sends no full line within
+// `command_wait_ms` is answered with an error and dropped.
 #pragma once
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace wslb::supervisor {
 
@@ -20,13 +26,19 @@ class control_request : public std::enable_shared_from_this<control_request> {
  public:
   // Sends the final line ("ok ..." or "error ...") and closes the connection. Idempotent.
   void finish(bool ok, const std::string& line);
-  // Drops the request's hold on itself; called once its pipe is closed.
-  void release() { self_.reset(); }
+  // Sends one progress line before the final one.
+  void send(std::string text);
+  // Called as each of the request's libuv handles finishes closing; the last lets it go.
+  void handle_closed();
 
  private:
   friend class control_server;
-  void send(std::string text);
+  void close_handles();
+  void stop_waiting();
   uv_pipe_t pipe_{};
+  uv_timer_t command_timer_{};  // runs until the command line is complete
+  int open_handles_ = 0;        // the request lets go of itself once both are closed
+  bool waiting_ = false;
   std::string input_;
   class control_server* server_ = nullptr;
   char read_buffer_[256];
@@ -35,9 +47,23 @@ class control_request : public std::enable_shared_from_this<control_request> {
   control_request_ptr self_;  // keeps the request alive while libuv holds the handle
 };
 
+// Commands by their first word: the master registers one handler per verb, each getting the
+// rest of the line ("stop graceful" -> "graceful"). Later commands are added the same way.
+class command_table {
+ public:
+  using handler = std::function<void(const std::string& arguments, control_request_ptr)>;
+  void add(std::string verb, handler h);
+  // Runs the handler of `line`'s first word, or answers "unknown command".
+  void dispatch(const std::string& line, control_request_ptr request) const;
+
+ private:
+  std::vector<std::pair<std::string, handler>> handlers_;
+};
+
 class control_server {
  public:
   using command_handler = std::function<void(const std::string& command, control_request_ptr)>;
+  static constexpr std::uint64_t command_wait_ms = 5'000;
 
   // Binds `path` (replacing a stale socket file) with mode 0600. Returns false and fills
   // `error` on failure. `on_command` runs on the master's loop.

@@ -4,46 +4,14 @@
 #include <array>
 #include <utility>
 
+#include "common/child_channel.h"
 #include "common/log.h"
 #include "common/run_options.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/instance_files.h"
 #include "supervisor/master_state.h"
-#include "worker/worker_main.h"
 
 namespace wslb::supervisor {
-
-namespace {
-
-// What a reload changes in the backends (" +new -gone ~kept weight 1->2 ~kept address A->B"),
-// once apply_backends has given each one its row: a backend that keeps its row is the same one.
-std::string backend_changes(const config& before, const config& after) {
-  std::array<const backend_config*, shm::max_backends> old_at{};
-  for (const auto& b : before.backends) old_at[b.row] = &b;
-  std::string summary;
-  for (const auto& b : after.backends) {
-    const backend_config* old = std::exchange(old_at[b.row], nullptr);
-    const std::string name = b.where.to_string();
-    if (old == nullptr) {
-      summary += " +" + name;
-      continue;
-    }
-    if (old->weight != b.weight) {
-      summary += " ~" + name + " weight " + std::to_string(old->weight) + "->" +
-                 std::to_string(b.weight);
-    }
-    if (!old->where.same_address(b.where)) {
-      summary += " ~" + name + " address " + old->where.address_text() + "->" +
-                 b.where.address_text();
-    }
-  }
-  for (const backend_config* old : old_at) {
-    if (old != nullptr) summary += " -" + old->where.to_string();
-  }
-  return summary;
-}
-
-}  // namespace
 
 void master::restart_workers(control_request_ptr request, std::string summary) {
   if (stopping_) {
@@ -62,7 +30,7 @@ void master::restart_workers(control_request_ptr request, std::string summary) {
     if (!slot) {
       for (auto s : slots) {
         slots_[s].asked_to_exit = true;
-        send(slots_[s], worker::msg_stop);
+        send(slots_[s], child_channel::msg_stop);
       }
       if (request) request->finish(false, "no free worker slot: too many generations still draining");
       return;
@@ -202,7 +170,7 @@ void master::begin_stop(bool graceful, control_request_ptr request) {
       if (!slots_[i].asked_to_exit) drain_slot(i);
     } else {
       slots_[i].asked_to_exit = true;
-      send(slots_[i], worker::msg_stop);
+      send(slots_[i], child_channel::msg_stop);
     }
   }
   std::int64_t longest_drain = 0;
@@ -230,7 +198,7 @@ void master::check_stop_progress() {
   if (checker_.pid != 0) {
     if (!checker_.asked_to_exit) {
       checker_.asked_to_exit = true;
-      send(checker_, worker::msg_stop);
+      send(checker_, child_channel::msg_stop);
       kill(checker_.pid, SIGTERM);
     }
     return;
@@ -245,7 +213,7 @@ void master::finish_stop() {
   shm::table_mapping::remove(cfg_->name);
   control_.stop();
   if (lock_fd_ >= 0) {
-    unlink(lock_path_.c_str());
+    // The lock file stays: removing it would let the next two masters lock two inodes.
     close(lock_fd_);
     lock_fd_ = -1;
   }

@@ -1,7 +1,6 @@
 #include "supervisor/instance_files.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,10 +11,38 @@
 
 namespace wslb::supervisor {
 
+namespace {
+
+// The whole file, as an open-file-description lock: it belongs to the descriptor (not to the
+// process, so a forked child closing its copy cannot drop it), the kernel drops it when the
+// master dies, and F_OFD_GETLK can see it without taking it.
+struct flock whole_file(short type) {
+  struct flock fl{};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  return fl;
+}
+
+// Opens the lock file without following a link another user could have planted, and checks
+// it is a plain file of this user's. Returns the fd or -1 (errno set; EPERM for a foreign file).
+int open_lock_file(const std::string& path, int flags) {
+  const int fd = open(path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+    close(fd);
+    errno = EPERM;
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
 std::string runtime_dir() {
   const char* override_dir = std::getenv("WSLB_RUNTIME_DIR");
   std::string dir = override_dir && *override_dir ? override_dir
-                                                  : "/tmp/wslb-" + std::to_string(getuid());
+                                                  : "/tmp/wslb-" + std::to_string(geteuid());
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     throw std::runtime_error("cannot create runtime directory " + dir + ": " + strerror(errno));
   }
@@ -24,7 +51,7 @@ std::string runtime_dir() {
     throw std::runtime_error("runtime directory " + dir + " is not a directory");
   }
   // The control socket lives here: refuse a directory another user could swap files in.
-  if (st.st_uid != getuid() || (st.st_mode & 0077) != 0) {
+  if (st.st_uid != geteuid() || (st.st_mode & 0077) != 0) {
     throw std::runtime_error("runtime directory " + dir +
                              " must belong to this user with mode 0700");
   }
@@ -40,13 +67,23 @@ std::string lock_file_path(const std::string& instance_name) {
 }
 
 int take_instance_lock(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const int fd = open_lock_file(path, O_RDWR | O_CREAT);
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + strerror(errno));
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  struct flock fl = whole_file(F_WRLCK);
+  if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
     close(fd);
     return -1;
   }
   return fd;
+}
+
+bool instance_lock_held(const std::string& path) {
+  const int fd = open_lock_file(path, O_RDONLY);
+  if (fd < 0) return false;  // never created, or not ours: no instance of ours holds it
+  struct flock fl = whole_file(F_WRLCK);
+  const bool held = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  close(fd);
+  return held;
 }
 
 }  // namespace wslb::supervisor

@@ -1,7 +1,10 @@
 // Where an instance keeps its files besides the table: a private runtime directory
-// (WSLB_RUNTIME_DIR, else /tmp/wslb-<uid>, mode 0700) holding `<name>.lock` (held with flock
-// by the master for its whole life: the kernel drops it when the master dies, so a crashed
-// master never leaves a false "already running") and `<name>.sock` (the control socket).
+// (WSLB_RUNTIME_DIR, else /tmp/wslb-<uid>, mode 0700) holding `<name>.lock` and `<name>.sock`
+// (the control socket). The master holds a lock on `<name>.lock` for its whole life; the kernel
+// drops it when the master dies, so a crashed master never leaves a false "already running",
+// and whether the lock is held is how everyone tells that an instance is alive (never its pid,
+// which the kernel reuses). The lock file is never removed: two masters racing for one name
+// always lock the same inode.
 #pragma once
 
 #include <string>
@@ -15,7 +18,12 @@ std::string control_socket_path(const std::string& instance_name);
 std::string lock_file_path(const std::string& instance_name);
 
 // Master only: takes the instance lock at `path` (lock_file_path). Returns the lock's fd (kept
-// open, close-on-exec), or -1 when another live master holds it.
+// open, close-on-exec), or -1 when another live master holds it. Throws std::runtime_error when
+// the file cannot be opened or is not a plain file of this user's.
 int take_instance_lock(const std::string& path);
+
+// Any process: whether a live master holds the lock at `path`. Never takes the lock, so it
+// cannot make a master that starts at the same moment fail.
+bool instance_lock_held(const std::string& path);
 
 }  // namespace wslb::supervisor

@@ -114,6 +114,7 @@ bool master::start() {
   } catch (const std::exception& e) {
     return cannot_start(e.what());
   }
+  register_commands();
   if (!control_.start(&loop_, socket_path,
                       [this](const std::string& c, control_request_ptr r) { on_command(c, r); },
                       error)) {
@@ -177,13 +178,30 @@ void master::housekeeping() {
   }
 }
 
+void master::register_commands() {
+  const auto no_arguments = [](const std::string& verb, auto action) {
+    return [verb, action](const std::string& arguments, control_request_ptr request) {
+      if (!arguments.empty()) return request->finish(false, verb + " takes no arguments");
+      action(std::move(request));
+    };
+  };
+  commands_.add("restart-workers", no_arguments("restart-workers", [this](control_request_ptr r) {
+    restart_workers(std::move(r), "");
+  }));
+  commands_.add("reload", no_arguments("reload", [this](control_request_ptr r) {
+    reload(std::move(r));
+  }));
+  commands_.add("stop", [this](const std::string& arguments, control_request_ptr request) {
+    if (arguments != "" && arguments != "graceful") {
+      return request->finish(false, "stop takes no argument but 'graceful'");
+    }
+    begin_stop(arguments == "graceful", std::move(request));
+  });
+}
+
 void master::on_command(const std::string& command, control_request_ptr request) {
   log_line(who, "control: %s", command.c_str());
-  if (command == "restart-workers") return restart_workers(std::move(request), "");
-  if (command == "reload") return reload(std::move(request));
-  if (command == "stop") return begin_stop(false, std::move(request));
-  if (command == "stop graceful") return begin_stop(true, std::move(request));
-  request->finish(false, "unknown command '" + command + "'");
+  commands_.dispatch(command, std::move(request));
 }
 
 void master::on_signal(int signum) {

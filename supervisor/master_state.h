@@ -100,6 +100,8 @@ class master {
   void check_stop_progress();
   void finish_stop();
   void housekeeping();
+  // Fills commands_: one handler per control verb.
+  void register_commands();
   void on_command(const std::string& command, control_request_ptr request);
   void on_signal(int signum);
   std::size_t live_workers() const;
@@ -108,10 +110,11 @@ class master {
   std::shared_ptr<const config> cfg_;
   std::vector<std::string> run_args_;
   int lock_fd_ = -1;
-  std::string lock_path_;  // where lock_fd_ lives, removed at stop
+  std::string lock_path_;  // where lock_fd_ lives (never removed)
   int listen_fd_ = -1;
   std::optional<shm::table_mapping> table_;
   control_server control_;
+  command_table commands_;
   std::array<child, shm::max_worker_slots> slots_{};
   child checker_;
   std::uint32_t generation_ = 0;

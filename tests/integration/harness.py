@@ -9,6 +9,7 @@ prints a closing line "N passed, M failed".
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ LOADGEN = os.path.join(BUILD_DIR, "bench", "wslb-loadgen")
 RUNTIME_DIR = tempfile.mkdtemp(prefix="wslb-test-")
 os.environ["WSLB_RUNTIME_DIR"] = RUNTIME_DIR
 _started = []  # every Popen we started, killed at exit by PID
+_user_dirs = {}  # uid -> runtime directory made by as_user(), removed at exit
 _name_counter = [0]
 
 
@@ -67,10 +69,22 @@ def start_process(argv, log_path=None, **kwargs):
     return p
 
 
-def cli(*args, timeout=30):
-    """Runs `wslb ARGS...` and returns the CompletedProcess (text mode)."""
+def as_user(uid):
+    """Popen/run keyword arguments that run a process as `uid` (the test runs as root), with
+    its own private runtime directory, as that user would have."""
+    if uid not in _user_dirs:
+        _user_dirs[uid] = tempfile.mkdtemp(prefix=f"wslb-test-uid{uid}-")
+        os.chown(_user_dirs[uid], uid, uid)
+    runtime = _user_dirs[uid]
+    return dict(user=uid, group=uid, extra_groups=[],
+                env={**os.environ, "WSLB_RUNTIME_DIR": runtime})
+
+
+def cli(*args, timeout=30, **kwargs):
+    """Runs `wslb ARGS...` and returns the CompletedProcess (text mode). `kwargs` go to
+    subprocess.run (as_user(uid), for one)."""
     return subprocess.run([WSLB, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, **kwargs)
 
 
 class EchoBackend:
@@ -107,8 +121,10 @@ class EchoBackend:
 class Instance:
     """A `wslb run` master in the foreground of its own process, with its log in a file."""
 
-    def __init__(self, backends, workers=2, extra=(), name=None, listen_port=None, wait=True):
+    def __init__(self, backends, workers=2, extra=(), name=None, listen_port=None, wait=True,
+                 binary=None, run_as=None):
         self.name = name or unique_name()
+        self.run_as = run_as or {}  # as_user(uid): the instance and its CLI calls run as uid
         self.port = listen_port or free_port()
         self.log_path = os.path.join(RUNTIME_DIR, f"{self.name}.log")
         self.args = ["run", "--name", self.name, "--listen", f"127.0.0.1:{self.port}",
@@ -117,7 +133,8 @@ class Instance:
             self.args += ["--backend", b if isinstance(b, str) else b.address]
         self.args += list(extra)
         self.workers = workers
-        self.proc = start_process([WSLB, *self.args], log_path=self.log_path)
+        self.proc = start_process([binary or WSLB, *self.args], log_path=self.log_path,
+                                  **self.run_as)
         if wait:
             self.wait_ready()
 
@@ -134,7 +151,7 @@ class Instance:
 
     def status(self):
         """`wslb status --json` as a dict, or None when it is not answering."""
-        r = cli("status", "--name", self.name, "--json")
+        r = cli("status", "--name", self.name, "--json", **self.run_as)
         if r.returncode != 0:
             return None
         return json.loads(r.stdout)
@@ -170,6 +187,23 @@ class Instance:
     @property
     def url(self):
         return f"ws://127.0.0.1:{self.port}/"
+
+
+_COUNTERS = {"uptime_s", "connections", "accepted", "restarts", "drain_left_ms",
+             "next_attempt_ms", "active", "active_per_worker", "total", "bytes_in", "bytes_out",
+             "failures", "transitions", "check", "errors"}
+
+
+def without_counters(status):
+    """`status --json` with every counter and clock left out: what must stay the same, byte
+    for byte, when a refused reload or restart says it changed nothing."""
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k not in _COUNTERS}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+    return json.dumps(strip(status), sort_keys=True)
 
 
 def connect_storm(port, total):
@@ -279,5 +313,7 @@ def main(namespace):
                     print(f"----- {path} (tail)\n{tail}", flush=True)
         finally:
             cleanup()
+    for path in _user_dirs.values():
+        shutil.rmtree(path, ignore_errors=True)
     print(f"{passed} passed, {failed} failed", flush=True)
     sys.exit(1 if failed else 0)

@@ -74,3 +74,29 @@ TEST_CASE("status.text_shows_generations_and_health") {
   CHECK(text.find("DOWN") != std::string::npos);
   CHECK(text.find("503_no_backend=2") != std::string::npos);
 }
+
+TEST_CASE("status.escapes_and_bounds_text_from_the_table") {
+  auto t = sample_table();
+  // A forged or torn table: terminal escapes in the name, an address with no NUL at all.
+  shm::copy_fixed(t->header.name, shm::name_chars, "evil\x1b]0;pwned\x07\n");
+  std::memset(t->backends[0].address, 'A', shm::address_chars);
+  shm::write_last_error(t->backends[1], "bad\x1b[2J\\end");
+  const std::string text = cli::render_status_text(*t, 1'005'000);
+  const std::string json = cli::render_status_json(*t, 1'005'000);
+  for (const std::string& out : {text, json}) {
+    CHECK(out.find('\x1b') == std::string::npos);
+    CHECK(out.find('\x07') == std::string::npos);
+    CHECK(out.find(std::string(shm::address_chars, 'A')) != std::string::npos);
+    CHECK(out.find(std::string(shm::address_chars + 1, 'A')) == std::string::npos);
+  }
+  CHECK(text.find("evil\\x1b]0;pwned\\x07\\x0a") != std::string::npos);
+  CHECK(text.find("bad\\x1b[2J\\x5cend") != std::string::npos);
+  // In JSON the escape's backslash is itself escaped: a reader gets the same text as people.
+  CHECK(json.find("\"name\":\"evil\\\\x1b]0;pwned\\\\x07\\\\x0a\"") != std::string::npos);
+}
+
+TEST_CASE("status.printable_text_keeps_printable_ascii") {
+  CHECK(cli::printable_text("127.0.0.1:9001 ok") == "127.0.0.1:9001 ok");
+  CHECK(cli::printable_text(std::string("a\0b", 3)) == "a\\x00b");
+  CHECK(cli::printable_text("\xc3\xa9") == "\\xc3\\xa9");
+}

@@ -1,0 +1,144 @@
+"""Issue 11, point 5: nothing another local user leaves behind confuses an instance. Tables are
+per user and refused unless they are this user's, private and one table long; liveness is the
+instance lock's word, not a pid's; the control socket serves only its owner and root and drops
+a client that says nothing. The test runs as root and plays the other users with setuid'd
+children (subprocess user=...)."""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+import harness as h
+
+# Users that exist only as numbers, for this test.
+PLANTER, RUNNER, FORGER, INTRUDER = 4201, 4202, 4203, 4204
+# Offset of table_header.master_pid (magic 8, version 4, flags 4, size 8, name 64, listen 64).
+MASTER_PID_OFFSET = 152
+
+
+def _as(uid, code):
+    """Runs python `code` as `uid`; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, user=uid, group=uid, extra_groups=[])
+
+
+def _segment(uid, name):
+    return f"/dev/shm/wslb.{uid}.{name}"
+
+
+def test_a_segment_another_user_left_does_not_stop_run_or_fool_status():
+    b1 = h.EchoBackend()
+    name = h.unique_name("trust")
+    # Another user leaves junk where an instance of this name used to keep its table, and
+    # where root's instance of the same name would.
+    for path in (f"/dev/shm/wslb.{name}", _segment(0, name)):
+        r = _as(PLANTER, f"open({path!r}, 'wb').write(b'\\x1b[2J' * 1000)")
+        assert r.returncode == 0, r.stderr
+    try:
+        inst = h.Instance([b1], workers=1, name=name, run_as=h.as_user(RUNNER))
+        s = inst.status()
+        assert s["master_pid"] == inst.proc.pid and s["name"] == name, s
+        assert os.stat(_segment(RUNNER, name)).st_uid == RUNNER
+        assert os.stat(_segment(RUNNER, name)).st_mode & 0o777 == 0o600
+        # Root's status of that name finds the planted segment and says whose it is.
+        r = h.cli("status", "--name", name)
+        assert r.returncode == 1, r
+        assert f"owned by uid {PLANTER}, not by this user (uid 0)" in r.stderr, r.stderr
+        assert "\x1b" not in r.stdout + r.stderr
+        # Root's own instance of that name cannot create its table and says why.
+        r = h.cli("run", "--name", name, "--listen", f"127.0.0.1:{h.free_port()}",
+                  "--backend", b1.address, timeout=20)
+        assert r.returncode == 3, r
+        assert f"a segment owned by uid {PLANTER} is in the way" in r.stderr, r.stderr
+        inst.stop()
+    finally:
+        for path in (f"/dev/shm/wslb.{name}", _segment(0, name)):
+            os.unlink(path)
+
+
+def test_status_refuses_a_table_that_is_not_the_users_own():
+    name = h.unique_name("forged")
+    path = _segment(RUNNER, name)
+    cases = [
+        (FORGER, 0o600, None, f"owned by uid {FORGER}, not by this user (uid {RUNNER})"),
+        (RUNNER, 0o644, None, "open to group or others (mode 0644, expected 0600)"),
+        (RUNNER, 0o600, 4096, "of 4096 bytes, but this wslb's table is"),
+    ]
+    # A full-size image made by a real instance, so that only ownership and mode differ.
+    inst = h.Instance([h.EchoBackend()], workers=1)
+    with open(_segment(0, inst.name), "rb") as f:
+        image = f.read()
+    inst.stop()
+    for owner, mode, size, expected in cases:
+        with open(path, "wb") as f:
+            f.write(image[:size] if size else image)
+        os.chown(path, owner, owner)
+        os.chmod(path, mode)
+        r = h.cli("status", "--name", name, **h.as_user(RUNNER))
+        os.unlink(path)
+        assert r.returncode == 1, r
+        assert f"refusing table {path}: it is {expected}" in r.stderr, (expected, r.stderr)
+
+
+def test_liveness_comes_from_the_lock_not_the_pid():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1)
+    os.kill(inst.proc.pid, 9)
+    inst.proc.wait(5)
+    # The stale table now names a pid that is alive (this test's): only the lock can tell.
+    with open(_segment(0, inst.name), "r+b") as f:
+        f.seek(MASTER_PID_OFFSET)
+        f.write(struct.pack("<i", os.getpid()))
+    r = h.cli("status", "--name", inst.name)
+    assert r.returncode == 1, r
+    assert f"is not running (stale table left by master pid {os.getpid()})" in r.stderr, r.stderr
+    # The lock file stayed, and the next master of that name takes the lock on the same inode.
+    lock = os.path.join(h.RUNTIME_DIR, inst.name + ".lock")
+    inode = os.stat(lock).st_ino
+    again = h.Instance([b1], workers=1, name=inst.name)
+    assert again.status()["master_pid"] == again.proc.pid
+    again.stop()
+    assert os.stat(lock).st_ino == inode, "the lock file must never be replaced"
+
+
+def test_control_socket_serves_only_its_owner_and_drops_a_silent_client():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1)
+    path = os.path.join(h.RUNTIME_DIR, inst.name + ".sock")
+    # Open the way to the socket file, as a careless chmod would: the peer check still holds.
+    os.chmod(h.RUNTIME_DIR, 0o711)
+    os.chmod(path, 0o666)
+    try:
+        r = _as(INTRUDER, f"""
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect({path!r})
+s.sendall(b"stop\\n")
+s.settimeout(20)
+print(s.recv(1000).decode())
+""")
+    finally:
+        os.chmod(path, 0o600)
+        os.chmod(h.RUNTIME_DIR, 0o700)
+    assert f"error permission denied: uid {INTRUDER} may not control this instance" in r.stdout, r
+    assert inst.proc.poll() is None and inst.status()["master_pid"] == inst.proc.pid
+
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.settimeout(30)
+    reply = b""
+    while True:
+        chunk = s.recv(1000)
+        if not chunk:
+            break
+        reply += chunk
+    s.close()
+    assert reply == b"error no command within 5 s\n", reply
+    assert h.cli("restart-workers", "--name", inst.name).returncode == 0
+    inst.stop()
+
+
+if __name__ == "__main__":
+    h.main(globals())

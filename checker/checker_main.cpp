@@ -11,9 +11,9 @@
 #include <cstring>
 
 #include "checker/scheduler.h"
+#include "common/child_channel.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
-#include "worker/worker_main.h"
 
 namespace wslb::checker {
 
@@ -49,7 +49,7 @@ void on_master_readable(uv_poll_t* h, int status, int) {
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (n <= 0) return p->stop("the master is gone");
   for (ssize_t i = 0; i < n; ++i) {
-    if (buf[i] == worker::msg_stop || buf[i] == worker::msg_drain) {
+    if (buf[i] == child_channel::msg_stop || buf[i] == child_channel::msg_drain) {
       return p->stop("asked by the master");
     }
   }

@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 1;
+inline constexpr std::uint32_t layout_version = 2;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -40,6 +40,8 @@ enum class backend_state : std::uint32_t {
   empty = 0,     // row unused
   active = 1,    // in the current configuration: gets new connections (if healthy)
   removed = 2,   // removed by a reload: no new connections, existing ones drain
+  staged = 3,    // added by a reload not yet committed: only the new generation's workers,
+                 // which have it in their configuration, may pick it; freed on roll-back
 };
 
 enum class check_result : std::uint32_t { none = 0, ok = 1, failed = 2 };

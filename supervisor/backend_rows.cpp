@@ -1,7 +1,9 @@
 #include "supervisor/backend_rows.h"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
-#include <vector>
+#include <utility>
 
 #include "shm/table_ops.h"
 
@@ -40,49 +42,80 @@ void write_sockaddr(shm::backend_row& row, const endpoint& where) {
               std::min<std::size_t>(where.addr_len, sizeof row.sockaddr_bytes));
   row.sockaddr_len.store(where.addr_len, relaxed);
 }
+
+void raise_high_water(shm::table& t, std::size_t row) {
+  if (row + 1 > t.header.backend_high_water.load()) {
+    t.header.backend_high_water = static_cast<std::uint32_t>(row + 1);
+  }
+}
+
+// The row holding backend `address` (active, removed or staged), or max_backends.
+std::size_t row_of(const shm::table& t, const std::string& address) {
+  const std::size_t high = t.header.backend_high_water.load();
+  for (std::size_t i = 0; i < high; ++i) {
+    if (t.backends[i].state.load() != shm::backend_state::empty &&
+        address == t.backends[i].address) {
+      return i;
+    }
+  }
+  return shm::max_backends;
+}
 }  // namespace
 
-bool apply_backends(shm::table& t, config& cfg, std::string& error) {
-  const std::size_t high = t.header.backend_high_water.load();
-  std::vector<bool> kept(shm::max_backends, false);
-  for (auto& b : cfg.backends) {
-    const std::string address = b.where.to_string();
-    std::size_t row = shm::max_backends;
-    for (std::size_t i = 0; i < high; ++i) {
-      if (t.backends[i].state.load() != shm::backend_state::empty &&
-          address == t.backends[i].address) {
-        row = i;
-        break;
-      }
+std::string backend_rows_change::prepare(shm::table& t, config& next) {
+  staged_.clear();
+  // Rows a backend of `next` will take, so two new backends never pick the same free row.
+  std::array<bool, shm::max_backends> taken{};
+  for (auto& b : next.backends) {
+    b.row = row_of(t, b.where.to_string());
+    if (b.row != shm::max_backends) taken[b.row] = true;
+  }
+  std::size_t free_row = 0;
+  for (auto& b : next.backends) {
+    if (b.row != shm::max_backends) continue;
+    while (free_row < shm::max_backends &&
+           (taken[free_row] || t.backends[free_row].state.load() != shm::backend_state::empty)) {
+      ++free_row;
     }
-    if (row == shm::max_backends) {
-      for (std::size_t i = 0; i < shm::max_backends; ++i) {
-        if (t.backends[i].state.load() == shm::backend_state::empty && !kept[i]) {
-          row = i;
-          break;
-        }
-      }
-      if (row == shm::max_backends) {
-        error = "no free backend row (at most " + std::to_string(shm::max_backends) +
-                " backends, counting removed ones still draining)";
-        return false;
-      }
-      reset_row(t.backends[row]);
-      shm::copy_fixed(t.backends[row].address, shm::address_chars, address);
-      write_sockaddr(t.backends[row], b.where);
-    } else if (!same_sockaddr(t.backends[row], b.where)) {
+    if (free_row == shm::max_backends) {
+      roll_back(t);
+      return "no free backend row (at most " + std::to_string(shm::max_backends) +
+             " backends, counting removed ones still draining)";
+    }
+    b.row = free_row;
+    taken[free_row] = true;
+    staged_.push_back(free_row);
+  }
+  // Only now that every backend has a row is anything written: the staged rows, which no
+  // worker of the serving generation has in its configuration.
+  for (const auto& b : next.backends) {
+    if (std::find(staged_.begin(), staged_.end(), b.row) == staged_.end()) continue;
+    auto& r = t.backends[b.row];
+    reset_row(r);
+    shm::copy_fixed(r.address, shm::address_chars, b.where.to_string());
+    write_sockaddr(r, b.where);
+    r.weight.store(b.weight, relaxed);
+    r.state.store(shm::backend_state::staged, std::memory_order_release);
+    raise_high_water(t, b.row);
+  }
+  return {};
+}
+
+void backend_rows_change::commit(shm::table& t, const config& next) {
+  std::array<bool, shm::max_backends> kept{};
+  for (const auto& b : next.backends) {
+    auto& r = t.backends[b.row];
+    if (!same_sockaddr(r, b.where)) {
       // Same name, new address (a host name resolved again on reload): connections already
       // open stay where they are; new ones and the health checks go to the new address.
-      reset_health(t.backends[row]);
-      write_sockaddr(t.backends[row], b.where);
+      reset_health(r);
+      write_sockaddr(r, b.where);
     }
-    kept[row] = true;
-    b.row = row;
-    auto& r = t.backends[row];
+    kept[b.row] = true;
     r.weight.store(b.weight, relaxed);
     r.state.store(shm::backend_state::active, std::memory_order_release);
     r.config_epoch.fetch_add(1, relaxed);
-    if (row + 1 > t.header.backend_high_water.load()) t.header.backend_high_water = static_cast<std::uint32_t>(row + 1);
+    raise_high_water(t, b.row);
   }
   for (std::size_t i = 0; i < t.header.backend_high_water.load(); ++i) {
     if (!kept[i] && t.backends[i].state.load() == shm::backend_state::active) {
@@ -90,6 +123,23 @@ bool apply_backends(shm::table& t, config& cfg, std::string& error) {
       t.backends[i].config_epoch.fetch_add(1, relaxed);
     }
   }
+  staged_.clear();
+}
+
+void backend_rows_change::roll_back(shm::table& t) {
+  for (std::size_t row : staged_) {
+    if (t.backends[row].state.load() == shm::backend_state::staged) {
+      t.backends[row].state.store(shm::backend_state::empty, std::memory_order_release);
+    }
+  }
+  staged_.clear();
+}
+
+bool apply_backends(shm::table& t, config& cfg, std::string& error) {
+  backend_rows_change change;
+  error = change.prepare(t, cfg);
+  if (!error.empty()) return false;
+  change.commit(t, cfg);
   return true;
 }
 
@@ -112,6 +162,32 @@ void apply_check_settings(shm::table& t, const check_config& check) {
   c.fall.store(check.fall, relaxed);
   shm::copy_fixed(c.path, sizeof c.path, check.path);
   c.config_epoch.fetch_add(1, std::memory_order_release);
+}
+
+std::string backend_changes(const config& before, const config& after) {
+  std::array<const backend_config*, shm::max_backends> old_at{};
+  for (const auto& b : before.backends) old_at[b.row] = &b;
+  std::string summary;
+  for (const auto& b : after.backends) {
+    const backend_config* old = std::exchange(old_at[b.row], nullptr);
+    const std::string name = b.where.to_string();
+    if (old == nullptr) {
+      summary += " +" + name;
+      continue;
+    }
+    if (old->weight != b.weight) {
+      summary += " ~" + name + " weight " + std::to_string(old->weight) + "->" +
+                 std::to_string(b.weight);
+    }
+    if (!old->where.same_address(b.where)) {
+      summary += " ~" + name + " address " + old->where.address_text() + "->" +
+                 b.where.address_text();
+    }
+  }
+  for (const backend_config* old : old_at) {
+    if (old != nullptr) summary += " -" + old->where.to_string();
+  }
+  return summary;
 }
 
 }  // namespace wslb::supervisor

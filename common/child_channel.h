@@ -1,0 +1,13 @@
+// The channel between the master and each child it forks (workers and the health checker): a
+// SOCK_SEQPACKET socketpair, one byte per message. EOF on it means the other side is gone: a
+// child then exits, the master reaps it. Both sides include this header and nothing else of
+// each other's.
+#pragma once
+
+namespace wslb::child_channel {
+
+inline constexpr char msg_ready = 'R';  // worker -> master: accepting now
+inline constexpr char msg_drain = 'D';  // master -> child: stop accepting, drain, then exit
+inline constexpr char msg_stop = 'S';   // master -> child: close everything now and exit
+
+}  // namespace wslb::child_channel

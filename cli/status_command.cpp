@@ -7,7 +7,6 @@
 #include "cli/status_view.h"
 #include "common/exit_codes.h"
 #include "common/log.h"
-#include "common/process.h"
 #include "shm/table.h"
 #include "supervisor/instance_files.h"
 

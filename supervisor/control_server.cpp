@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <stdexcept>
 
 namespace wslb::supervisor {
 
@@ -92,8 +93,7 @@ void control_request::finish(bool ok, const std::string& line) {
   }
 }
 
-bool control_server::start(uv_loop_t* loop, const std::string& path, command_handler on_command,
-                           std::string& error) {
+void control_server::start(uv_loop_t* loop, const std::string& path, command_handler on_command) {
   on_command_ = std::move(on_command);
   path_ = path;
   unlink(path.c_str());  // a socket file left by a crashed master; we hold the instance lock
@@ -104,13 +104,11 @@ bool control_server::start(uv_loop_t* loop, const std::string& path, command_han
   umask(old_mask);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, on_connection);
   if (rc != 0) {
-    error = "cannot listen on control socket " + path + ": " + uv_strerror(rc);
     uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
-    return false;
+    throw std::runtime_error("cannot listen on control socket " + path + ": " + uv_strerror(rc));
   }
   chmod(path.c_str(), 0600);
   listening_ = true;
-  return true;
 }
 
 void control_server::stop() {

@@ -65,10 +65,9 @@ class control_server {
   using command_handler = std::function<void(const std::string& command, control_request_ptr)>;
   static constexpr std::uint64_t command_wait_ms = 5'000;
 
-  // Binds `path` (replacing a stale socket file) with mode 0600. Returns false and fills
-  // `error` on failure. `on_command` runs on the master's loop.
-  bool start(uv_loop_t* loop, const std::string& path, command_handler on_command,
-             std::string& error);
+  // Binds `path` (replacing a stale socket file) with mode 0600. `on_command` runs on the
+  // master's loop. Start-up code: throws std::runtime_error on failure.
+  void start(uv_loop_t* loop, const std::string& path, command_handler on_command);
   // Closes the listening socket and removes its file.
   void stop();
 

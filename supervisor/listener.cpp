@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <stdexcept>
 
 namespace wslb::supervisor {
 
@@ -18,19 +19,19 @@ int kernel_backlog_limit() {
 }
 }  // namespace
 
-int open_listener(const endpoint& where, std::string& error) {
+int open_listener(const endpoint& where) {
+  const auto fail = [&where] {
+    return std::runtime_error("cannot listen on " + where.to_string() + ": " + strerror(errno));
+  };
   const int fd = socket(where.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = strerror(errno);
-    return -1;
-  }
+  if (fd < 0) throw fail();
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (bind(fd, reinterpret_cast<const sockaddr*>(&where.addr), where.addr_len) != 0 ||
       listen(fd, kernel_backlog_limit()) != 0) {
-    error = strerror(errno);
+    const std::runtime_error error = fail();
     close(fd);
-    return -1;
+    throw error;
   }
   return fd;
 }

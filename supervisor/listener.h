@@ -9,7 +9,8 @@
 namespace wslb::supervisor {
 
 // Binds and listens on `where` (non-blocking, SO_REUSEADDR, the largest backlog the kernel
-// allows). Returns the fd; on failure returns -1 and fills `error` ("Address already in use").
-int open_listener(const endpoint& where, std::string& error);
+// allows). Returns the fd. Start-up code: throws std::runtime_error on failure
+// ("cannot listen on 127.0.0.1:80: Address already in use").
+int open_listener(const endpoint& where);
 
 }  // namespace wslb::supervisor

@@ -18,11 +18,16 @@ import tempfile
 import time
 import traceback
 
+import websockets
+
 BUILD_DIR = os.environ.get("WSLB_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 WSLB = os.path.join(BUILD_DIR, "wslb")
 ECHO = os.path.join(BUILD_DIR, "demo", "wslb-echo")
 LOADGEN = os.path.join(BUILD_DIR, "bench", "wslb-loadgen")
+# `wslb run` whose new workers fail at start while the file named by WSLB_FAULT_FOR_TEST says
+# so (tests/fault_injection); a test target, not the shipped binary.
+WSLB_FAULTY = os.path.join(BUILD_DIR, "tests", "fault_injection", "wslb-faulty")
 
 # One private runtime directory (control sockets, locks) per test process, so tests never touch
 # an operator's instances; instance names are unique per process as well.
@@ -204,6 +209,34 @@ def without_counters(status):
             return [strip(x) for x in v]
         return v
     return json.dumps(strip(status), sort_keys=True)
+
+
+class Churn:
+    """C concurrent clients in a loop: connect, WebSocket handshake, one echo, close."""
+
+    def __init__(self, url, concurrency=8):
+        self.url, self.concurrency = url, concurrency
+        self.ok = 0
+        self.failures = []
+        self.stop = asyncio.Event()
+
+    async def _client(self, i):
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            msg = f"{i}-{n}"
+            try:
+                async with websockets.connect(self.url, open_timeout=5, close_timeout=5) as ws:
+                    await ws.send(msg)
+                    got = await asyncio.wait_for(ws.recv(), 5)
+                    if got != msg:
+                        raise AssertionError(f"echo {got!r} != {msg!r}")
+                self.ok += 1
+            except Exception as e:  # noqa: BLE001 - every failure is a finding
+                self.failures.append(f"{type(e).__name__}: {e}")
+
+    async def run(self):
+        await asyncio.gather(*(self._client(i) for i in range(self.concurrency)))
 
 
 def connect_storm(port, total):

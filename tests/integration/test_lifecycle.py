@@ -13,41 +13,13 @@ import websockets
 import harness as h
 
 
-class Churn:
-    """C concurrent clients in a loop: connect, WebSocket handshake, one echo, close."""
-
-    def __init__(self, url, concurrency=8):
-        self.url, self.concurrency = url, concurrency
-        self.ok = 0
-        self.failures = []
-        self.stop = asyncio.Event()
-
-    async def _client(self, i):
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            msg = f"{i}-{n}"
-            try:
-                async with websockets.connect(self.url, open_timeout=5, close_timeout=5) as ws:
-                    await ws.send(msg)
-                    got = await asyncio.wait_for(ws.recv(), 5)
-                    if got != msg:
-                        raise AssertionError(f"echo {got!r} != {msg!r}")
-                self.ok += 1
-            except Exception as e:  # noqa: BLE001 - every failure is a finding
-                self.failures.append(f"{type(e).__name__}: {e}")
-
-    async def run(self):
-        await asyncio.gather(*(self._client(i) for i in range(self.concurrency)))
-
-
 def test_churn_across_five_restarts_has_zero_failures():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     inst = h.Instance([b1, b2], workers=2, extra=["--drain-timeout", "5s"])
     generations = []
 
     async def scenario():
-        churn = Churn(inst.url, concurrency=8)
+        churn = h.Churn(inst.url, concurrency=8)
         task = asyncio.create_task(churn.run())
         await asyncio.sleep(0.5)
         for i in range(5):
@@ -292,7 +264,7 @@ def test_crash_loop_backs_off_and_fatal_config_is_not_respawned():
         f.write("worker-crash\n")
     os.environ["WSLB_FAULT_FOR_TEST"] = fault
     try:
-        inst = h.Instance([b1], workers=1, wait=False)
+        inst = h.Instance([b1], workers=1, wait=False, binary=h.WSLB_FAULTY)
         def in_backoff():
             s = inst.status()
             w = s and [w for w in s["workers"] if w["state"] == "backoff"]
@@ -312,7 +284,7 @@ def test_crash_loop_backs_off_and_fatal_config_is_not_respawned():
 
         with open(fault, "w") as f:
             f.write("worker-fatal-config\n")
-        inst = h.Instance([b1], workers=1, wait=False)
+        inst = h.Instance([b1], workers=1, wait=False, binary=h.WSLB_FAULTY)
         h.wait_until(lambda: inst.status() and
                      inst.status()["workers"][0]["state"] == "failed", 10, what="failed state")
         restarts = inst.status()["workers"][0]["restarts"]

@@ -115,8 +115,11 @@ def test_control_socket_serves_only_its_owner_and_drops_a_silent_client():
 import socket
 s = socket.socket(socket.AF_UNIX)
 s.connect({path!r})
-s.sendall(b"stop\\n")
 s.settimeout(20)
+try:
+    s.sendall(b"stop\\n")
+except BrokenPipeError:
+    pass  # the refusal may come (and the master hang up) before the command is out
 print(s.recv(1000).decode())
 """)
     finally:

@@ -1,0 +1,132 @@
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/run_options.h"
+#include "supervisor/backend_rows.h"
+#include "supervisor/master_state.h"
+#include "supervisor/reload_steps.h"
+
+namespace wslb::supervisor {
+
+namespace {
+
+// Answers `request` (null for a signal) with what the child table replies.
+child_table::reply answer(control_request_ptr request, std::string prefix_on_error = "") {
+  return [request, prefix_on_error](bool ok, const std::string& message) {
+    if (request) request->finish(ok, ok ? message : prefix_on_error + message);
+  };
+}
+
+}  // namespace
+
+void master::register_commands() {
+  const auto no_arguments = [](const std::string& verb, auto action) {
+    return [verb, action](const std::string& arguments, control_request_ptr request) {
+      if (!arguments.empty()) return request->finish(false, verb + " takes no arguments");
+      action(std::move(request));
+    };
+  };
+  commands_.add("restart-workers", no_arguments("restart-workers", [this](control_request_ptr r) {
+    restart_workers(std::move(r));
+  }));
+  commands_.add("reload", no_arguments("reload", [this](control_request_ptr r) {
+    reload(std::move(r));
+  }));
+  commands_.add("stop", [this](const std::string& arguments, control_request_ptr request) {
+    if (arguments != "" && arguments != "graceful") {
+      return request->finish(false, "stop takes no argument but 'graceful'");
+    }
+    begin_stop(arguments == "graceful", std::move(request));
+  });
+}
+
+void master::restart_workers(control_request_ptr request) {
+  if (stopping_) return answer(request)(false, "the instance is stopping");
+  // Same configuration, nothing to prepare: the transaction has no steps.
+  children_->begin_restart(children_->serving().cfg(), reload_transaction{}, "",
+                           answer(request), now());
+}
+
+reload_transaction master::reload_steps() {
+  reload_transaction tx;
+  tx.add(std::make_unique<backend_rows_step>(table_->get()));
+  tx.add(std::make_unique<check_settings_step>(table_->get()));
+  return tx;
+}
+
+void master::reload(control_request_ptr request) {
+  const std::string refused = "reload refused, configuration unchanged: ";
+  const auto fail = [&](const std::string& why) {
+    log_line(who, "%s%s", refused.c_str(), why.c_str());
+    answer(request)(false, refused + why);
+  };
+  if (stopping_) return fail("the instance is stopping");
+  if (children_->restart_pending()) return fail("a restart is in progress");
+  config next;
+  const run_parse_result parsed = parse_run_args(run_args_, next);
+  if (!parsed.ok) return fail(parsed.message);
+  if (next.name != cfg_->name) return fail("--name cannot change on reload");
+  if (next.listen.to_string() != cfg_->listen.to_string()) {
+    return fail("--listen cannot change on reload (the listener stays open for the instance's "
+                "life); stop and run again to move it");
+  }
+  reload_transaction tx = reload_steps();
+  if (const std::string why = tx.prepare(next); !why.empty()) return fail(why);
+  const std::string changes = backend_changes(*children_->serving().cfg(), next);
+  const std::string summary =
+      "configuration reloaded" + (changes.empty() ? std::string() : " (backends:" + changes + ")");
+  children_->begin_restart(std::make_shared<const config>(std::move(next)), std::move(tx),
+                           summary, answer(request, refused), now());
+}
+
+void master::begin_stop(bool graceful, control_request_ptr request) {
+  if (request) stop_requests_.push_back(request);
+  // A graceful stop may be hurried by a fast one, not the other way round.
+  if (stopping_ && graceful) return check_stop_progress();
+  if (!stopping_) {
+    log_line(who, "%s stop: listener closed, %s", graceful ? "graceful" : "fast",
+             graceful ? "draining workers" : "closing all connections");
+  }
+  stopping_ = true;
+  shm::table& t = table_->get();
+  t.header.stopping = 1;
+  // Closing the listener first: a graceful stop takes no new clients while it drains.
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+    t.header.listening = 0;
+  }
+  children_->stop(graceful, now());
+  check_stop_progress();
+}
+
+void master::check_stop_progress() {
+  if (children_->live_workers() > 0) return;  // their kill deadlines run in the child table
+  if (children_->live_helpers() > 0) {
+    if (!helpers_asked_to_stop_) children_->stop_helpers();
+    helpers_asked_to_stop_ = true;
+    return;
+  }
+  finish_stop();
+}
+
+void master::finish_stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  uv_timer_stop(&housekeeping_timer_);
+  shm::table_mapping::remove(cfg_->name);
+  control_.stop();
+  if (lock_fd_ >= 0) {
+    // The lock file stays: removing it would let the next two masters lock two inodes.
+    close(lock_fd_);
+    lock_fd_ = -1;
+  }
+  log_line(who, "stopped");
+  for (auto& r : stop_requests_) r->finish(true, "stopped");
+  stop_requests_.clear();
+  for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&housekeeping_timer_), nullptr);
+  ops_->close_all_channels();
+}
+
+}  // namespace wslb::supervisor

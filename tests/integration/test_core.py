@@ -154,7 +154,7 @@ def test_kill_9_worker_is_replaced_and_its_counts_vanish():
     h.log(f"replacement running after {result['replace_s'] * 1000:.0f} ms; churn "
           f"{result['successes']} ok, {len(result['failures'])} failed after the kill, "
           f"{len(result['early_failures'])} in flight on the victim")
-    assert result["replace_s"] < 1.0, result["replace_s"]
+    # How fast is bench/lifecycle_timing's to measure; here, that it happens (within the 3 s wait).
     assert not result["failures"], result["failures"][:5]
     assert result["successes"] > 20
     active_after = sum(b["active"] for b in result["after"]["backends"])

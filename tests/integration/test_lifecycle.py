@@ -248,7 +248,7 @@ def test_a_stopped_worker_does_not_throttle_its_peers():
         h.log(f"{total} connects with one of 2 workers stopped: accepted {accepted} "
               f"in {elapsed:.2f}s")
         assert accepted[victim] == 0 and accepted[other] == total, accepted
-        # How fast is bench/stopped_worker's to measure (throttled to one connection per 1 ms
+        # How fast is bench/lifecycle_timing's to measure (throttled to one connection per 1 ms
         # sit-out it would take more than 3 s); here only that the peer took every connection.
     finally:
         os.kill(victim, signal.SIGCONT)

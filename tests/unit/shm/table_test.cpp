@@ -96,3 +96,16 @@ TEST_CASE("table.create_attach_remove_through_dev_shm") {
   CHECK_THROWS_WITH_AS(table_mapping::attach(name, access::read_only),
                        doctest::Contains("is not running"), table_error);
 }
+
+TEST_CASE("table.trusts_only_a_private_segment_of_this_user_and_one_table_long") {
+  const std::uint32_t me = geteuid();
+  CHECK(check_segment_owner(me, 0100600, sizeof(table)) == "");
+  CHECK(check_segment_owner(me + 1, 0100600, sizeof(table)) ==
+        "owned by uid " + std::to_string(me + 1) + ", not by this user (uid " +
+            std::to_string(me) + ")");
+  CHECK(check_segment_owner(me, 0100640, sizeof(table)) ==
+        "open to group or others (mode 0640, expected 0600)");
+  CHECK(check_segment_owner(me, 0100604, sizeof(table)).find("mode 0604") != std::string::npos);
+  CHECK(check_segment_owner(me, 0100600, 4096).find("of 4096 bytes") == 0);
+  CHECK(segment_name("app") == "wslb." + std::to_string(me) + ".app");
+}

@@ -56,7 +56,9 @@ int master::run() {
 }
 
 void master::take_lock_and_table() {
-  const config& cfg = *cfg_;
+  // A copy of the pointer: cfg_ is replaced below once backend rows are assigned.
+  const std::shared_ptr<const config> initial = cfg_;
+  const config& cfg = *initial;
   lock_fd_ = take_instance_lock(lock_file_path(cfg.name));
   if (lock_fd_ < 0) {
     std::string pid = "?";

@@ -4,6 +4,7 @@ instance lock's word, not a pid's; the control socket serves only its owner and 
 a client that says nothing. The test runs as root and plays the other users with setuid'd
 children (subprocess user=...)."""
 
+import fcntl
 import os
 import socket
 import struct
@@ -14,8 +15,8 @@ import harness as h
 
 # Users that exist only as numbers, for this test.
 PLANTER, RUNNER, FORGER, INTRUDER = 4201, 4202, 4203, 4204
-# Offset of table_header.master_pid (magic 8, version 4, flags 4, size 8, name 64, listen 64).
-MASTER_PID_OFFSET = 152
+# Offsets in table_header: magic 8, version 4, flags 4, size 8, then name[64], listen[64], pid.
+NAME_OFFSET, MASTER_PID_OFFSET = 24, 152
 
 
 def _as(uid, code):
@@ -101,6 +102,30 @@ def test_liveness_comes_from_the_lock_not_the_pid():
     assert again.status()["master_pid"] == again.proc.pid
     again.stop()
     assert os.stat(lock).st_ino == inode, "the lock file must never be replaced"
+
+
+def test_status_shows_table_text_escaped_and_bounded():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1)
+    os.kill(inst.proc.pid, 9)
+    inst.proc.wait(5)
+    # The user's own table, but its text rewritten: terminal escapes and a name with no NUL.
+    with open(_segment(0, inst.name), "r+b") as f:
+        f.seek(NAME_OFFSET)
+        f.write((b"\x1b]0;owned\x07\x1b[2J" + b"N" * 64)[:64])
+    # Someone holds the instance lock (a POSIX lock conflicts with the master's OFD lock), so
+    # status takes the instance for alive and renders the table.
+    lock = os.open(os.path.join(h.RUNTIME_DIR, inst.name + ".lock"), os.O_RDWR)
+    fcntl.lockf(lock, fcntl.LOCK_EX)
+    try:
+        for extra in ([], ["--json"]):
+            r = h.cli("status", "--name", inst.name, *extra)
+            assert r.returncode == 0, r
+            assert "\x1b" not in r.stdout and "\x07" not in r.stdout, r.stdout
+            assert "x1b]0;owned" in r.stdout and "N" * 50 in r.stdout, r.stdout
+            assert "N" * 51 not in r.stdout, "the name field is 64 bytes, escapes included"
+    finally:
+        os.close(lock)
 
 
 def test_control_socket_serves_only_its_owner_and_drops_a_silent_client():

@@ -17,13 +17,16 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 2;
+inline constexpr std::uint32_t layout_version = 3;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
 inline constexpr std::size_t address_chars = 64;      // "HOST:PORT", NUL-terminated
 inline constexpr std::size_t name_chars = 64;
 inline constexpr std::size_t error_chars = 96;
+inline constexpr std::size_t max_certificates = 16;  // --tls-cert/--tls-key pairs
+inline constexpr std::size_t subject_chars = 160;
+inline constexpr std::size_t key_kind_chars = 24;     // "ECDSA prime256v1", "RSA 2048"
 
 // Lifecycle of a worker slot. The master owns this field.
 enum class worker_state : std::uint32_t {
@@ -142,9 +145,38 @@ struct alignas(64) table_header {
   std::atomic<std::uint32_t> listening;         // 1 while the listener is open
 };
 
+// One session-ticket key: a 16-byte name (carried in each ticket, to find the key again), a
+// 32-byte AES-256 key and a 32-byte HMAC-SHA256 key, as 64-bit words (readers copy them under
+// tls_section::keys_seq without a data race).
+inline constexpr std::size_t ticket_key_bytes = 16 + 32 + 32;
+struct ticket_key {
+  std::atomic<std::uint64_t> words[ticket_key_bytes / 8];
+};
+
+// One loaded certificate, for `status`. Written by the master under tls_section::certs_seq.
+struct certificate_row {
+  char subject[subject_chars];     // RFC 2253 subject of the leaf certificate
+  char key_kind[key_kind_chars];
+  std::atomic<std::int64_t> not_after_ms;  // unix ms the certificate expires
+};
+
+// TLS state shared by every worker: the session-ticket keys, so that a ticket sealed by any
+// worker opens in any other, in a later generation and after a reload; and the certificates
+// the current configuration serves. Written by the master only (seqlocks: odd while writing).
+struct alignas(64) tls_section {
+  std::atomic<std::uint32_t> keys_seq;
+  std::atomic<std::uint32_t> key_count;       // 0 until the master wrote the first key
+  std::atomic<std::int64_t> keys_rotated_ms;  // unix ms of the last rotation
+  ticket_key keys[2];                         // [0] seals new tickets, [1] still opens them
+  std::atomic<std::uint32_t> certs_seq;
+  std::atomic<std::uint32_t> certificate_count;
+  certificate_row certificates[max_certificates];
+};
+
 struct table {
   table_header header;
   checker_row checker;
+  tls_section tls;
   backend_row backends[max_backends];
   worker_row workers[max_worker_slots];
 };
@@ -156,5 +188,6 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(std::atomic<worker_state>::is_always_lock_free);
 static_assert(sizeof(worker_row) % 64 == 0);
 static_assert(sizeof(backend_row) % 64 == 0);
+static_assert(sizeof(ticket_key) == ticket_key_bytes);
 
 }  // namespace wslb::shm

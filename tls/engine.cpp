@@ -1,0 +1,146 @@
+#include "tls/engine.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace wslb::tls {
+
+// The BIO behind every engine of a loop: reads come from the bytes lent by engine::feed,
+// writes go to the loop's output string. It never blocks and never holds bytes of its own.
+struct engine_bio {
+  static engine_io& io(BIO* b) { return *static_cast<engine_io*>(BIO_get_data(b)); }
+
+  static int write(BIO* b, const char* data, int len) {
+    BIO_clear_retry_flags(b);
+    io(b).output_.append(data, static_cast<std::size_t>(len));
+    return len;
+  }
+
+  static int read(BIO* b, char* out, int len) {
+    BIO_clear_retry_flags(b);
+    engine_io& x = io(b);
+    if (x.input_left_ == 0) {
+      BIO_set_retry_read(b);  // "would block": OpenSSL reports SSL_ERROR_WANT_READ
+      return -1;
+    }
+    const std::size_t n = std::min(x.input_left_, static_cast<std::size_t>(len));
+    std::memcpy(out, x.input_, n);
+    x.input_ += n;
+    x.input_left_ -= n;
+    return static_cast<int>(n);
+  }
+
+  static long ctrl(BIO* b, int cmd, long, void*) {
+    switch (cmd) {
+      case BIO_CTRL_FLUSH: return 1;
+      case BIO_CTRL_PENDING: return static_cast<long>(io(b).input_left_);
+      default: return 0;
+    }
+  }
+
+  static int create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+  }
+
+  static BIO_METHOD* method() {
+    // Created once per process and never freed: BIOs of every loop share it.
+    static BIO_METHOD* m = [] {
+      BIO_METHOD* bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "wslb loop");
+      BIO_meth_set_write(bm, write);
+      BIO_meth_set_read(bm, read);
+      BIO_meth_set_ctrl(bm, ctrl);
+      BIO_meth_set_create(bm, create);
+      return bm;
+    }();
+    return m;
+  }
+};
+
+engine_io::engine_io() {
+  bio_ = BIO_new(engine_bio::method());
+  if (bio_ != nullptr) BIO_set_data(bio_, this);
+  output_.reserve(80 * 1024);
+}
+
+engine_io::~engine_io() { BIO_free(bio_); }
+
+engine::~engine() { reset(); }
+
+bool engine::open(SSL_CTX* ctx, engine_io& io) {
+  reset();
+  if (io.bio_ == nullptr) return false;
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr) return false;
+  // The SSL owns one reference to the shared BIO (one for reading and writing alike).
+  BIO_up_ref(io.bio_);
+  SSL_set_bio(ssl_, io.bio_, io.bio_);
+  SSL_set_accept_state(ssl_);
+  return true;
+}
+
+void engine::reset() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  ssl_ = nullptr;
+}
+
+void engine::feed(engine_io& io, const char* data, std::size_t len) {
+  io.input_ = data;
+  io.input_left_ = len;
+}
+
+read_result engine::read(char* plain, std::size_t cap) {
+  ERR_clear_error();
+  std::size_t n = 0;
+  const int r = SSL_read_ex(ssl_, plain, cap, &n);
+  if (r == 1) return {read_status::data, n};
+  switch (SSL_get_error(ssl_, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: return {read_status::need_input};
+    case SSL_ERROR_ZERO_RETURN: return {read_status::closed};
+    default: return {read_status::failed};
+  }
+}
+
+bool engine::write(const char* plain, std::size_t len) {
+  if (len == 0) return true;
+  ERR_clear_error();
+  std::size_t n = 0;
+  // Without SSL_MODE_ENABLE_PARTIAL_WRITE and with a BIO that takes everything, a success
+  // means all of `len` was encrypted.
+  return SSL_write_ex(ssl_, plain, len, &n) == 1 && n == len;
+}
+
+void engine::close_notify() {
+  if (ssl_ == nullptr || !SSL_is_init_finished(ssl_)) return;
+  if (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) return;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);
+}
+
+std::string_view engine::server_name() const {
+  const char* n = ssl_ != nullptr ? SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name) : nullptr;
+  return n != nullptr ? n : "";
+}
+
+std::string_view engine::version() const { return ssl_ != nullptr ? SSL_get_version(ssl_) : ""; }
+
+std::string_view engine::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned int len = 0;
+  if (ssl_ != nullptr) SSL_get0_alpn_selected(ssl_, &p, &len);
+  return p != nullptr ? std::string_view(reinterpret_cast<const char*>(p), len) : "";
+}
+
+std::string engine::last_error() {
+  const unsigned long e = ERR_peek_last_error();
+  if (e == 0) return "protocol error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+}  // namespace wslb::tls

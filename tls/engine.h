@@ -1,0 +1,90 @@
+// One TLS connection as a pure byte transformer, knowing nothing of sockets or libuv: feed it
+// the ciphertext the peer sent and read plaintext out; write plaintext and collect the
+// ciphertext to send; close with close_notify.
+//
+// Memory: a connection owns only its SSL object. Ciphertext never sits in a per-connection
+// buffer: the engine_io (one per worker loop) lends each call the bytes just read, and collects
+// what OpenSSL writes into one shared output buffer that the caller sends (or queues) at once.
+// With SSL_MODE_RELEASE_BUFFERS an idle connection then holds no buffer at all.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace wslb::tls {
+
+// The per-loop side of every engine: one BIO shared by all connections of a loop (reference
+// counted by OpenSSL), the ciphertext being fed, and the ciphertext produced. Single-threaded.
+class engine_io {
+ public:
+  engine_io();
+  ~engine_io();
+  engine_io(const engine_io&) = delete;
+  engine_io& operator=(const engine_io&) = delete;
+
+  // Ciphertext produced by the last calls; the caller sends it and then clears it.
+  std::string& output() { return output_; }
+
+ private:
+  friend class engine;
+  friend struct engine_bio;
+  BIO* bio_ = nullptr;
+  const char* input_ = nullptr;
+  std::size_t input_left_ = 0;
+  std::string output_;
+};
+
+enum class read_status {
+  data,        // `len` bytes of plaintext were read
+  need_input,  // everything fed was consumed (handshake output, if any, is in output())
+  closed,      // the peer sent close_notify
+  failed,      // a protocol error or garbage: drop the connection
+};
+
+struct read_result {
+  read_status status;
+  std::size_t len = 0;
+};
+
+class engine {
+ public:
+  engine() = default;
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  // Creates the server side of a connection over `io`. Returns false when OpenSSL cannot.
+  bool open(SSL_CTX* ctx, engine_io& io);
+  bool is_open() const { return ssl_ != nullptr; }
+  // Frees the SSL object (after a close, or to drop the connection).
+  void reset();
+
+  // Lends the engine the ciphertext `data` for the reads that follow; they must go on until
+  // one returns need_input (or closed/failed), since the bytes are not copied.
+  void feed(engine_io& io, const char* data, std::size_t len);
+  // Advances the handshake or decrypts into `plain` (up to `cap` bytes).
+  read_result read(char* plain, std::size_t cap);
+  // Encrypts `len` bytes into io.output(). False on failure (drop the connection).
+  bool write(const char* plain, std::size_t len);
+  // Queues close_notify into io.output(). Safe to call more than once.
+  void close_notify();
+
+  bool handshake_done() const { return ssl_ != nullptr && SSL_is_init_finished(ssl_); }
+  bool resumed() const { return ssl_ != nullptr && SSL_session_reused(ssl_) == 1; }
+  // The SNI name the client sent, the negotiated version ("TLSv1.3") and ALPN protocol.
+  std::string_view server_name() const;
+  std::string_view version() const;
+  std::string_view alpn() const;
+  SSL* native() const { return ssl_; }
+
+  // Why the last read failed (an OpenSSL error string), for a log line.
+  static std::string last_error();
+
+ private:
+  SSL* ssl_ = nullptr;
+};
+
+}  // namespace wslb::tls

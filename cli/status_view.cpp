@@ -110,7 +110,8 @@ const char* to_string(shm::worker_state s) {
 std::string render_status_json(const shm::table& t, std::int64_t now) {
   const auto& h = t.header;
   std::string out = "{\"name\":" + json_string(shown(h.name)) + ",\"master_pid\":" +
-                    std::to_string(h.master_pid.load()) + ",\"listen\":" + json_string(shown(h.listen)) +
+                    std::to_string(h.master_pid.load()) +
+                    ",\"listen\":" + json_string(shown(h.listen)) +
                     ",\"uptime_s\":" + num((now - h.master_started_ms.load()) / 1000) +
                     ",\"generation\":" + std::to_string(h.current_generation.load()) +
                     ",\"workers_per_generation\":" +
@@ -189,7 +190,8 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
   std::snprintf(line, sizeof line,
                 "instance %s  master pid %d  listen %s%s  uptime %lldh%02lldm%02llds  generation "
                 "%u (%u workers)\n\n",
-                shown(h.name).c_str(), h.master_pid.load(), shown(h.listen).c_str(), h.listening.load() ? "" : " (closed)",
+                shown(h.name).c_str(), h.master_pid.load(), shown(h.listen).c_str(),
+                h.listening.load() ? "" : " (closed)",
                 static_cast<long long>(up / 3600), static_cast<long long>(up / 60 % 60),
                 static_cast<long long>(up % 60), h.current_generation.load(),
                 h.workers_per_generation.load());

@@ -20,7 +20,8 @@ helper_child& child_table::add_helper(helper_child h, clock_reading now) {
 
 void child_table::start_first(std::shared_ptr<const config> cfg, clock_reading now) {
   const unsigned workers = cfg->workers;
-  generations_.push_back(std::make_unique<generation>(1, std::move(cfg), generation_state::serving));
+  generations_.push_back(
+      std::make_unique<generation>(1, std::move(cfg), generation_state::serving));
   serving_ = generations_.back().get();
   serving_->start(ctx_, free_rows(workers), now);  // a failed fork backs off and retries
   ctx_.table.header.current_generation = 1;
@@ -55,7 +56,9 @@ void child_table::begin_restart(std::shared_ptr<const config> next, reload_trans
   log_line(who, "starting generation %u (%u workers)", number, workers);
   notify(transaction_event::started, number, pending_->summary);
   if (!g->start(ctx_, rows, now)) {
-    return roll_back("generation " + std::to_string(number) + " cannot start: a worker could not be forked", now);
+    return roll_back("generation " + std::to_string(number) +
+                         " cannot start: a worker could not be forked",
+                     now);
   }
 }
 
@@ -170,7 +173,9 @@ std::size_t child_table::live_helpers() const {
 std::int64_t child_table::longest_drain_ms() const {
   std::int64_t longest = 0;
   for (const auto& g : generations_) {
-    if (g->live_workers() > 0) longest = std::max<std::int64_t>(longest, g->cfg()->drain_timeout_ms);
+    if (g->live_workers() > 0) {
+      longest = std::max<std::int64_t>(longest, g->cfg()->drain_timeout_ms);
+    }
   }
   return longest;
 }

@@ -158,8 +158,8 @@ exit_outcome generation::on_exit(generation_context& ctx, const exited_child& ex
       return exit_outcome::respawned;
     case respawn_action::respawn_later:
       why = worker + " exited (" + how + ") " + std::to_string(lived) + " ms after start, " +
-            std::to_string(s->policy.failed_starts()) + " failed starts in a row; next attempt in " +
-            std::to_string(d.delay_ms) + " ms";
+            std::to_string(s->policy.failed_starts()) +
+            " failed starts in a row; next attempt in " + std::to_string(d.delay_ms) + " ms";
       s->backoff_until_ms = now.monotonic_ms + d.delay_ms;
       publish(ctx, *s, slot_phase::backoff, now, now.unix_ms + d.delay_ms);
       return exit_outcome::backing_off;

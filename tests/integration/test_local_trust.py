@@ -153,18 +153,34 @@ print(s.recv(1000).decode())
     assert f"error permission denied: uid {INTRUDER} may not control this instance" in r.stdout, r
     assert inst.proc.poll() is None and inst.status()["master_pid"] == inst.proc.pid
 
+    reply = _ask(path, b"")  # a client that says nothing
+    assert reply == b"error no command within 5 s\n", reply
+    assert h.cli("restart-workers", "--name", inst.name).returncode == 0
+    inst.stop()
+
+
+def _ask(path, line):
+    """Sends one raw command line (b"": nothing) to a control socket; returns the reply."""
     s = socket.socket(socket.AF_UNIX)
     s.connect(path)
     s.settimeout(30)
+    if line:
+        s.sendall(line)
     reply = b""
-    while True:
-        chunk = s.recv(1000)
-        if not chunk:
-            break
+    while chunk := s.recv(1000):
         reply += chunk
     s.close()
-    assert reply == b"error no command within 5 s\n", reply
-    assert h.cli("restart-workers", "--name", inst.name).returncode == 0
+    return reply
+
+
+def test_control_commands_are_dispatched_by_their_first_word():
+    inst = h.Instance([h.EchoBackend()], workers=1)
+    path = os.path.join(h.RUNTIME_DIR, inst.name + ".sock")
+    assert _ask(path, b"bogus\n") == b"error unknown command 'bogus'\n"
+    assert _ask(path, b"reload now\n") == b"error reload takes no arguments\n"
+    assert _ask(path, b"stop soon\n") == b"error stop takes no argument but 'graceful'\n"
+    assert inst.status()["master_pid"] == inst.proc.pid
+    assert _ask(path, b"restart-workers\n").startswith(b"ok generation 2 running 1 workers")
     inst.stop()
 
 

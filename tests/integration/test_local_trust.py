@@ -83,15 +83,22 @@ def test_status_refuses_a_table_that_is_not_the_users_own():
         assert f"refusing table {path}: it is {expected}" in r.stderr, (expected, r.stderr)
 
 
-def test_liveness_comes_from_the_lock_not_the_pid():
-    b1 = h.EchoBackend()
-    inst = h.Instance([b1], workers=1)
+def _stale_table_rewritten(backend, offset, data):
+    """An instance whose master was killed (its table left behind, the lock free), with `data`
+    written into the table at `offset`. Returns the Instance."""
+    inst = h.Instance([backend], workers=1)
     os.kill(inst.proc.pid, 9)
     inst.proc.wait(5)
-    # The stale table now names a pid that is alive (this test's): only the lock can tell.
     with open(_segment(0, inst.name), "r+b") as f:
-        f.seek(MASTER_PID_OFFSET)
-        f.write(struct.pack("<i", os.getpid()))
+        f.seek(offset)
+        f.write(data)
+    return inst
+
+
+def test_liveness_comes_from_the_lock_not_the_pid():
+    b1 = h.EchoBackend()
+    # The stale table names a pid that is alive (this test's): only the lock can tell.
+    inst = _stale_table_rewritten(b1, MASTER_PID_OFFSET, struct.pack("<i", os.getpid()))
     r = h.cli("status", "--name", inst.name)
     assert r.returncode == 1, r
     assert f"is not running (stale table left by master pid {os.getpid()})" in r.stderr, r.stderr
@@ -105,14 +112,9 @@ def test_liveness_comes_from_the_lock_not_the_pid():
 
 
 def test_status_shows_table_text_escaped_and_bounded():
-    b1 = h.EchoBackend()
-    inst = h.Instance([b1], workers=1)
-    os.kill(inst.proc.pid, 9)
-    inst.proc.wait(5)
     # The user's own table, but its text rewritten: terminal escapes and a name with no NUL.
-    with open(_segment(0, inst.name), "r+b") as f:
-        f.seek(NAME_OFFSET)
-        f.write((b"\x1b]0;owned\x07\x1b[2J" + b"N" * 64)[:64])
+    inst = _stale_table_rewritten(h.EchoBackend(), NAME_OFFSET,
+                                  (b"\x1b]0;owned\x07\x1b[2J" + b"N" * 64)[:64])
     # Someone holds the instance lock (a POSIX lock conflicts with the master's OFD lock), so
     # status takes the instance for alive and renders the table.
     lock = os.open(os.path.join(h.RUNTIME_DIR, inst.name + ".lock"), os.O_RDWR)

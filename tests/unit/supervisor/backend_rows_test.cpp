@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/supervisor/backend_configs.h"
 #include "tests/unit/table_image.h"
 
 #include <cstring>
@@ -18,16 +19,6 @@ std::unique_ptr<shm::table> table_with_two_slots() {
   t->header.slot_high_water = 2;
   return t;
 }
-config with_backends(std::initializer_list<const char*> specs) {
-  config c;
-  std::string err;
-  for (const char* s : specs) {
-    backend_config b;
-    REQUIRE(parse_backend(s, b, err));
-    c.backends.push_back(b);
-  }
-  return c;
-}
 // A byte copy of a table, to compare with after a change that must leave no trace.
 std::unique_ptr<shm::table> copy_of(const shm::table& t) {
   auto copy = testing::fresh_table();
@@ -39,7 +30,7 @@ std::unique_ptr<shm::table> copy_of(const shm::table& t) {
 TEST_CASE("backend_rows.keeps_rows_and_counts_across_a_reload") {
   auto t = table_with_two_slots();
   std::string err;
-  config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  config first = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
   REQUIRE(supervisor::apply_backends(*t, first, err));
   CHECK(first.backends[0].row == 0);
   CHECK(first.backends[1].row == 1);
@@ -47,7 +38,7 @@ TEST_CASE("backend_rows.keeps_rows_and_counts_across_a_reload") {
   t->workers[0].backends[1].active = 3;
 
   // Reload: drop 9001, reweight 9002, add 9003.
-  config second = with_backends({"127.0.0.1:9002,weight=5", "127.0.0.1:9003"});
+  config second = testing::config_with_backends({"127.0.0.1:9002,weight=5", "127.0.0.1:9003"});
   REQUIRE(supervisor::apply_backends(*t, second, err));
   CHECK(second.backends[0].row == 1);  // same row: its live count carries over
   CHECK(shm::sum_active(*t, 1) == 3);
@@ -60,10 +51,10 @@ TEST_CASE("backend_rows.keeps_rows_and_counts_across_a_reload") {
 TEST_CASE("backend_rows.removed_row_is_freed_only_when_drained") {
   auto t = table_with_two_slots();
   std::string err;
-  config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  config first = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
   REQUIRE(supervisor::apply_backends(*t, first, err));
   t->workers[1].backends[0].active = 2;
-  config second = with_backends({"127.0.0.1:9002"});
+  config second = testing::config_with_backends({"127.0.0.1:9002"});
   REQUIRE(supervisor::apply_backends(*t, second, err));
   supervisor::release_drained_backends(*t);
   CHECK(t->backends[0].state == shm::backend_state::removed);
@@ -77,7 +68,7 @@ TEST_CASE("backend_rows.a_name_at_a_new_address_keeps_its_row_and_starts_over_he
   std::string err;
   // "app1:9001" resolved to 127.0.0.1, then (on reload) to 127.0.0.2.
   auto named = [](const char* numeric) {
-    config c = with_backends({numeric});
+    config c = testing::config_with_backends({numeric});
     c.backends[0].where.host = "app1";
     return c;
   };
@@ -110,11 +101,11 @@ TEST_CASE("backend_rows.a_name_at_a_new_address_keeps_its_row_and_starts_over_he
 TEST_CASE("backend_rows.prepare_stages_new_rows_and_roll_back_leaves_no_trace") {
   auto t = table_with_two_slots();
   std::string err;
-  config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  config first = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
   REQUIRE(supervisor::apply_backends(*t, first, err));
   const auto before = copy_of(*t);
 
-  config next = with_backends({"127.0.0.1:9002,weight=7", "127.0.0.1:9003"});
+  config next = testing::config_with_backends({"127.0.0.1:9002,weight=7", "127.0.0.1:9003"});
   supervisor::backend_rows_change change;
   REQUIRE(change.prepare(*t, next) == "");
   CHECK(next.backends[0].row == 1);
@@ -135,9 +126,9 @@ TEST_CASE("backend_rows.prepare_stages_new_rows_and_roll_back_leaves_no_trace") 
 TEST_CASE("backend_rows.commit_activates_reweights_and_removes") {
   auto t = table_with_two_slots();
   std::string err;
-  config first = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  config first = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
   REQUIRE(supervisor::apply_backends(*t, first, err));
-  config next = with_backends({"127.0.0.1:9002,weight=7", "127.0.0.1:9003"});
+  config next = testing::config_with_backends({"127.0.0.1:9002,weight=7", "127.0.0.1:9003"});
   supervisor::backend_rows_change change;
   REQUIRE(change.prepare(*t, next) == "");
   change.commit(*t, next);
@@ -151,10 +142,10 @@ TEST_CASE("backend_rows.commit_activates_reweights_and_removes") {
 TEST_CASE("backend_rows.too_many_backends_stage_nothing") {
   auto t = table_with_two_slots();
   std::string err;
-  config first = with_backends({"127.0.0.1:9001"});
+  config first = testing::config_with_backends({"127.0.0.1:9001"});
   REQUIRE(supervisor::apply_backends(*t, first, err));
   const auto before = copy_of(*t);
-  config next = with_backends({"127.0.0.1:9001"});
+  config next = testing::config_with_backends({"127.0.0.1:9001"});
   for (int port = 20000; port < 20000 + static_cast<int>(shm::max_backends); ++port) {
     backend_config b;
     REQUIRE(parse_backend("127.0.0.1:" + std::to_string(port), b, err));

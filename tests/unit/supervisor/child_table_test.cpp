@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/supervisor/backend_configs.h"
 #include "tests/unit/table_image.h"
 
 #include <signal.h>
@@ -80,13 +81,7 @@ struct body_made {
 
 std::shared_ptr<const config> config_with(std::initializer_list<const char*> backends,
                                           unsigned workers) {
-  auto c = std::make_shared<config>();
-  std::string err;
-  for (const char* s : backends) {
-    backend_config b;
-    REQUIRE(parse_backend(s, b, err));
-    c->backends.push_back(b);
-  }
+  auto c = std::make_shared<config>(testing::config_with_backends(backends));
   c->workers = workers;
   c->drain_timeout_ms = 30'000;
   return c;

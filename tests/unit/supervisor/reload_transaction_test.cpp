@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "tests/unit/supervisor/backend_configs.h"
 #include "tests/unit/table_image.h"
 
 #include <memory>
@@ -29,23 +30,13 @@ struct recorded_step : reload_step {
   void roll_back() override { log.push_back("roll_back"); }
 };
 
-config with_backends(std::initializer_list<const char*> specs) {
-  config c;
-  std::string err;
-  for (const char* s : specs) {
-    backend_config b;
-    REQUIRE(parse_backend(s, b, err));
-    c.backends.push_back(b);
-  }
-  return c;
-}
 
 }  // namespace
 
 TEST_CASE("reload_transaction.a_later_step_that_fails_rolls_back_the_backend_rows") {
   auto t = testing::fresh_table();
   std::string err;
-  config first = with_backends({"127.0.0.1:9001"});
+  config first = testing::config_with_backends({"127.0.0.1:9001"});
   REQUIRE(apply_backends(*t, first, err));
   const std::string before = cli::render_status_json(*t, 1000);
 
@@ -55,7 +46,7 @@ TEST_CASE("reload_transaction.a_later_step_that_fails_rolls_back_the_backend_row
   tx.add(std::make_unique<recorded_step>("", log));
   tx.add(std::make_unique<recorded_step>("cannot load certificate x.pem", log));
   tx.add(std::make_unique<recorded_step>("", log));
-  config next = with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  config next = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
   CHECK(tx.prepare(next) == "cannot load certificate x.pem");
   // Prepared in order, undone last first; the step after the failure never ran.
   CHECK(log == std::vector<std::string>{"prepare", "prepare", "roll_back"});
@@ -66,14 +57,14 @@ TEST_CASE("reload_transaction.a_later_step_that_fails_rolls_back_the_backend_row
 TEST_CASE("reload_transaction.commits_every_step_and_the_check_settings") {
   auto t = testing::fresh_table();
   std::string err;
-  config first = with_backends({"127.0.0.1:9001"});
+  config first = testing::config_with_backends({"127.0.0.1:9001"});
   REQUIRE(apply_backends(*t, first, err));
   std::vector<std::string> log;
   reload_transaction tx;
   tx.add(std::make_unique<backend_rows_step>(*t));
   tx.add(std::make_unique<check_settings_step>(*t));
   tx.add(std::make_unique<recorded_step>("", log));
-  config next = with_backends({"127.0.0.1:9002"});
+  config next = testing::config_with_backends({"127.0.0.1:9002"});
   next.check.rise = 7;
   REQUIRE(tx.prepare(next) == "");
   CHECK(t->checker.rise == 0);  // nothing visible before the commit

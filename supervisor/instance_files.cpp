@@ -68,6 +68,10 @@ std::string lock_file_path(const std::string& instance_name) {
 
 int take_instance_lock(const std::string& path) {
   const int fd = open_lock_file(path, O_RDWR | O_CREAT);
+  if (fd < 0 && (errno == EPERM || errno == ELOOP)) {
+    throw std::runtime_error("refusing lock file " + path +
+                             ": not a plain file of this user's");
+  }
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + strerror(errno));
   struct flock fl = whole_file(F_WRLCK);
   if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {

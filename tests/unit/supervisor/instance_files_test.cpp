@@ -51,6 +51,8 @@ TEST_CASE("instance_files.refuses_a_lock_file_that_is_a_link") {
   temp_runtime_dir dir;
   const std::string lock = lock_file_path("t");
   REQUIRE(symlink("/etc/passwd", lock.c_str()) == 0);
-  CHECK_THROWS_AS(take_instance_lock(lock), std::runtime_error);
+  CHECK_THROWS_WITH_AS(take_instance_lock(lock),
+                       ("refusing lock file " + lock + ": not a plain file of this user's").c_str(),
+                       std::runtime_error);
   CHECK_FALSE(instance_lock_held(lock));
 }

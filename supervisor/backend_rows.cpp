@@ -87,7 +87,15 @@ std::string backend_rows_change::prepare(shm::table& t, config& next) {
     staged_.push_back(free_row);
   }
   // Only now that every backend has a row is anything written: the staged rows, which no
-  // worker of the serving generation has in its configuration.
+  // worker of the serving generation has in its configuration. A backend coming back while its
+  // `removed` row still drains is staged too: only draining workers, which pick nothing, have it.
+  revived_.clear();
+  for (const auto& b : next.backends) {
+    if (t.backends[b.row].state.load() == shm::backend_state::removed) {
+      revived_.push_back(b.row);
+      t.backends[b.row].state.store(shm::backend_state::staged, std::memory_order_release);
+    }
+  }
   for (const auto& b : next.backends) {
     if (std::find(staged_.begin(), staged_.end(), b.row) == staged_.end()) continue;
     auto& r = t.backends[b.row];
@@ -117,6 +125,7 @@ void backend_rows_change::commit(shm::table& t, const config& next) {
     r.config_epoch.fetch_add(1, relaxed);
     raise_high_water(t, b.row);
   }
+  revived_.clear();
   for (std::size_t i = 0; i < t.header.backend_high_water.load(); ++i) {
     if (!kept[i] && t.backends[i].state.load() == shm::backend_state::active) {
       t.backends[i].state.store(shm::backend_state::removed, std::memory_order_release);
@@ -132,7 +141,11 @@ void backend_rows_change::roll_back(shm::table& t) {
       t.backends[row].state.store(shm::backend_state::empty, std::memory_order_release);
     }
   }
+  for (std::size_t row : revived_) {
+    t.backends[row].state.store(shm::backend_state::removed, std::memory_order_release);
+  }
   staged_.clear();
+  revived_.clear();
 }
 
 bool apply_backends(shm::table& t, config& cfg, std::string& error) {

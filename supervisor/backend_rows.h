@@ -31,7 +31,8 @@ class backend_rows_change {
   void roll_back(shm::table& t);
 
  private:
-  std::vector<std::size_t> staged_;
+  std::vector<std::size_t> staged_;   // new rows, empty again on roll-back
+  std::vector<std::size_t> revived_;  // `removed` rows taken back, `removed` again on roll-back
 };
 
 // Master only, at start-up: prepare and commit at once. Returns false with `error` set when

@@ -157,3 +157,28 @@ TEST_CASE("backend_rows.too_many_backends_stage_nothing") {
   CHECK(std::memcmp(t->backends, before->backends, sizeof before->backends) == 0);
   CHECK(t->header.backend_high_water == before->header.backend_high_water);
 }
+
+TEST_CASE("backend_rows.a_backend_back_while_its_removed_row_drains_is_staged_on_that_row") {
+  auto t = table_with_two_slots();
+  std::string err;
+  config first = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, first, err));
+  t->workers[0].backends[0].active = 1;  // 9001 still has a connection when it is removed
+  config second = testing::config_with_backends({"127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, second, err));
+  REQUIRE(t->backends[0].state == shm::backend_state::removed);
+
+  config back = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  supervisor::backend_rows_change change;
+  REQUIRE(change.prepare(*t, back) == "");
+  CHECK(back.backends[0].row == 0);  // its row, with its live count
+  CHECK(t->backends[0].state == shm::backend_state::staged);  // the new generation may pick it
+  change.roll_back(*t);
+  CHECK(t->backends[0].state == shm::backend_state::removed);
+
+  supervisor::backend_rows_change again;
+  REQUIRE(again.prepare(*t, back) == "");
+  again.commit(*t, back);
+  CHECK(t->backends[0].state == shm::backend_state::active);
+  CHECK(shm::sum_active(*t, 0) == 1);
+}

@@ -1,9 +1,12 @@
 // `wslb-faulty run ...` is `wslb run ...` whose workers can be made to fail at start, the way a
 // worker with a configuration it cannot serve (exit 78) or one crashing on start-up would.
 // WSLB_FAULT_FOR_TEST names a file read by every new worker right after fork: while it holds
-// "worker-fatal-config" the worker exits 78, while it holds "worker-crash" it aborts; any other
-// content, or no file, lets it start. The hook lives in this test binary's child_ops, not in
+// "worker-fatal-config" the worker exits 78, while it holds "worker-crash" it aborts, while it
+// holds "worker-hang" it never gets ready (it waits until it is killed); any other content, or
+// no file, lets it start. The hook lives in this test binary's child_ops, not in
 // the shipped `wslb`.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -30,6 +33,9 @@ int injected_start_failure() {
     return wslb::exit_code::fatal_config;
   }
   if (fault == "worker-crash") std::abort();
+  if (fault == "worker-hang") {
+    for (;;) pause();
+  }
   return -1;
 }
 

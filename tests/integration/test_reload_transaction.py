@@ -113,5 +113,33 @@ def test_new_workers_that_exit_78_or_crash_at_start_are_refused_and_the_old_ones
         os.environ.pop("WSLB_FAULT_FOR_TEST", None)
 
 
+def test_new_workers_that_never_get_ready_are_killed_at_the_timeout_and_nothing_changes():
+    b1 = h.EchoBackend()
+    fault = os.path.join(h.RUNTIME_DIR, "hang-fault")
+    os.environ["WSLB_FAULT_FOR_TEST"] = fault
+    try:
+        inst = h.Instance([b1], workers=2, binary=h.WSLB_FAULTY)
+        before = h.without_counters(inst.status())
+        with open(fault, "w") as f:
+            f.write("worker-hang\n")
+        r, churn = _refused_across_a_storm(inst, "restart-workers")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "generation 2 did not start within 10 s; generation 1 keeps serving" in r.stderr, \
+            r.stderr
+        assert not churn.failures, churn.failures[:5]
+        assert h.without_counters(inst.status()) == before
+        # The cause gone, the next restart goes through.
+        os.unlink(fault)
+        r = h.cli("restart-workers", "--name", inst.name)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        s = inst.status()
+        assert s["generation"] == 2, s
+        assert sum(1 for w in s["workers"] if w["generation"] == 2 and w["state"] == "running") \
+            == 2, s["workers"]
+        inst.stop()
+    finally:
+        os.environ.pop("WSLB_FAULT_FOR_TEST", None)
+
+
 if __name__ == "__main__":
     h.main(globals())

@@ -28,7 +28,7 @@ void child_table::start_first(std::shared_ptr<const config> cfg, clock_reading n
   ctx_.table.header.workers_per_generation = workers;
 }
 
-void child_table::notify(transaction_event e, std::uint32_t number, const std::string& text) {
+void child_table::report(transaction_event e, std::uint32_t number, const std::string& text) {
   if (observer_) observer_(e, number, text);
 }
 
@@ -36,8 +36,10 @@ void child_table::begin_restart(std::shared_ptr<const config> next, reload_trans
                                 std::string summary, reply done, clock_reading now) {
   if (pending_) {
     tx.roll_back();
-    return done(false, "a restart is already in progress (generation " +
-                           std::to_string(pending_->next->number()) + " starting)");
+    const std::string why = "a restart is already in progress (generation " +
+                            std::to_string(pending_->next->number()) + " starting)";
+    report(transaction_event::rolled_back, pending_->next->number(), why);
+    return done(false, why);
   }
   const unsigned workers = next->workers;
   const std::uint32_t number = serving_->number() + 1;
@@ -45,7 +47,7 @@ void child_table::begin_restart(std::shared_ptr<const config> next, reload_trans
   if (rows.size() < workers) {
     tx.roll_back();
     const std::string why = "no free worker slot: too many generations still draining";
-    notify(transaction_event::rolled_back, number, why);
+    report(transaction_event::rolled_back, number, why);
     return done(false, why);
   }
   generations_.push_back(std::make_unique<generation>(number, std::move(next),
@@ -54,7 +56,6 @@ void child_table::begin_restart(std::shared_ptr<const config> next, reload_trans
   pending_ = pending_restart{g, std::move(tx), std::move(summary), std::move(done),
                              now.monotonic_ms + ready_timeout_ms};
   log_line(who, "starting generation %u (%u workers)", number, workers);
-  notify(transaction_event::started, number, pending_->summary);
   if (!g->start(ctx_, rows, now)) {
     return roll_back("generation " + std::to_string(number) +
                          " cannot start: a worker could not be forked",
@@ -87,7 +88,7 @@ void child_table::commit(clock_reading now) {
                         drain_seconds + " s)";
   if (!p.summary.empty()) message = p.summary + "; " + message;
   log_line(who, "%s", message.c_str());
-  notify(transaction_event::committed, serving_->number(), message);
+  report(transaction_event::committed, serving_->number(), message);
   forget_finished();
   p.done(true, message);
 }
@@ -101,7 +102,7 @@ void child_table::roll_back(const std::string& why, clock_reading now, bool old_
       old_serves_on ? why + "; generation " + std::to_string(serving_->number()) + " keeps serving"
                     : why;
   log_line(who, "%s", message.c_str());
-  notify(transaction_event::rolled_back, p.next->number(), message);
+  report(transaction_event::rolled_back, p.next->number(), message);
   forget_finished();
   p.done(false, message);
 }

@@ -26,6 +26,7 @@ class child_table {
   // The answer to whoever asked for a restart: ok, and the line to show.
   using reply = std::function<void(bool ok, const std::string& message)>;
   // Hears each restart transaction start, commit or roll back (`text`: the reply's line).
+  // Every `started` is followed by exactly one `committed` or `rolled_back`.
   using observer =
       std::function<void(transaction_event, std::uint32_t generation, const std::string& text)>;
 
@@ -34,6 +35,12 @@ class child_table {
   // Adds a helper process (the checker) and starts it.
   helper_child& add_helper(helper_child h, clock_reading now);
   void set_observer(observer o) { observer_ = std::move(o); }
+  // Tells the observer. The master reports `started` when a reload or restart is asked for, and
+  // `rolled_back` when it refuses one before begin_restart (a bad file, say); the child table
+  // reports the outcome of everything it was handed.
+  void report(transaction_event e, std::uint32_t number, const std::string& text);
+  // The number the next generation will have.
+  std::uint32_t next_generation() const { return serving_->number() + 1; }
 
   // Starts generation 1 with `cfg`, serving at once: there is nothing to roll back to.
   void start_first(std::shared_ptr<const config> cfg, clock_reading now);
@@ -77,7 +84,6 @@ class child_table {
   // Ends the pending generation and undoes its transaction; answers `why`, followed by
   // "generation N keeps serving" when `old_serves_on`.
   void roll_back(const std::string& why, clock_reading now, bool old_serves_on = true);
-  void notify(transaction_event e, std::uint32_t number, const std::string& text);
   std::vector<std::size_t> free_rows(std::size_t wanted) const;
   generation* owner_of_row(std::size_t row);
   void forget_finished();

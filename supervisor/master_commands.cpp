@@ -41,7 +41,12 @@ void master::register_commands() {
 }
 
 void master::restart_workers(control_request_ptr request) {
-  if (stopping_) return answer(request)(false, "the instance is stopping");
+  children_->report(transaction_event::started, children_->next_generation(), "restart");
+  if (stopping_) {
+    const std::string why = "the instance is stopping";
+    children_->report(transaction_event::rolled_back, children_->next_generation(), why);
+    return answer(request)(false, why);
+  }
   // Same configuration, nothing to prepare: the transaction has no steps.
   children_->begin_restart(children_->serving().cfg(), reload_transaction{}, "",
                            answer(request), now());
@@ -56,8 +61,10 @@ reload_transaction master::reload_steps() {
 
 void master::reload(control_request_ptr request) {
   const std::string refused = "reload refused, configuration unchanged: ";
+  children_->report(transaction_event::started, children_->next_generation(), "reload");
   const auto fail = [&](const std::string& why) {
     log_line(who, "%s%s", refused.c_str(), why.c_str());
+    children_->report(transaction_event::rolled_back, children_->next_generation(), refused + why);
     answer(request)(false, refused + why);
   };
   if (stopping_) return fail("the instance is stopping");

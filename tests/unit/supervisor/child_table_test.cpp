@@ -158,7 +158,7 @@ TEST_CASE("child_table.restart_commits_only_when_every_new_worker_is_ready") {
   CHECK(m.ops.was_sent(1, child_channel::msg_drain));
   CHECK(m.state_of(0) == shm::worker_state::draining);
   CHECK(m.table->workers[0].drain_deadline_ms == m.now.unix_ms + 30'000);
-  CHECK(m.events == std::vector<std::string>{"started 2", "committed 2"});
+  CHECK(m.events == std::vector<std::string>{"committed 2"});
 }
 
 TEST_CASE("child_table.a_reload_that_fails_at_each_step_leaves_everything_as_it_was") {

@@ -133,7 +133,7 @@ exit_outcome generation::on_exit(generation_context& ctx, const exited_child& ex
   shm::clear_worker_row(ctx.table, s->row);  // its live counts die with it; totals are kept
 
   if (s->phase == slot_phase::draining || s->phase == slot_phase::discarded) {
-    why = s->phase == slot_phase::draining ? worker + " finished draining (" + how + ")" : "";
+    why = s->phase == slot_phase::draining ? worker + " exited as asked (" + how + ")" : "";
     publish(ctx, *s, slot_phase::released, now);
     return exit_outcome::expected;
   }

@@ -35,6 +35,7 @@ RUNTIME_DIR = tempfile.mkdtemp(prefix="wslb-test-")
 os.environ["WSLB_RUNTIME_DIR"] = RUNTIME_DIR
 _started = []  # every Popen we started, killed at exit by PID
 _user_dirs = {}  # uid -> runtime directory made by as_user(), removed at exit
+_tables = []  # /dev/shm paths of the instances started, removed by cleanup() once they are dead
 _name_counter = [0]
 
 
@@ -140,6 +141,7 @@ class Instance:
         self.workers = workers
         self.proc = start_process([binary or WSLB, *self.args], log_path=self.log_path,
                                   **self.run_as)
+        _tables.append(f"/dev/shm/wslb.{self.run_as.get('user', os.geteuid())}.{self.name}")
         if wait:
             self.wait_ready()
 
@@ -319,6 +321,11 @@ def cleanup():
             except subprocess.TimeoutExpired:
                 pass
     _started.clear()
+    # A master killed here (or by the test) leaves its table behind: not for the next test.
+    for path in _tables:
+        if os.path.exists(path):
+            os.unlink(path)
+    _tables.clear()
 
 
 def main(namespace):

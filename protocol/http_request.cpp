@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
 #include <cstring>
 
 #include "protocol/websocket.h"
@@ -119,6 +120,7 @@ int request_head_parser::on_url(http_parser* p, const char* at, std::size_t len)
 
 int request_head_parser::on_header_field(http_parser* p, const char* at, std::size_t len) {
   auto* self = static_cast<request_head_parser*>(p->data);
+  if (self->headers_done_) return 0;  // a chunked body's trailer: relayed, not ours to read
   if (self->last_was_value_) {
     header_line h;
     h.name.off = static_cast<std::uint32_t>(at - self->head_.data());
@@ -132,7 +134,7 @@ int request_head_parser::on_header_field(http_parser* p, const char* at, std::si
 
 int request_head_parser::on_header_value(http_parser* p, const char* at, std::size_t len) {
   auto* self = static_cast<request_head_parser*>(p->data);
-  if (self->headers_.empty()) return 0;
+  if (self->headers_done_ || self->headers_.empty()) return 0;
   span& v = self->headers_.back().value;
   const auto off = static_cast<std::uint32_t>(at - self->head_.data());
   if (!self->last_was_value_) {
@@ -156,6 +158,15 @@ int request_head_parser::on_headers_complete(http_parser* p) {
   return 0;
 }
 
+int request_head_parser::on_message_complete(http_parser* p) {
+  auto* self = static_cast<request_head_parser*>(p->data);
+  self->message_done_ = true;
+  // Stop where the request ends: what follows is the next request, read only after this
+  // request's response (requests are answered one at a time, in order).
+  http_parser_pause(p, 1);
+  return 0;
+}
+
 head_feed_result request_head_parser::fail(int status) {
   state_ = state::error;
   result_ = head_feed_result{head_status::error, 0, status};
@@ -170,6 +181,7 @@ const http_parser_settings& request_head_parser::settings() {
     init.on_header_field = &request_head_parser::on_header_field;
     init.on_header_value = &request_head_parser::on_header_value;
     init.on_headers_complete = &request_head_parser::on_headers_complete;
+    init.on_message_complete = &request_head_parser::on_message_complete;
     return init;
   }();
   return s;
@@ -225,11 +237,60 @@ int request_head_parser::validate() {
   }
   // RFC 9112 3.2: a server must answer 400 to an HTTP/1.1 request without exactly one Host.
   if (hosts > 1 || (parser_.http_minor >= 1 && hosts == 0)) return 400;
+  // A tunnel request is not ours to open; the bytes after it would not be HTTP.
+  if (parser_.method == HTTP_CONNECT) return 400;
+  // RFC 9112 6.1/6.3: a request body is delimited by chunked (the final coding) or by
+  // Content-Length, never both; anything else cannot be delimited and must be refused.
+  // (http-parser already refuses both together and conflicting Content-Lengths.)
+  const bool chunked = (parser_.flags & F_CHUNKED) != 0;
+  if (const auto te = header("Transfer-Encoding"); te && !chunked) return 400;
+  const bool has_body =
+      chunked || (parser_.content_length > 0 && parser_.content_length != ULLONG_MAX);
   if (!websocket_) return 0;
+  if (has_body) return 400;  // nothing may travel between an upgrade request and its answer
   if (parser_.method != HTTP_GET || parser_.http_minor < 1) return 400;
   if (versions != 1 || version != "13") return 426;
   if (keys != 1 || !valid_websocket_key(key)) return 400;
   return 0;
+}
+
+bool request_head_parser::start_body() {
+  // The parser was paused on the head's final LF without consuming it (see feed): hand it that
+  // byte again so that it chooses how the body is delimited.
+  http_parser_pause(&parser_, 0);
+  http_parser_execute(&parser_, &settings(), "\n", 1);
+  return message_done_;
+}
+
+body_feed_result request_head_parser::feed_body(const char* data, std::size_t len) {
+  body_feed_result r;
+  if (message_done_) {
+    r.done = true;
+    return r;
+  }
+  if (len == 0) return r;  // execute(len 0) would mean EOF
+  r.consumed = http_parser_execute(&parser_, &settings(), data, len);
+  const auto err = HTTP_PARSER_ERRNO(&parser_);
+  r.done = message_done_;
+  r.error = !message_done_ && err != HPE_OK;
+  return r;
+}
+
+void request_head_parser::reset() {
+  http_parser_init(&parser_, HTTP_REQUEST);
+  parser_.data = this;
+  head_.clear();
+  headers_.clear();
+  url_ = span{};
+  head_len_ = 0;
+  result_ = head_feed_result{};
+  state_ = state::reading;
+  last_was_value_ = true;
+  headers_done_ = false;
+  message_done_ = false;
+  folded_ = false;
+  websocket_ = false;
+  keep_alive_ = false;
 }
 
 std::string_view request_head_parser::method() const {
@@ -286,6 +347,65 @@ std::optional<std::string_view> request_head_parser::query_param(std::string_vie
   return std::nullopt;
 }
 
+namespace {
+
+// What a request header is to the head wslb forwards.
+enum class header_role {
+  end_to_end,     // passed on as it is
+  framing,        // Host, Content-Length, Transfer-Encoding: never dropped
+  hop_by_hop,     // this connection's business only
+  upgrade,        // Upgrade: passed on for a WebSocket upgrade only
+  xff,            // X-Forwarded-For
+  forwarded,      // Forwarded (RFC 7239)
+  xf_proto,       // X-Forwarded-Proto
+  real_ip,        // X-Real-IP
+  xf_other,       // X-Forwarded-Host, X-Forwarded-Port
+  look_alike,     // a forwarding header spelt with '_' (X_Forwarded_For)
+};
+
+// Case-insensitive, with '_' taken as '-': many frameworks (CGI, WSGI, PHP, Rack) turn both
+// spellings into the same variable, so a client's X_Real_IP would pass for ours.
+bool loose_equals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] == '_' ? '-' : lower(a[i]);
+    const char y = b[i] == '_' ? '-' : lower(b[i]);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+header_role role_of(std::string_view name) {
+  static constexpr std::pair<std::string_view, header_role> known[] = {
+      {"host", header_role::framing},
+      {"content-length", header_role::framing},
+      {"transfer-encoding", header_role::framing},
+      {"connection", header_role::hop_by_hop},
+      {"keep-alive", header_role::hop_by_hop},
+      {"proxy-connection", header_role::hop_by_hop},
+      {"te", header_role::hop_by_hop},
+      {"upgrade", header_role::upgrade},
+  };
+  static constexpr std::pair<std::string_view, header_role> forwarding_names[] = {
+      {"x-forwarded-for", header_role::xff},
+      {"forwarded", header_role::forwarded},
+      {"x-forwarded-proto", header_role::xf_proto},
+      {"x-real-ip", header_role::real_ip},
+      {"x-forwarded-host", header_role::xf_other},
+      {"x-forwarded-port", header_role::xf_other},
+  };
+  for (const auto& [known_name, role] : known) {
+    if (iequals(name, known_name)) return role;
+  }
+  for (const auto& [known_name, role] : forwarding_names) {
+    if (!loose_equals(name, known_name)) continue;
+    return name.find('_') == std::string_view::npos ? role : header_role::look_alike;
+  }
+  return header_role::end_to_end;
+}
+
+}  // namespace
+
 template <typename Sink>
 void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const {
   char version[16] = "HTTP/";
@@ -298,31 +418,78 @@ void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const 
   sink.put(" ");
   sink.put(std::string_view(version, static_cast<std::size_t>(end - version)));
   sink.put("\r\n");
-  bool any_xff = false;
+  const auto named_by_connection = [&](std::string_view name) {
+    for (std::size_t i = 0; i < headers_.size(); ++i) {
+      if (iequals(header_name(i), "Connection") && header_has_token(header_value(i), name)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const bool trusted = f.add_headers && f.trusted_peer;
+  bool kept_proto = false;
+  bool kept_real_ip = false;
   for (std::size_t i = 0; i < headers_.size(); ++i) {
     const std::string_view name = header_name(i);
-    if (f.add_headers && (iequals(name, "X-Forwarded-For") || iequals(name, "X-Forwarded-Proto") ||
-                          iequals(name, "X-Real-IP"))) {
-      continue;
+    const header_role role = role_of(name);
+    bool keep = true;
+    switch (role) {
+      case header_role::end_to_end: keep = !named_by_connection(name); break;
+      case header_role::framing: break;
+      case header_role::hop_by_hop: keep = false; break;
+      case header_role::upgrade: keep = websocket_; break;
+      case header_role::xff:
+      case header_role::forwarded: keep = !f.add_headers; break;  // chains: written below
+      case header_role::xf_proto:
+        keep = !f.add_headers || (trusted && !kept_proto);
+        kept_proto = kept_proto || keep;
+        break;
+      case header_role::real_ip:
+        keep = !f.add_headers || (trusted && !kept_real_ip);
+        kept_real_ip = kept_real_ip || keep;
+        break;
+      case header_role::xf_other: keep = !f.add_headers || trusted; break;
+      case header_role::look_alike: keep = !f.add_headers; break;
     }
+    if (!keep) continue;
     sink.put(name);
     sink.put(": ");
     sink.put(header_value(i));
     sink.put("\r\n");
   }
-  if (f.add_headers) {
-    sink.put("X-Forwarded-For: ");
+  if (websocket_) {
+    sink.put("Connection: Upgrade\r\n");
+  } else if (!keep_alive_) {
+    sink.put("Connection: close\r\n");
+  } else if (parser_.http_minor == 0) {
+    sink.put("Connection: keep-alive\r\n");
+  }
+  if (!f.add_headers) {
+    sink.put("\r\n");
+    return;
+  }
+  // A trusted peer's chain, every header of that name joined in order, then our hop.
+  const auto put_chain = [&](header_role role) {
+    if (!trusted) return;
     for (std::size_t i = 0; i < headers_.size(); ++i) {
-      if (!iequals(header_name(i), "X-Forwarded-For")) continue;
       const std::string_view v = header_value(i);
-      if (v.empty()) continue;
-      if (any_xff) sink.put(", ");
+      if (v.empty() || role_of(header_name(i)) != role) continue;
       sink.put(v);
-      any_xff = true;
+      sink.put(", ");
     }
-    if (any_xff) sink.put(", ");
-    sink.put(f.client_ip);
-    sink.put("\r\nX-Forwarded-Proto: http\r\nX-Real-IP: ");
+  };
+  const bool v6 = f.client_ip.find(':') != std::string_view::npos;
+  sink.put("X-Forwarded-For: ");
+  put_chain(header_role::xff);
+  sink.put(f.client_ip);
+  sink.put("\r\nForwarded: ");
+  put_chain(header_role::forwarded);
+  sink.put(v6 ? "for=\"[" : "for=");  // RFC 7239 6: an IPv6 node is quoted and bracketed
+  sink.put(f.client_ip);
+  sink.put(v6 ? "]\";proto=http\r\n" : ";proto=http\r\n");
+  if (!kept_proto) sink.put("X-Forwarded-Proto: http\r\n");
+  if (!kept_real_ip) {
+    sink.put("X-Real-IP: ");
     sink.put(f.client_ip);
     sink.put("\r\n");
   }

@@ -1,15 +1,9 @@
-// The client's HTTP/1.1 request head, read incrementally in http mode before a backend is
-// chosen. Built on Debian's http-parser (nodejs/http-parser 2.9); the worker feeds it every read
-// of a new connection until it answers `complete` or `error`, then drops it.
-//
-// What happens after the head: the worker forwards this one head (with the forwarding headers,
-// see write_forwarded_head) to the chosen backend and from then on tunnels the connection's bytes
-// both ways, unparsed, until either side closes. On a kept-alive plain-HTTP connection the later
-// requests therefore go to the same backend as the first one, without being balanced again and
-// without forwarding headers of their own (the backend sees them on the first request of the
-// connection only). This is what a WebSocket-oriented balancer wants (one decision per
-// connection, no per-request parsing on the hot path); clients that need per-request balancing
-// open one connection per request.
+// The client's HTTP/1.1 requests, read incrementally in http mode, one after another on a
+// kept-alive connection. Built on Debian's http-parser (nodejs/http-parser 2.9). For each
+// request the worker feeds the head until `complete` or `error`, builds the head it forwards
+// (forwarding headers and hop-by-hop hygiene, see write_forwarded_head), then follows the body
+// (Content-Length or chunked, never guessed: a request with neither has none) with start_body /
+// feed_body, relaying it untouched, and reset()s the parser for the next request.
 #pragma once
 
 #include <http_parser.h>
@@ -40,6 +34,16 @@ struct head_feed_result {
 struct forwarding {
   bool add_headers = true;  // --forward-headers
   std::string_view client_ip;
+  // The peer is one of --trusted-proxies: its forwarding headers are kept and appended to
+  // instead of replaced.
+  bool trusted_peer = false;
+};
+
+// Where a request body ends (feed_body).
+struct body_feed_result {
+  std::size_t consumed = 0;  // bytes of the feed that belong to the body
+  bool done = false;         // the request ends with them
+  bool error = false;        // malformed chunked framing: the connection cannot go on
 };
 
 // Parses one request head. Memory is bounded: at most `max_header_size` bytes of head are ever
@@ -54,7 +58,9 @@ class request_head_parser {
   // calls return the same result again and look at no bytes. Never throws for bad input.
   //
   // Errors: malformed request line or headers, an HTTP version other than 1.x, an HTTP/1.1
-  // request without exactly one Host, a folded (obs-fold) header line -> 400; a head longer than
+  // request without exactly one Host, a folded (obs-fold) header line, CONNECT, both
+  // Content-Length and Transfer-Encoding, a Transfer-Encoding whose last coding is not chunked,
+  // a WebSocket upgrade with a body -> 400; a head longer than
   // max_header_size -> 431. A WebSocket upgrade (an Upgrade header naming "websocket") must be a
   // GET over HTTP/1.1 with exactly one valid Sec-WebSocket-Key (-> 400 otherwise) and
   // Sec-WebSocket-Version: 13 (-> 426 otherwise, answered with Sec-WebSocket-Version: 13;
@@ -62,6 +68,19 @@ class request_head_parser {
   head_feed_result feed(const char* data, std::size_t len);
 
   bool complete() const { return state_ == state::complete; }
+  // True once any byte of this request has been fed (a keep-alive connection that goes quiet
+  // before its next request is closed, one that stops mid-head is answered 408).
+  bool started() const { return !head_.empty(); }
+
+  // After complete(): starts following the body. Returns true when the request has none (it
+  // ends with its head), false when feed_body must see it.
+  bool start_body();
+  // Advances over the next client bytes of the body, without copying them; stops where the
+  // request ends (whatever follows is the next request).
+  body_feed_result feed_body(const char* data, std::size_t len);
+
+  // Ready for the next request of the connection (keeps the buffers' capacity).
+  void reset();
   // The head's bytes as received (request line through the empty line). Valid when complete.
   std::string_view head() const { return {head_.data(), head_len_}; }
 
@@ -71,6 +90,7 @@ class request_head_parser {
   unsigned http_major() const { return parser_.http_major; }
   unsigned http_minor() const { return parser_.http_minor; }
   bool is_websocket_upgrade() const { return websocket_; }
+  bool is_head_method() const { return parser_.method == HTTP_HEAD; }
   // True when the client wants the connection kept open after this request
   // (http_should_keep_alive: HTTP/1.1 without "Connection: close", or 1.0 with keep-alive).
   bool keep_alive() const { return keep_alive_; }
@@ -90,14 +110,22 @@ class request_head_parser {
   // empty value for "?sid" or "?sid=".
   std::optional<std::string_view> query_param(std::string_view name) const;
 
-  // The head to send to the backend. With f.add_headers: every client-supplied
-  // X-Forwarded-For is folded into one "X-Forwarded-For: <existing>, <client_ip>" (or added as
-  // "<client_ip>"), X-Forwarded-Proto becomes "http" and X-Real-IP becomes <client_ip>
-  // (client-supplied ones of those two are dropped: the client cannot spoof them). Other lines
-  // are kept in order. The head is rebuilt from what was parsed ("METHOD target HTTP/1.x", then
-  // "Name: value" lines, CRLF line ends) so the backend reads exactly what we validated.
+  // The head to send to the backend, rebuilt from what was parsed ("METHOD target HTTP/1.x",
+  // then "Name: value" lines in order, CRLF line ends) so the backend reads exactly what we
+  // validated. Hop-by-hop hygiene: Connection, Keep-Alive, Proxy-Connection, TE, Upgrade and
+  // every header Connection names are dropped (never Host, Content-Length or Transfer-Encoding,
+  // which frame the request); then one Connection of ours: "Upgrade" (with the client's Upgrade)
+  // for a WebSocket upgrade, "close" when the client does not keep the connection alive,
+  // "keep-alive" for an HTTP/1.0 client that does. With f.add_headers, forwarding headers
+  // (matched with '_' taken as '-' and any case, so X_Forwarded_For is one too):
+  //   from a trusted peer: X-Forwarded-For and Forwarded chains are kept and appended to
+  //     ("<chain>, <client_ip>", "<chain>, for=<client_ip>;proto=http"), a single
+  //     X-Forwarded-Proto, X-Real-IP, X-Forwarded-Host and X-Forwarded-Port are kept;
+  //   from anyone else: all of them are dropped, including the '_' spellings;
+  //   then X-Forwarded-For, Forwarded, X-Forwarded-Proto ("http" unless kept) and X-Real-IP
+  //   (<client_ip> unless kept) are written by us. Spellings with '_' are always dropped.
   // forwarded_head_size gives the exact size; write_forwarded_head writes into `out` and returns
-  // the bytes written, or 0 when `cap` is too small. Called by the worker once per connection.
+  // the bytes written, or 0 when `cap` is too small. Called by the worker once per request.
   std::size_t forwarded_head_size(const forwarding& f) const;
   std::size_t write_forwarded_head(char* out, std::size_t cap, const forwarding& f) const;
   std::string forwarded_head(const forwarding& f) const;
@@ -118,6 +146,7 @@ class request_head_parser {
   static int on_header_field(http_parser* p, const char* at, std::size_t len);
   static int on_header_value(http_parser* p, const char* at, std::size_t len);
   static int on_headers_complete(http_parser* p);
+  static int on_message_complete(http_parser* p);
 
   std::string_view view(span s) const { return {head_.data() + s.off, s.len}; }
   void extend(span& s, const char* at, std::size_t len) const;
@@ -136,6 +165,7 @@ class request_head_parser {
   state state_ = state::reading;
   bool last_was_value_ = true;  // the next on_header_field starts a new header line
   bool headers_done_ = false;
+  bool message_done_ = false;
   bool folded_ = false;
   bool websocket_ = false;
   bool keep_alive_ = false;

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "worker/accept_balance.h"
 #include "worker/drain.h"
+#include "worker/connection_flow.h"
 #include "worker/session.h"
 
 namespace wslb::worker {

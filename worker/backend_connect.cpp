@@ -8,7 +8,8 @@
 
 #include "common/log.h"
 #include "protocol/proxy_protocol.h"
-#include "worker/http_front.h"
+#include "worker/connection_flow.h"
+#include "worker/front_state.h"
 #include "worker/passive_health.h"
 #include "worker/row_counters.h"
 
@@ -22,13 +23,6 @@ constexpr auto relaxed = std::memory_order_relaxed;
 constexpr std::int64_t failure_log_interval_ms = 1000;
 
 void on_connected(uv_connect_t* req, int status);
-
-void on_timer_closed(uv_handle_t* h) {
-  auto* hs = static_cast<connect_state*>(h->data);
-  session* s = hs->owner;
-  delete hs;
-  release_handle(s);
-}
 
 std::string describe_connect_error(const worker_context& ctx, int err) {
   switch (err) {
@@ -67,12 +61,18 @@ void on_backend_closed_for_retry(uv_handle_t* h) {
   connect_backend(s);
 }
 
+void on_dropped_backend_closed(uv_handle_t* h) {
+  session* s = static_cast<session*>(h->data);
+  s->backend_open = false;
+  release_handle(s);
+}
+
 // The current attempt failed (refused, reset, timed out, or could not even start). Counts it,
 // feeds passive health when the backend is to blame, and moves on to the next backend once the
 // failed socket is closed.
 void attempt_failed(session* s, int err, bool backend_fault) {
   worker_context& ctx = s->ctx();
-  connect_state* hs = s->hs;
+  front_state* hs = s->hs;
   const std::size_t index = s->backend_index;
   const std::size_t row = ctx.cfg.backends[index].row;
   uv_timer_stop(&hs->timer);
@@ -94,64 +94,19 @@ void attempt_failed(session* s, int err, bool backend_fault) {
   uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed_for_retry);
 }
 
-void on_connect_timeout(session* s) {
-  connect_state* hs = s->hs;
-  if (!hs->connect_outstanding) return;
-  attempt_failed(s, UV_ETIMEDOUT, true);
-}
-
 void give_up(session* s) {
-  worker_context& ctx = s->ctx();
-  connect_state* hs = s->hs;
-  const bool tried_any = hs->tried != 0;
-  if (ctx.cfg.mode == proxy_mode::http) {
-    // Nothing was healthy: 503. Every healthy backend failed: 504 if the last one timed out,
-    // else 502 (refused or reset before answering).
-    int status = 503;
-    if (tried_any) status = hs->last_error == UV_ETIMEDOUT ? 504 : 502;
-    answer_error(s, status);
-    return;
-  }
-  if (!tried_any) counter_add(ctx.row.errors[static_cast<std::size_t>(shm::error_kind::no_backend_tcp_close)], 1);
-  close_session(s);
-}
-
-// The bytes that go to the backend before anything else: the PROXY header, then (http mode)
-// the request head with forwarding headers and whatever the client sent behind it.
-std::string initial_bytes(session* s) {
-  worker_context& ctx = s->ctx();
-  connect_state* hs = s->hs;
-  std::string out;
-  if (ctx.cfg.proxy_proto != proxy_protocol::off) {
-    sockaddr_storage local{};
-    int len = sizeof local;
-    uv_tcp_getsockname(&s->client, reinterpret_cast<sockaddr*>(&local), &len);
-    std::uint8_t header[protocol::proxy_header_max];
-    const std::size_t n = protocol::write_proxy_header(
-        ctx.cfg.proxy_proto == proxy_protocol::v1 ? protocol::proxy_version::v1
-                                                  : protocol::proxy_version::v2,
-        reinterpret_cast<const sockaddr*>(&hs->peer), reinterpret_cast<const sockaddr*>(&local),
-        header, sizeof header);
-    out.append(reinterpret_cast<const char*>(header), n);
-  }
-  if (hs->head) {
-    char ip[protocol::ip_text_max];
-    const std::size_t ip_len =
-        protocol::format_ip(reinterpret_cast<const sockaddr*>(&hs->peer), ip);
-    const protocol::forwarding f{ctx.cfg.forward_headers, std::string_view(ip, ip_len)};
-    const std::size_t at = out.size();
-    out.resize(at + hs->head->forwarded_head_size(f));
-    const std::size_t n = hs->head->write_forwarded_head(out.data() + at, out.size() - at, f);
-    out.resize(at + n);
-    out += hs->early;
-  }
-  return out;
+  front_state* hs = s->hs;
+  // Nothing was healthy: 503. Every healthy backend failed: 504 if the last one timed out,
+  // else 502 (refused or reset before answering).
+  int status = 503;
+  if (hs->tried != 0) status = hs->last_error == UV_ETIMEDOUT ? 504 : 502;
+  no_backend_connected(s, status);
 }
 
 void on_connected(uv_connect_t* req, int status) {
   session* s = static_cast<session*>(req->data);
   if (s->dead) return;
-  connect_state* hs = s->hs;
+  front_state* hs = s->hs;
   // A cancelled request (we closed the socket after a timeout) was already handled.
   if (hs == nullptr || !hs->connect_outstanding) return;
   hs->connect_outstanding = false;
@@ -163,55 +118,42 @@ void on_connected(uv_connect_t* req, int status) {
   uv_timer_stop(&hs->timer);
   note_connect_success(ctx.table.backends[ctx.cfg.backends[s->backend_index].row]);
   uv_tcp_nodelay(&s->backend, 1);
-  const bool watch = ctx.cfg.mode == proxy_mode::tcp || (hs->head && hs->head->is_websocket_upgrade());
-  const std::string initial = initial_bytes(s);
-  start_tunnel(s, initial.data(), initial.size(), watch);
+  backend_connected(s);
 }
 
 }  // namespace
 
-bool open_connect_state(session* s, const sockaddr_storage& peer) {
-  worker_context& ctx = s->ctx();
-  auto* hs = new (std::nothrow) connect_state{};
-  if (hs == nullptr) return false;
-  if (uv_timer_init(&ctx.loop, &hs->timer) != 0) {
-    delete hs;
-    return false;
-  }
-  hs->owner = s;
-  hs->timer.data = hs;
-  hs->peer = peer;
-  if (ctx.cfg.balance.mode == balance_mode::source_hash) hs->sticky_key = hash_client_address(peer);
-  s->hs = hs;
-  ++s->open_handles;
-  return true;
+void on_connect_timeout(session* s) {
+  if (!s->hs->connect_outstanding) return;
+  attempt_failed(s, UV_ETIMEDOUT, true);
 }
 
-void on_connect_state_timer(uv_timer_t* t) {
-  auto* hs = static_cast<connect_state*>(t->data);
-  session* s = hs->owner;
-  if (s->dead) return;
-  if (hs->step == handshake_step::reading_head) {
-    on_handshake_timeout(s);
-  } else if (hs->step == handshake_step::connecting) {
-    on_connect_timeout(s);
-  }
-}
-
-void release_connect_state(session* s) {
-  connect_state* hs = s->hs;
-  if (hs == nullptr) return;
-  s->hs = nullptr;
-  hs->step = handshake_step::done;
-  uv_timer_stop(&hs->timer);
-  uv_close(reinterpret_cast<uv_handle_t*>(&hs->timer), on_timer_closed);
+void drop_backend(session* s) {
+  uncount_backend(s);
+  if (!s->backend_open || uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_dropped_backend_closed);
 }
 
 void connect_backend(session* s) {
   worker_context& ctx = s->ctx();
-  connect_state* hs = s->hs;
-  hs->step = handshake_step::connecting;
-  const std::size_t index = ctx.picker.pick(ctx.table, hs->tried, hs->sticky_key);
+  front_state* hs = s->hs;
+  if (s->backend_open) {
+    // A kept-alive connection whose next request goes to another backend: the old backend
+    // connection goes first (its handle is reused), then this runs again.
+    uncount_backend(s);
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed_for_retry);
+    }
+    return;
+  }
+  std::size_t index = no_backend;
+  const std::uint16_t preferred = hs->preferred;
+  if (preferred != no_backend_index && !((hs->tried >> preferred) & 1u) &&
+      ctx.picker.eligible(ctx.table, preferred)) {
+    index = preferred;
+  } else {
+    index = ctx.picker.pick(ctx.table, hs->tried, hs->sticky_key);
+  }
   if (index == no_backend) {
     give_up(s);
     return;
@@ -242,7 +184,7 @@ void connect_backend(session* s) {
     return;
   }
   hs->connect_outstanding = true;
-  uv_timer_start(&hs->timer, on_connect_state_timer, ctx.cfg.connect_timeout_ms, 0);
+  uv_timer_start(&hs->timer, on_front_timer, ctx.cfg.connect_timeout_ms, 0);
 }
 
 std::uint64_t hash_client_address(const sockaddr_storage& peer) {

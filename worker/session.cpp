@@ -10,8 +10,7 @@
 #include <new>
 
 #include "common/log.h"
-#include "worker/backend_connect.h"
-#include "worker/http_front.h"
+#include "worker/front_state.h"
 #include "worker/row_counters.h"
 
 namespace wslb::worker {
@@ -116,33 +115,6 @@ write_chunk* queue_write(session* s, uv_stream_t* dest, direction d, bool contro
   return c;
 }
 
-// Sends `len` bytes of the loop buffer to the destination of `d`: straight through when the
-// socket takes them, else the remainder is copied once and queued, and the source is paused
-// until it is written (backpressure: at most one queued remainder per direction).
-void relay_bytes(session* s, direction d, const char* data, std::size_t len) {
-  if (len == 0) return;
-  uv_stream_t* dest = s->stream(d, false);
-  std::size_t written = 0;
-  if (s->pending[d] == nullptr) {
-    uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
-    const int r = uv_try_write(dest, &b, 1);
-    if (r >= 0) {
-      written = static_cast<std::size_t>(r);
-      if (written == len) return;
-    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-      close_session(s);  // the destination is gone (reset, broken pipe)
-      return;
-    }
-  }
-  write_chunk* c = queue_write(s, dest, d, false, data + written, len - written);
-  if (c == nullptr) {
-    close_session(s);
-    return;
-  }
-  s->pending[d] = c;
-  pause_source(s, d);
-}
-
 // Graceful close of direction `d`: our close frame (if upgraded and the stream is still open),
 // then FIN. Further input from the source of `d` is read and dropped.
 void finish_direction(session* s, direction d) {
@@ -154,7 +126,7 @@ void finish_direction(session* s, direction d) {
     // Frames towards a server must be masked; towards a client they must not be.
     const protocol::close_frame f =
         protocol::make_close_frame(protocol::close_going_away, d == to_backend);
-    queue_control_write(s, s->stream(d, false), d, f.bytes.data(), f.size);
+    queue_control_write(s, d, f.bytes.data(), f.size);
     if (s->dead) return;
   }
   shut_down(s, d);
@@ -185,69 +157,86 @@ std::size_t advance_to_boundary(protocol::frame_tracker& t, const std::uint8_t* 
 
 }  // namespace
 
-void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  session* s = static_cast<session*>(stream->data);
-  if (s->dead) return;
-  if (!s->relaying) {
-    http_front_read(s, nread, buf);
-    return;
-  }
-  const direction d = stream == reinterpret_cast<uv_stream_t*>(&s->client) ? to_backend : to_client;
-  if (nread > 0) {
-    worker_context& ctx = s->ctx();
-    std::size_t len = static_cast<std::size_t>(nread);
-    const char* data = buf->base;
-    s->last_active_ms = now32(ctx);
-    if (s->done_mask & bit(d)) return;  // graceful close: this direction is finished
-    const auto* u = reinterpret_cast<const std::uint8_t*>(data);
-    if (s->sniffing && d == to_client) {
-      const protocol::sniff_result r = s->watch.sniffer.feed(data, len);
-      if (r.status != protocol::sniff_status::need_more) {
-        s->sniffing = false;
-        if (s->watch.sniffer.switched_protocols()) {
-          // Upgraded: from here both directions are WebSocket frames. The client sent nothing
-          // after its request (it must wait for the 101), so its stream is at a boundary now.
-          s->upgraded = true;
-          new (&s->watch.track[0]) protocol::frame_tracker{};
-          new (&s->watch.track[1]) protocol::frame_tracker{};
-          s->watch.track[to_client].feed(u + r.head_bytes_in_feed, len - r.head_bytes_in_feed);
-        }
-      }
-    } else if (s->upgraded) {
-      if (s->finishing_mask & bit(d)) {
-        // Relay up to the boundary; what follows is dropped (our close frame goes there).
-        len = advance_to_boundary(s->watch.track[d], u, len);
-      } else {
-        s->watch.track[d].feed(u, len);
-      }
-    }
-    auto& bytes = ctx.unflushed[s->backend_index];
-    (d == to_backend ? bytes.in : bytes.out) += len;  // what is relayed, not what was dropped
-    relay_bytes(s, d, data, len);
-    if (!s->dead && (s->finishing_mask & bit(d)) && s->watch.track[d].at_boundary()) {
-      finish_direction(s, d);
-    }
-    return;
-  }
-  if (nread == UV_EOF) {
-    s->eof_mask |= bit(d);
-    s->paused_mask &= static_cast<std::uint8_t>(~bit(d));
-    set_reading(s, d, false);  // libuv stopped reading at EOF; keep the mask in step
-    if (s->graceful) {
-      // The peer finished first: nothing to wait for in this direction.
-      finish_direction(s, d);
-      if (!s->dead && s->eof_mask == 3) close_session(s);
+void relay_bytes(session* s, direction d, const char* data, std::size_t len) {
+  // Write straight through first; queue at most one remainder per direction.
+  if (len == 0) return;
+  uv_stream_t* dest = s->stream(d, false);
+  std::size_t written = 0;
+  if (s->pending[d] == nullptr) {
+    uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+    const int r = uv_try_write(dest, &b, 1);
+    if (r >= 0) {
+      written = static_cast<std::size_t>(r);
+      if (written == len) return;
+    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+      close_session(s);  // the destination is gone (reset, broken pipe)
       return;
     }
-    if (websocket_finished(s)) {
-      close_session(s);
-      return;
-    }
-    shut_down(s, d);
-    if (!s->dead) close_if_finished(s);
+  }
+  write_chunk* c = queue_write(s, dest, d, false, data + written, len - written);
+  if (c == nullptr) {
+    close_session(s);
     return;
   }
-  if (nread < 0) close_session(s);  // reset or another error: nothing more can be relayed
+  s->pending[d] = c;
+  pause_source(s, d);
+}
+
+void tunnel_bytes(session* s, direction d, const char* data, std::size_t len) {
+  worker_context& ctx = s->ctx();
+  s->last_active_ms = now32(ctx);
+  if (s->done_mask & bit(d)) return;  // graceful close: this direction is finished
+  const auto* u = reinterpret_cast<const std::uint8_t*>(data);
+  if (s->sniffing && d == to_client) {
+    const protocol::sniff_result r = s->watch.sniffer.feed(data, len);
+    if (r.status != protocol::sniff_status::need_more) {
+      s->sniffing = false;
+      if (s->watch.sniffer.switched_protocols()) {
+        // Upgraded: from here both directions are WebSocket frames. The client sent nothing
+        // after its request (it must wait for the 101), so its stream is at a boundary now.
+        s->upgraded = true;
+        s->kind = connection_kind::websocket;
+        new (&s->watch.track[0]) protocol::frame_tracker{};
+        new (&s->watch.track[1]) protocol::frame_tracker{};
+        s->watch.track[to_client].feed(u + r.head_bytes_in_feed, len - r.head_bytes_in_feed);
+      }
+    }
+  } else if (s->upgraded) {
+    if (s->finishing_mask & bit(d)) {
+      // Relay up to the boundary; what follows is dropped (our close frame goes there).
+      len = advance_to_boundary(s->watch.track[d], u, len);
+    } else {
+      s->watch.track[d].feed(u, len);
+    }
+  }
+  auto& bytes = ctx.unflushed[s->backend_index];
+  (d == to_backend ? bytes.in : bytes.out) += len;  // what is relayed, not what was dropped
+  relay_bytes(s, d, data, len);
+  if (!s->dead && (s->finishing_mask & bit(d)) && s->watch.track[d].at_boundary()) {
+    finish_direction(s, d);
+  }
+}
+
+void tunnel_end(session* s, direction d, ssize_t nread) {
+  if (nread != UV_EOF) {
+    close_session(s);  // reset or another error: nothing more can be relayed
+    return;
+  }
+  s->eof_mask |= bit(d);
+  s->paused_mask &= static_cast<std::uint8_t>(~bit(d));
+  set_reading(s, d, false);  // libuv stopped reading at EOF; keep the mask in step
+  if (s->graceful) {
+    // The peer finished first: nothing to wait for in this direction.
+    finish_direction(s, d);
+    if (!s->dead && s->eof_mask == 3) close_session(s);
+    return;
+  }
+  if (websocket_finished(s)) {
+    close_session(s);
+    return;
+  }
+  shut_down(s, d);
+  if (!s->dead) close_if_finished(s);
 }
 
 namespace {
@@ -339,19 +328,19 @@ void unlink_session(worker_context& ctx, session* s) {
   s->prev = s->next = nullptr;
 }
 
-void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer) {
+session* open_session(worker_context& ctx, int fd) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   void* mem = std::malloc(sizeof(session));
   if (mem == nullptr) {
     close(fd);
-    return;
+    return nullptr;
   }
   session* s = new (mem) session{};
   if (uv_tcp_init(&ctx.loop, &s->client) != 0) {
     std::free(mem);
     close(fd);
-    return;
+    return nullptr;
   }
   s->client.data = s;
   s->open_handles = 1;
@@ -362,34 +351,20 @@ void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer) {
   if (uv_tcp_open(&s->client, fd) != 0) {
     close(fd);
     close_session(s);
-    return;
+    return nullptr;
   }
   s->last_active_ms = now32(ctx);
-  if (!open_connect_state(s, peer)) {
-    close_session(s);
-    return;
-  }
-  if (ctx.cfg.mode == proxy_mode::http) {
-    start_http_front(s);
-  } else {
-    connect_backend(s);
-  }
+  return s;
 }
 
-void start_tunnel(session* s, const char* initial, std::size_t initial_len, bool watch_for_101) {
-  release_connect_state(s);
-  s->relaying = true;
+void start_tunnel(session* s, bool watch_for_101) {
+  release_front_state(s);
+  s->at = phase::tunnel;
   if (watch_for_101) {
     s->sniffing = true;
     new (&s->watch.sniffer) protocol::response_sniffer{};
   }
-  worker_context& ctx = s->ctx();
-  s->last_active_ms = now32(ctx);
-  ctx.unflushed[s->backend_index].in += initial_len;
-  // Nothing the client sends next may overtake the initial bytes: relay_bytes pauses the client
-  // side (stops reading it, in http mode it may be reading already) if they had to be queued.
-  relay_bytes(s, to_backend, initial, initial_len);
-  if (s->dead) return;
+  s->last_active_ms = now32(s->ctx());
   if (s->eof_mask & bit(to_backend)) {
     shut_down(s, to_backend);  // the client finished right after its request
     if (s->dead) return;
@@ -423,7 +398,7 @@ void close_session(session* s) {
   worker_context& ctx = s->ctx();
   unlink_session(ctx, s);
   uncount_backend(s);
-  if (s->hs != nullptr) release_connect_state(s);
+  if (s->hs != nullptr) release_front_state(s);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->client), on_session_handle_closed);
   if (s->backend_open && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
     uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_session_handle_closed);
@@ -432,7 +407,7 @@ void close_session(session* s) {
 
 void close_session_gracefully(session* s) {
   if (s->dead || s->graceful) return;
-  if (!s->relaying) {
+  if (!s->relaying()) {
     close_session(s);
     return;
   }
@@ -440,6 +415,11 @@ void close_session_gracefully(session* s) {
   s->graceful = true;
   ++ctx.graceful_sessions;
   set_close_deadline(s, boundary_wait_ms);
+  if (s->at != phase::tunnel) {
+    // An HTTP exchange: the connection ends once the response is complete (or at the deadline).
+    s->hs->close_after_response = true;
+    return;
+  }
   if (s->sniffing) s->sniffing = false;  // no answer yet: it is not a WebSocket to close politely
   for (direction d : {to_backend, to_client}) {
     if (s->dead) return;
@@ -452,9 +432,8 @@ void close_session_gracefully(session* s) {
   }
 }
 
-bool queue_control_write(session* s, uv_stream_t* dest, direction d, const void* data,
-                         std::size_t len) {
-  return queue_write(s, dest, d, true, data, len) != nullptr;
+bool queue_control_write(session* s, direction d, const void* data, std::size_t len) {
+  return queue_write(s, s->stream(d, false), d, true, data, len) != nullptr;
 }
 
 void set_close_deadline(session* s, std::uint32_t in_ms) {
@@ -477,7 +456,7 @@ void sweep_sessions(worker_context& ctx) {
       } else if (earlier(s->close_at_ms, earliest)) {
         earliest = s->close_at_ms;
       }
-    } else if (idle != 0 && s->relaying && reached(now, s->last_active_ms + idle)) {
+    } else if (idle != 0 && s->relaying() && reached(now, s->last_active_ms + idle)) {
       close_session_gracefully(s);  // gives s a deadline: it counts for `earliest` too
       if (!s->dead && s->graceful && earlier(s->close_at_ms, earliest)) earliest = s->close_at_ms;
     }

@@ -1,6 +1,15 @@
 // One client connection and its backend connection: the unit a worker relays. One allocation
 // per client holds both libuv handles and a few bytes of state; an idle session owns no buffer
 // (reads use the loop's one buffer). Everything here runs on the worker's loop thread.
+// The order of a connection's life (accept, head, pick, connect, forward, relay) is told by
+// worker/connection_flow.cpp; this file holds the session object and the byte mechanics the
+// flow uses: writes with backpressure, FIN passing, the tunnel with its frame tracking, closes.
+//
+// Transport seam (where TLS goes under the client side): every byte read from the client
+// enters through client_input() (connection_flow.h), called by the client stream's read
+// callback; every byte written to the client leaves through relay_bytes(s, to_client, ...) or
+// queue_control_write(s, to_client, ...), and the client's FIN through shut_down(s, to_client).
+// Nothing else touches the client stream's reads or writes.
 //
 // Memory bound per session: sizeof(session) (about 600 bytes) while idle; while a peer is slow,
 // at most one queued buffer per direction of at most read_buffer_size (64 KiB), because
@@ -19,7 +28,23 @@
 
 namespace wslb::worker {
 
-struct connect_state;
+struct front_state;
+
+// Where a connection is in its life. One phase at a time; the per-direction details of the
+// relay (FIN seen, shut down, paused) stay in the small masks below.
+enum class phase : std::uint8_t {
+  reading_head,  // http: reading a request head (the first, or the next on a kept-alive
+                 // connection: the backend connection, if any, stays open and idle)
+  connecting,    // a backend is being picked and connected (tcp mode: then the tunnel)
+  exchanging,    // http: a request is forwarded; its body and its response are relayed, framed
+  upgrading,     // http: an upgrade request is forwarded; nothing more from the client is
+                 // relayed until the backend answers (101: tunnel; else back to HTTP)
+  tunnel,        // bytes both ways, unparsed: tcp mode, or after a 101 (frames tracked)
+  answered,      // our error answer, or the last response, is out; waiting for the client to go
+};
+
+// What the connection turned out to be, for the access log and counters.
+enum class connection_kind : std::uint8_t { unknown, http, websocket, tcp };
 
 // A direction of the relay, named by where the bytes go. Used as an index and as a bit (1 << d).
 enum direction : std::uint8_t { to_backend = 0, to_client = 1 };
@@ -50,12 +75,16 @@ struct session {
   uv_tcp_t backend;
   session* prev = nullptr;
   session* next = nullptr;
-  connect_state* hs = nullptr;  // from accept until the tunnel starts (head, connect); else null
+  front_state* hs = nullptr;  // from accept until the tunnel starts (HTTP, connect); else null
   write_chunk* pending[2] = {nullptr, nullptr};  // by direction: at most one queued remainder
   stream_watch watch;
   std::uint32_t last_active_ms = 0;  // loop time (truncated) of the last read: idle timeout
   std::uint32_t close_at_ms = 0;     // loop time (truncated) a graceful close gives up waiting
   std::uint16_t backend_index = no_backend_index;  // configured index of the chosen backend
+  std::uint16_t last_status = 0;  // HTTP status of the last response relayed (or answered)
+  std::uint32_t requests = 0;     // HTTP requests forwarded on this connection
+  phase at = phase::connecting;
+  connection_kind kind = connection_kind::unknown;
   std::uint8_t open_handles = 0;  // libuv handles of this session not yet closed
   // Per-direction state, one bit per direction (1 << d).
   std::uint8_t eof_mask = 0;        // the source of d sent FIN
@@ -68,10 +97,14 @@ struct session {
   bool dead : 1 = false;            // closing its handles; freed when they are all closed
   bool graceful : 1 = false;        // a graceful close is under way
   bool upgraded : 1 = false;        // the backend answered 101: frames are tracked
-  bool sniffing : 1 = false;        // watching the backend's first bytes for a 101
+  bool sniffing : 1 = false;        // tcp mode: watching the backend's first bytes for a 101
   bool backend_open : 1 = false;    // `backend` initialised and not closed
   bool counted : 1 = false;         // counted in the row's backends[backend_index].active
-  bool relaying : 1 = false;        // the tunnel has started
+
+  // Bytes are moving between the client and a backend (idle timeout, on-down close apply).
+  bool relaying() const {
+    return at == phase::exchanging || at == phase::upgrading || at == phase::tunnel;
+  }
 
   uv_stream_t* stream(direction d, bool source) {
     const bool client_side = (d == to_backend) == source;
@@ -80,15 +113,26 @@ struct session {
   worker_context& ctx() const { return worker_context::of(client.loop); }
 };
 
-// Called by the acceptor with a freshly accepted, non-blocking client socket. Takes ownership
-// of `fd` (closes it on failure). Counts it in the row (connections, accepted).
-void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer);
+// Allocates a session for a freshly accepted, non-blocking client socket and links it; null
+// (fd closed) when that failed. Counts it in the row (connections, accepted).
+session* open_session(worker_context& ctx, int fd);
 
-// Starts relaying both ways once the backend is connected. `initial` (PROXY header, forwarded
-// request head, early bytes; may be empty) is sent to the backend before anything the client
-// sends next. If the client already sent its FIN (eof_mask), it is passed on after `initial`. `websocket_request` says whether the backend's answer should be watched for 101
-// (always in tcp mode, for upgrade requests in http mode).
-void start_tunnel(session* s, const char* initial, std::size_t initial_len, bool watch_for_101);
+// From here on the session relays bytes both ways unparsed: frees the front state, turns
+// reading on for both sides (unless a side finished or is paused) and passes a FIN the client
+// already sent. `watch_for_101` (tcp mode): the backend's first bytes are watched for a 101,
+// after which frames are tracked. With `upgraded` (http mode after a 101) frames are tracked
+// from now; the caller has fed the trackers what it relayed already.
+void start_tunnel(session* s, bool watch_for_101);
+
+// The tunnel's relay of one read from the source of `d` (frame tracking, graceful close).
+void tunnel_bytes(session* s, direction d, const char* data, std::size_t len);
+// The source of `d` sent its FIN (or failed: `nread` < 0 other than EOF) while tunnelling.
+void tunnel_end(session* s, direction d, ssize_t nread);
+
+// Sends `len` bytes to the destination of `d`: straight through when the socket takes them,
+// else the remainder is copied once and queued, and the source of `d` is paused until it is
+// written (backpressure). Closes the session when the destination is gone.
+void relay_bytes(session* s, direction d, const char* data, std::size_t len);
 
 // Closes both connections now. Idempotent; the session is freed once libuv has closed its
 // handles. Safe to call from any of the session's callbacks.
@@ -100,8 +144,8 @@ void close_session(session* s);
 // not relaying yet are closed at once.
 void close_session_gracefully(session* s);
 
-// The read callback of both of a session's streams. Before the tunnel starts it hands the
-// client's bytes to the http front (http_front_read); then it relays.
+// The read callback of both of a session's streams (connection_flow.cpp): client reads go to
+// client_input, backend reads to backend_input.
 void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
 
 // Turns libuv reads from the source of `d` on or off (no system call when already so).
@@ -111,10 +155,9 @@ bool set_reading(session* s, direction d, bool on);
 // Passes a FIN on: shuts the destination of `d` down once what is queued to it is written.
 void shut_down(session* s, direction d);
 
-// Queues our own bytes (a close frame, an error answer) to `dest` after anything queued
-// before. Returns false (and closes nothing) when the write could not be queued.
-bool queue_control_write(session* s, uv_stream_t* dest, direction d, const void* data,
-                         std::size_t len);
+// Queues our own bytes (a close frame, an error answer) to the destination of `d` after
+// anything queued before. Returns false (and closes nothing) when the write could not be queued.
+bool queue_control_write(session* s, direction d, const void* data, std::size_t len);
 
 // One of the session's libuv handles has been closed; frees the session after its last one
 // once it is being closed.

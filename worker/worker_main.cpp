@@ -54,7 +54,7 @@ void close_sessions_of_down_backends(worker_context& ctx) {
   std::size_t closed = 0;
   for (session* s = ctx.sessions; s != nullptr;) {
     session* next = s->next;
-    if (s->relaying && !s->graceful && s->backend_index != no_backend_index &&
+    if (s->relaying() && !s->graceful && s->backend_index != no_backend_index &&
         ((went_down >> s->backend_index) & 1u)) {
       close_session_gracefully(s);
       ++closed;

@@ -217,12 +217,14 @@ TEST_CASE("http_request.forwarded_head") {
                       "X-Forwarded-Proto: https\r\n"
                       "\r\n")
               .status == head_status::complete);
+  // Not from a trusted proxy: the client's forwarding headers are replaced, not appended to.
   const forwarding on{true, "192.0.2.7"};
   const std::string expected =
       "GET /x HTTP/1.1\r\n"
       "Host: h\r\n"
       "Accept: */*\r\n"
-      "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\n"
+      "X-Forwarded-For: 192.0.2.7\r\n"
+      "Forwarded: for=192.0.2.7;proto=http\r\n"
       "X-Forwarded-Proto: http\r\n"
       "X-Real-IP: 192.0.2.7\r\n"
       "\r\n";
@@ -239,7 +241,8 @@ TEST_CASE("http_request.forwarded_head") {
   request_head_parser q(1024);
   REQUIRE(feed_all(q, "GET / HTTP/1.0\r\n\r\n").status == head_status::complete);
   CHECK(q.forwarded_head(forwarding{true, "::1"}) ==
-        "GET / HTTP/1.0\r\nX-Forwarded-For: ::1\r\nX-Forwarded-Proto: http\r\nX-Real-IP: ::1\r\n\r\n");
+        "GET / HTTP/1.0\r\nConnection: close\r\nX-Forwarded-For: ::1\r\n"
+        "Forwarded: for=\"[::1]\";proto=http\r\nX-Forwarded-Proto: http\r\nX-Real-IP: ::1\r\n\r\n");
 }
 
 TEST_CASE("http_request.tokens") {
@@ -249,4 +252,112 @@ TEST_CASE("http_request.tokens") {
   CHECK_FALSE(header_has_token("", "websocket"));
   CHECK(iequals("X-Real-IP", "x-real-ip"));
   CHECK_FALSE(iequals("X-Real-IP", "x-real-ip "));
+}
+
+namespace {
+
+// Feeds a whole request (head, then body in pieces of `piece` bytes); returns the bytes the
+// request took, or npos on an error.
+std::size_t request_length(request_head_parser& p, std::string_view bytes, std::size_t piece) {
+  const head_feed_result h = p.feed(bytes.data(), bytes.size());
+  if (h.status != head_status::complete) return std::string_view::npos;
+  std::size_t at = h.head_bytes_in_feed;
+  if (p.start_body()) return at;
+  while (at < bytes.size()) {
+    const std::size_t n = std::min(piece, bytes.size() - at);
+    const body_feed_result b = p.feed_body(bytes.data() + at, n);
+    if (b.error) return std::string_view::npos;
+    at += b.consumed;
+    if (b.done) return at;
+  }
+  return std::string_view::npos;  // still wants more
+}
+
+}  // namespace
+
+TEST_CASE("http_request.bodies_are_delimited_never_guessed") {
+  const std::string next = "GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
+  const std::string cl = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+  const std::string chunked = "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer-A: 1\r\n\r\n";
+  const std::string none = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+  for (std::size_t piece : {std::size_t{1}, std::size_t{4}, std::size_t{4096}}) {
+    request_head_parser p(1024);
+    CHECK(request_length(p, cl + next, piece) == cl.size());
+    p.reset();
+    CHECK(request_length(p, chunked + next, piece) == chunked.size());
+    CHECK(p.header_count() == 2);  // the trailer is not a header of the head
+    p.reset();
+    CHECK(request_length(p, none + next, piece) == none.size());
+    p.reset();
+    CHECK(request_length(p, next, piece) == next.size());
+    CHECK(p.target() == "/next");
+  }
+  request_head_parser bad(1024);
+  CHECK(request_length(bad, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                       100) == std::string_view::npos);
+}
+
+TEST_CASE("http_request.undelimitable_requests_are_refused") {
+  CHECK(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n") == 400);
+  CHECK(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                  "Content-Length: 3\r\n\r\n") == 400);
+  CHECK(status_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n") ==
+        400);
+  CHECK(status_of("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n") == 400);
+  std::string ws = ws_head("GET", "dGhlIHNhbXBsZSBub25jZQ==", "13");
+  CHECK(status_of(ws) == 0);
+  ws.insert(ws.size() - 2, "Content-Length: 4\r\n");
+  CHECK(status_of(ws) == 400);
+}
+
+TEST_CASE("http_request.hop_by_hop_and_look_alikes") {
+  request_head_parser p(2048);
+  REQUIRE(feed_all(p, "POST /x HTTP/1.1\r\n"
+                      "Host: h\r\n"
+                      "Connection: keep-alive, X-Secret, Content-Length\r\n"
+                      "X-Secret: s\r\n"
+                      "Keep-Alive: timeout=5\r\n"
+                      "TE: trailers\r\n"
+                      "Upgrade: h2c\r\n"
+                      "Content-Length: 0\r\n"
+                      "X_Forwarded_For: 6.6.6.6\r\n"
+                      "x_real_ip: 6.6.6.6\r\n"
+                      "Forwarded: for=6.6.6.6\r\n"
+                      "X-Forwarded-Host: evil\r\n"
+                      "Accept: */*\r\n"
+                      "\r\n")
+              .status == head_status::complete);
+  CHECK(p.forwarded_head(forwarding{true, "192.0.2.7"}) ==
+        "POST /x HTTP/1.1\r\n"
+        "Host: h\r\n"
+        "Content-Length: 0\r\n"
+        "Accept: */*\r\n"
+        "X-Forwarded-For: 192.0.2.7\r\n"
+        "Forwarded: for=192.0.2.7;proto=http\r\n"
+        "X-Forwarded-Proto: http\r\n"
+        "X-Real-IP: 192.0.2.7\r\n"
+        "\r\n");
+}
+
+TEST_CASE("http_request.trusted_proxies_keep_and_append") {
+  request_head_parser p(2048);
+  REQUIRE(feed_all(p, "GET / HTTP/1.0\r\n"
+                      "Connection: keep-alive\r\n"
+                      "X-Forwarded-For: 10.0.0.1\r\n"
+                      "X-Forwarded-For: 10.0.0.2\r\n"
+                      "Forwarded: for=10.0.0.1;proto=https\r\n"
+                      "X-Forwarded-Proto: https\r\n"
+                      "X-Real-IP: 10.0.0.1\r\n"
+                      "X_Real_IP: 6.6.6.6\r\n"
+                      "\r\n")
+              .status == head_status::complete);
+  CHECK(p.forwarded_head(forwarding{true, "2001:db8::1", true}) ==
+        "GET / HTTP/1.0\r\n"
+        "X-Forwarded-Proto: https\r\n"
+        "X-Real-IP: 10.0.0.1\r\n"
+        "Connection: keep-alive\r\n"
+        "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 2001:db8::1\r\n"
+        "Forwarded: for=10.0.0.1;proto=https, for=\"[2001:db8::1]\";proto=http\r\n"
+        "\r\n");
 }

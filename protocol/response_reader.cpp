@@ -59,7 +59,8 @@ response_step response_reader::feed(const char* data, std::size_t len) {
   if (stage_ == stage::idle) return {response_event::error, 0};
   if (len == 0) return {};  // execute(len 0) would mean EOF
   started_ = true;
-  if (stage_ == stage::status_line) {
+  std::size_t skipped = 0;  // empty lines before the status line (RFC 9112 2.2 allows them)
+  while (stage_ == stage::status_line) {
     // The status line alone, so that the caller can relay it and add a header right behind it.
     const void* lf = std::memchr(data, '\n', len);
     const std::size_t n =
@@ -69,9 +70,20 @@ response_step response_reader::feed(const char* data, std::size_t len) {
       stage_ = stage::idle;
       return {response_event::error, 0};
     }
-    if (lf == nullptr) return {response_event::need_more, n};
-    stage_ = stage::rest;
-    return {response_event::status_line, n};
+    if (lf == nullptr) return {response_event::need_more, skipped + n};
+    const bool empty_line = n == 1 || (n == 2 && data[0] == '\r');
+    if (parser_.status_code >= 100) {
+      stage_ = stage::rest;
+      return {response_event::status_line, skipped + n};
+    }
+    if (parser_.status_code != 0 || !empty_line) {  // http-parser takes "HTTP/1.1 10" too
+      stage_ = stage::idle;
+      return {response_event::error, 0};
+    }
+    skipped += n;
+    data += n;
+    len -= n;
+    if (len == 0) return {response_event::need_more, skipped};
   }
   const std::size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
   if (!message_done_) {

@@ -153,3 +153,14 @@ TEST_CASE("response_reader.not_http") {
   CHECK(run(r, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
             .events.back() == response_event::error);
 }
+
+TEST_CASE("response_reader.empty_lines_before_the_status_line") {
+  response_reader r;
+  r.expect(false, false);
+  const std::string answer = "\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx";
+  const seen s = run(r, answer);
+  REQUIRE(s.events.size() == 2);
+  CHECK(s.ends[0] == 21);
+  CHECK(s.events[1] == response_event::done);
+  CHECK(s.consumed == answer.size());
+}

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/cidr.h"
+
 namespace wslb {
 
 // A host and port, resolved once at parse time (a name to its first address).
@@ -51,6 +53,12 @@ struct check_config {
   bool operator==(const check_config&) const = default;
 };
 
+// --sticky-cookie NAME[,max-age=DURATION]: the affinity cookie (off while `name` is empty).
+struct sticky_cookie_config {
+  std::string name;
+  std::uint32_t max_age_s = 0;  // 0: a session cookie (no Max-Age)
+};
+
 struct config {
   std::string name = "wslb";
   endpoint listen;
@@ -59,6 +67,8 @@ struct config {
   balance_config balance;
   proxy_mode mode = proxy_mode::http;
   bool forward_headers = true;
+  std::vector<cidr> trusted_proxies;  // peers whose forwarding headers are kept and appended to
+  sticky_cookie_config sticky_cookie;
   proxy_protocol proxy_proto = proxy_protocol::off;
   std::uint32_t handshake_timeout_ms = 10'000;
   std::uint32_t connect_timeout_ms = 3'000;

@@ -162,6 +162,38 @@ bool parse_size(std::string_view text, std::uint32_t& out, std::string& error) {
   return true;
 }
 
+bool parse_sticky_cookie(std::string_view text, sticky_cookie_config& out, std::string& error) {
+  const std::size_t comma = text.find(',');
+  const std::string_view name = text.substr(0, comma);
+  // RFC 6265 4.1.1: cookie-name is an RFC 2616 token.
+  const bool token = !name.empty() && name.find_first_not_of(
+      "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") ==
+      std::string_view::npos;
+  if (!token || name.size() > 64) {
+    error = "'" + std::string(name) + "' is not a cookie name (1-64 letters, digits or !#$%&'*+-.^_`|~)";
+    return false;
+  }
+  sticky_cookie_config c;
+  c.name = std::string(name);
+  if (comma != std::string_view::npos) {
+    const std::string_view option = text.substr(comma + 1);
+    constexpr std::string_view prefix = "max-age=";
+    if (option.substr(0, prefix.size()) != prefix) {
+      error = "'" + std::string(option) + "' is not max-age=DURATION";
+      return false;
+    }
+    std::uint32_t ms = 0;
+    if (!parse_duration_ms(option.substr(prefix.size()), ms, error)) return false;
+    if (ms < 1000) {
+      error = "max-age '" + std::string(option.substr(prefix.size())) + "' is below 1s";
+      return false;
+    }
+    c.max_age_s = ms / 1000;
+  }
+  out = c;
+  return true;
+}
+
 bool parse_balance(std::string_view text, balance_config& out, std::string& error) {
   out.key.clear();
   if (text == "least-conn") { out.mode = balance_mode::least_conn; return true; }

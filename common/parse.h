@@ -27,6 +27,9 @@ bool parse_backend(std::string_view text, backend_config& out, std::string& erro
 bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error);
 // "16k", "1m", "4096".
 bool parse_size(std::string_view text, std::uint32_t& out, std::string& error);
+// "NAME" or "NAME,max-age=DURATION" (--sticky-cookie): NAME a cookie-name token (RFC 6265),
+// DURATION as parse_duration_ms, at least a second, kept in whole seconds.
+bool parse_sticky_cookie(std::string_view text, sticky_cookie_config& out, std::string& error);
 // "least-conn", "round-robin", "source-hash", "header:NAME", "cookie:NAME", "query:NAME".
 bool parse_balance(std::string_view text, balance_config& out, std::string& error);
 

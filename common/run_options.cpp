@@ -27,6 +27,8 @@ struct raw_options {
   std::string balance = "least-conn";
   std::string mode = "http";
   std::string forward_headers = "on";
+  std::string trusted_proxies;
+  std::string sticky_cookie;
   std::string proxy_protocol = "off";
   std::string handshake_timeout = "10s";
   std::string connect_timeout = "3s";
@@ -58,6 +60,10 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
       ->capture_default_str();
   app.add_option("--forward-headers", raw.forward_headers, "on | off (http mode)")
       ->capture_default_str();
+  app.add_option("--trusted-proxies", raw.trusted_proxies,
+                 "CIDR[,CIDR...]: peers whose forwarding headers are kept and appended to");
+  app.add_option("--sticky-cookie", raw.sticky_cookie,
+                 "NAME[,max-age=DURATION]: affinity cookie naming the backend (http mode)");
   app.add_option("--proxy-protocol", raw.proxy_protocol, "off | v1 | v2, towards backends")
       ->capture_default_str();
   app.add_option("--handshake-timeout", raw.handshake_timeout, "Time to receive a request head")
@@ -198,6 +204,11 @@ std::string validate(const raw_options& raw, config& out) {
       raw.check_path.find_first_of(" \r\n") != std::string::npos)
     return flag_error("--check-path", "'" + raw.check_path + "' must start with '/', without spaces");
   out.check.path = raw.check_path;
+  if (!parse_cidr_list(raw.trusted_proxies, out.trusted_proxies, error))
+    return flag_error("--trusted-proxies", error);
+  out.sticky_cookie = {};
+  if (!raw.sticky_cookie.empty() && !parse_sticky_cookie(raw.sticky_cookie, out.sticky_cookie, error))
+    return flag_error("--sticky-cookie", error);
   if (!parse_size(raw.max_header_size, out.max_header_size, error))
     return flag_error("--max-header-size", error);
   if (out.max_header_size < 256 || out.max_header_size > 1024 * 1024)

@@ -147,6 +147,7 @@ void forward_request(session* s) {
   ctx.unflushed[s->backend_index].in += head.size();
   hs->request_done = hs->request.start_body();
   hs->response.expect(request.is_head_method(), request.is_websocket_upgrade());
+  hs->cookie_due = ctx.affinity.enabled() && s->backend_index != hs->preferred;
   s->at = request.is_websocket_upgrade() ? phase::upgrading : phase::exchanging;
   s->last_active_ms = now32(s);
   relay_bytes(s, to_backend, head.data(), head.size());
@@ -163,6 +164,14 @@ void route_request(session* s) {
   hs->tried = 0;
   hs->last_error = 0;
   hs->preferred = no_backend_index;
+  if (ctx.affinity.enabled()) {
+    // A valid affinity cookie names the backend; connect_backend falls back to balancing
+    // when that backend is down or removed, and the response then carries a new cookie.
+    if (const auto value = hs->request.cookie(ctx.affinity.name())) {
+      const int index = ctx.affinity.backend_of(*value);
+      if (index >= 0) hs->preferred = static_cast<std::uint16_t>(index);
+    }
+  }
   if (ctx.cfg.balance.mode != balance_mode::source_hash) {
     hs->sticky_key = request_key(ctx, hs->request);
   }
@@ -282,6 +291,14 @@ void handle_backend_bytes(session* s, const char* data, std::size_t len) {
         relay_to_client(s, data, r.consumed);
         return;
       case protocol::response_event::status_line:
+        relay_to_client(s, data, r.consumed);
+        if (hs->cookie_due && (hs->response.status() >= 200 || hs->response.status() == 101)) {
+          // Our header goes right behind the status line of the final answer (or the 101).
+          hs->cookie_due = false;
+          const std::string_view line = s->ctx().affinity.set_cookie_line(s->backend_index);
+          if (!s->dead) relay_to_client(s, line.data(), line.size());
+        }
+        break;
       case protocol::response_event::interim:
         relay_to_client(s, data, r.consumed);
         break;

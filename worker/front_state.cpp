@@ -28,6 +28,7 @@ bool open_front_state(session* s, const sockaddr_storage& peer) {
   hs->owner = s;
   hs->timer.data = hs;
   hs->peer = peer;
+  hs->trusted_peer = in_any(ctx.cfg.trusted_proxies, reinterpret_cast<const sockaddr*>(&peer));
   if (ctx.cfg.balance.mode == balance_mode::source_hash) hs->sticky_key = hash_client_address(peer);
   s->hs = hs;
   ++s->open_handles;

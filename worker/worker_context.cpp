@@ -13,7 +13,8 @@ worker_context::worker_context(const config& c, shm::table& t, std::size_t slot_
       row(t.workers[slot_index]),
       slot(slot_index),
       generation(gen),
-      picker(c.backends, c.balance.mode) {
+      picker(c.backends, c.balance.mode),
+      affinity(c.sticky_cookie, c.backends) {
   std::snprintf(who, sizeof who, "worker %zu", slot_index);
   backend_names.reserve(c.backends.size());
   for (std::size_t i = 0; i < c.backends.size(); ++i) {

@@ -18,7 +18,8 @@ const char* error_key(std::size_t kind) {
   static constexpr const char* keys[shm::error_kinds] = {
       "400_bad_request",     "408_request_timeout", "426_upgrade_required",
       "431_header_too_large", "502_bad_gateway",    "503_no_backend",
-      "504_gateway_timeout",  "tcp_no_backend_close"};
+      "504_gateway_timeout",  "tcp_no_backend_close", "connection_limit",
+      "source_limit"};
   return keys[kind];
 }
 

@@ -59,6 +59,9 @@ struct sticky_cookie_config {
   std::uint32_t max_age_s = 0;  // 0: a session cookie (no Max-Age)
 };
 
+// The idle timeout compares truncated 32-bit loop times (wrap-safe up to 2^31 ms).
+inline constexpr std::uint32_t max_idle_timeout_ms = 0x7FFFFFFF;
+
 struct config {
   std::string name = "wslb";
   endpoint listen;
@@ -72,7 +75,10 @@ struct config {
   proxy_protocol proxy_proto = proxy_protocol::off;
   std::uint32_t handshake_timeout_ms = 10'000;
   std::uint32_t connect_timeout_ms = 3'000;
-  std::uint32_t idle_timeout_ms = 0;  // 0 = none
+  std::uint32_t idle_timeout_ms = 0;  // 0 = none; at most max_idle_timeout_ms
+  std::uint32_t max_connections = 0;             // instance-wide client connections, 0 = none
+  std::uint32_t max_connections_per_source = 0;  // from one client address, 0 = none
+  bool tcp_keepalive = true;                     // keepalive + TCP_USER_TIMEOUT, both sides
   std::uint32_t max_header_size = 16 * 1024;
   std::uint32_t drain_timeout_ms = 30'000;
   on_down_policy on_down = on_down_policy::keep;

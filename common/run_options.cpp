@@ -28,6 +28,9 @@ struct raw_options {
   std::string mode = "http";
   std::string forward_headers = "on";
   std::string trusted_proxies;
+  std::string max_connections = "0";
+  std::string max_connections_per_source = "0";
+  std::string tcp_keepalive = "on";
   std::string sticky_cookie;
   std::string proxy_protocol = "off";
   std::string handshake_timeout = "10s";
@@ -64,6 +67,15 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
                  "CIDR[,CIDR...]: peers whose forwarding headers are kept and appended to");
   app.add_option("--sticky-cookie", raw.sticky_cookie,
                  "NAME[,max-age=DURATION]: affinity cookie naming the backend (http mode)");
+  app.add_option("--max-connections", raw.max_connections,
+                 "Client connections of the instance, beyond them 503 (tcp: closed); 0 = none")
+      ->capture_default_str();
+  app.add_option("--max-connections-per-source", raw.max_connections_per_source,
+                 "Client connections from one address; 0 = none")
+      ->capture_default_str();
+  app.add_option("--tcp-keepalive", raw.tcp_keepalive,
+                 "on | off: TCP keepalive and TCP_USER_TIMEOUT on both sides")
+      ->capture_default_str();
   app.add_option("--proxy-protocol", raw.proxy_protocol, "off | v1 | v2, towards backends")
       ->capture_default_str();
   app.add_option("--handshake-timeout", raw.handshake_timeout, "Time to receive a request head")
@@ -190,11 +202,20 @@ std::string validate(const raw_options& raw, config& out) {
       validate_duration("--check-timeout", raw.check_timeout, out.check.timeout_ms),
       validate_count("--check-rise", raw.check_rise, 1, 100, out.check.rise),
       validate_count("--check-fall", raw.check_fall, 1, 100, out.check.fall),
+      validate_count("--max-connections", raw.max_connections, 0, 100'000'000,
+                     out.max_connections),
+      validate_count("--max-connections-per-source", raw.max_connections_per_source, 0,
+                     100'000'000, out.max_connections_per_source),
+      validate_choice("--tcp-keepalive", raw.tcp_keepalive, {{"on", true}, {"off", false}},
+                      out.tcp_keepalive),
   };
   for (const std::string& e : errors) {
     if (!e.empty()) return e;
   }
   if (out.handshake_timeout_ms == 0) return flag_error("--handshake-timeout", "must be above 0");
+  if (out.idle_timeout_ms > max_idle_timeout_ms)
+    return flag_error("--idle-timeout",
+                      "'" + raw.idle_timeout + "' is above 596h (the longest the idle timer holds)");
   if (out.connect_timeout_ms == 0) return flag_error("--connect-timeout", "must be above 0");
   if (out.check.kind != check_kind::none && out.check.interval_ms < 10)
     return flag_error("--check-interval", "'" + raw.check_interval + "' is below 10ms");

@@ -92,6 +92,12 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+void allow_header_size(std::uint32_t max_header_size) {
+  // HTTP_MAX_HEADER_SIZE, http-parser's built-in default.
+  constexpr std::uint32_t parser_default = 80 * 1024;
+  http_parser_set_max_header_size(std::max(max_header_size + 1024, parser_default));
+}
+
 bool header_has_token(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     if (iequals(trim(next_piece(list, ',')), token)) return true;

@@ -171,6 +171,12 @@ class request_head_parser {
   bool keep_alive_ = false;
 };
 
+// http-parser refuses heads over a process-wide limit (80 KiB as Debian builds it) on its
+// own; this raises that limit to at least `max_header_size`, so that --max-header-size (up to
+// 1 MiB) is what decides, never a silent cap below it. Called once per process (the worker at
+// start), before any parser runs; it also bounds the response heads response_reader accepts.
+void allow_header_size(std::uint32_t max_header_size);
+
 // True when `list` (a comma-separated header value such as Connection or Upgrade) contains
 // `token`, compared case-insensitively.
 bool header_has_token(std::string_view list, std::string_view token);

@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 3;
+inline constexpr std::uint32_t layout_version = 4;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -59,6 +59,8 @@ enum class error_kind : std::uint32_t {
   no_backend_503,
   gateway_timeout_504,
   no_backend_tcp_close,  // raw TCP client closed because no backend was healthy
+  connection_limit,      // over --max-connections: 503 (http) or closed at once (tcp)
+  source_limit,          // over --max-connections-per-source: 503 (http) or closed (tcp)
   count_
 };
 inline constexpr std::size_t error_kinds = static_cast<std::size_t>(error_kind::count_);
@@ -71,6 +73,16 @@ struct backend_counters {
   std::atomic<std::uint64_t> bytes_in;    // client -> backend
   std::atomic<std::uint64_t> bytes_out;   // backend -> client
   std::atomic<std::uint64_t> failures;    // connect failures and timeouts
+};
+
+// Live client connections of one source address in one worker (--max-connections-per-source):
+// an open-addressing table per worker row, keyed by a hash of the address (0 = never used; a
+// key whose count fell to 0 may be taken over by another). Written only by that worker;
+// readers sum a key's count over the rows.
+inline constexpr std::size_t source_slots = 1024;
+struct source_count {
+  std::atomic<std::uint64_t> key;
+  std::atomic<std::uint64_t> count;
 };
 
 struct alignas(64) worker_row {
@@ -87,6 +99,7 @@ struct alignas(64) worker_row {
   std::atomic<std::uint64_t> accepted;        // client connections accepted since start
   std::atomic<std::uint64_t> errors[error_kinds];
   backend_counters backends[max_backends];
+  source_count sources[source_slots];
 };
 
 struct alignas(64) backend_row {

@@ -67,6 +67,10 @@ void clear_worker_row(table& t, std::size_t slot) {
   }
   w.connections.store(0, relaxed);
   w.accepted.store(0, relaxed);
+  for (source_count& c : w.sources) {
+    c.count.store(0, relaxed);
+    c.key.store(0, relaxed);
+  }
   // errors[] stay: they count per instance, and the slot's next worker continues from them.
   w.drain_deadline_ms.store(0, relaxed);
 }

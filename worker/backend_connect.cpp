@@ -118,6 +118,11 @@ void on_connected(uv_connect_t* req, int status) {
   uv_timer_stop(&hs->timer);
   note_connect_success(ctx.table.backends[ctx.cfg.backends[s->backend_index].row]);
   uv_tcp_nodelay(&s->backend, 1);
+  uv_os_fd_t fd = -1;
+  if (ctx.cfg.tcp_keepalive &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(&s->backend), &fd) == 0) {
+    enable_keepalive(fd);
+  }
   backend_connected(s);
 }
 

@@ -5,6 +5,7 @@
 #include "protocol/http_response.h"
 #include "protocol/proxy_protocol.h"
 #include "worker/backend_connect.h"
+#include "worker/connection_limits.h"
 #include "worker/front_state.h"
 #include "worker/row_counters.h"
 
@@ -363,6 +364,41 @@ void backend_finished(session* s, ssize_t nread) {
   response_failed(s);
 }
 
+// Our own answer (or, tcp mode, a close) for a connection we will not serve; counted by kind.
+void refuse(session* s, int status, shm::error_kind kind) {
+  worker_context& ctx = s->ctx();
+  counter_add(ctx.row.errors[static_cast<std::size_t>(kind)], 1);
+  s->last_status = static_cast<std::uint16_t>(status);
+  if (ctx.cfg.mode == proxy_mode::tcp) {
+    close_session(s);
+    return;
+  }
+  const std::string_view answer = protocol::error_response(status);
+  if (!queue_control_write(s, to_client, answer.data(), answer.size())) {
+    close_session(s);
+    return;
+  }
+  end_connection(s, answer_linger_ms);
+}
+
+// --max-connections, --max-connections-per-source: false (and the client refused) when over.
+bool within_limits(session* s, const sockaddr_storage& peer) {
+  worker_context& ctx = s->ctx();
+  // This connection is already in the row's count.
+  if (ctx.cfg.max_connections != 0 && instance_connections(ctx.table) > ctx.cfg.max_connections) {
+    refuse(s, 503, shm::error_kind::connection_limit);
+    return false;
+  }
+  if (ctx.cfg.max_connections_per_source == 0) return true;
+  const std::uint64_t key = source_key(peer);
+  if (source_connections(ctx.table, key) >= ctx.cfg.max_connections_per_source) {
+    refuse(s, 503, shm::error_kind::source_limit);
+    return false;
+  }
+  if (add_source(ctx.row, key)) s->source_key = key;
+  return true;
+}
+
 void tunnel_read(session* s, direction d, ssize_t nread, const char* data) {
   if (nread > 0) {
     tunnel_bytes(s, d, data, static_cast<std::size_t>(nread));
@@ -378,6 +414,7 @@ void tunnel_read(session* s, direction d, ssize_t nread, const char* data) {
 void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer) {
   session* s = open_session(ctx, fd);
   if (s == nullptr) return;
+  if (!within_limits(s, peer)) return;
   if (!open_front_state(s, peer)) {
     close_session(s);
     return;
@@ -488,16 +525,6 @@ void no_backend_connected(session* s, int http_status) {
   close_session(s);
 }
 
-void answer_error(session* s, int status) {
-  worker_context& ctx = s->ctx();
-  counter_add(ctx.row.errors[static_cast<std::size_t>(kind_of(status))], 1);
-  s->last_status = static_cast<std::uint16_t>(status);
-  const std::string_view answer = protocol::error_response(status);
-  if (!queue_control_write(s, to_client, answer.data(), answer.size())) {
-    close_session(s);
-    return;
-  }
-  end_connection(s, answer_linger_ms);
-}
+void answer_error(session* s, int status) { refuse(s, status, kind_of(status)); }
 
 }  // namespace wslb::worker

@@ -10,6 +10,7 @@
 #include <new>
 
 #include "common/log.h"
+#include "worker/connection_limits.h"
 #include "worker/front_state.h"
 #include "worker/row_counters.h"
 
@@ -42,6 +43,7 @@ void free_session(session* s) {
   // A closed connection's bytes are in the table by the time its count drops, so totals read
   // after the close are complete (long-lived ones are flushed on the housekeeping tick).
   if (s->backend_index != no_backend_index) flush_byte_counters(ctx, s->backend_index);
+  if (s->source_key != 0) remove_source(ctx.row, s->source_key);
   s->~session();
   std::free(s);
   --ctx.live_sessions;
@@ -331,6 +333,7 @@ void unlink_session(worker_context& ctx, session* s) {
 session* open_session(worker_context& ctx, int fd) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (ctx.cfg.tcp_keepalive) enable_keepalive(fd);
   void* mem = std::malloc(sizeof(session));
   if (mem == nullptr) {
     close(fd);
@@ -355,6 +358,21 @@ session* open_session(worker_context& ctx, int fd) {
   }
   s->last_active_ms = now32(ctx);
   return s;
+}
+
+void enable_keepalive(int fd) {
+  constexpr int on = 1;
+  constexpr int idle_s = 60;
+  constexpr int interval_s = 10;
+  constexpr int probes = 6;
+  // Without it, unacknowledged data would be retransmitted for ~15 minutes (tcp_retries2)
+  // before the kernel gives up, and keepalive only probes an idle connection.
+  constexpr unsigned user_timeout_ms = (idle_s + interval_s * probes) * 1000;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
 }
 
 void start_tunnel(session* s, bool watch_for_101) {

@@ -83,6 +83,7 @@ struct session {
   std::uint16_t backend_index = no_backend_index;  // configured index of the chosen backend
   std::uint16_t last_status = 0;  // HTTP status of the last response relayed (or answered)
   std::uint32_t requests = 0;     // HTTP requests forwarded on this connection
+  std::uint64_t source_key = 0;   // counted under this source key in the row (0: not counted)
   phase at = phase::connecting;
   connection_kind kind = connection_kind::unknown;
   std::uint8_t open_handles = 0;  // libuv handles of this session not yet closed
@@ -116,6 +117,12 @@ struct session {
 // Allocates a session for a freshly accepted, non-blocking client socket and links it; null
 // (fd closed) when that failed. Counts it in the row (connections, accepted).
 session* open_session(worker_context& ctx, int fd);
+
+// Turns on TCP keepalive with TCP_USER_TIMEOUT on a connection's socket (--tcp-keepalive on):
+// probes after 60 s of silence, every 10 s, 6 unanswered ones end it; data unacknowledged
+// for 120 s ends it too. So a peer that vanished (power loss, a dropped NAT mapping) is found
+// within about two minutes on either side of a tunnel.
+void enable_keepalive(int fd);
 
 // From here on the session relays bytes both ways unparsed: frees the front state, turns
 // reading on for both sides (unless a side finished or is paused) and passes a FIN the client

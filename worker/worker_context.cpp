@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "protocol/http_request.h"
 #include "worker/row_counters.h"
 
 namespace wslb::worker {
@@ -16,6 +17,7 @@ worker_context::worker_context(const config& c, shm::table& t, std::size_t slot_
       picker(c.backends, c.balance.mode),
       affinity(c.sticky_cookie, c.backends) {
   std::snprintf(who, sizeof who, "worker %zu", slot_index);
+  protocol::allow_header_size(c.max_header_size);
   backend_names.reserve(c.backends.size());
   for (std::size_t i = 0; i < c.backends.size(); ++i) {
     backend_names.push_back(c.backends[i].where.to_string());

@@ -361,3 +361,13 @@ TEST_CASE("http_request.trusted_proxies_keep_and_append") {
         "Forwarded: for=10.0.0.1;proto=https, for=\"[2001:db8::1]\";proto=http\r\n"
         "\r\n");
 }
+
+TEST_CASE("http_request.max_header_size_above_the_parsers_own_limit") {
+  // http-parser alone stops at 80 KiB; a --max-header-size above that must be what decides.
+  const std::string head = "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(150 * 1024, 'a') +
+                           "\r\n\r\n";
+  allow_header_size(256 * 1024);
+  CHECK(status_of(head, 256 * 1024) == 0);
+  CHECK(status_of(head, 100 * 1024) == 431);
+  allow_header_size(16 * 1024);  // back to what the other tests expect
+}

@@ -1,5 +1,6 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "cli/commands.h"
@@ -24,8 +25,21 @@ int status_command(const args& a) {
   try {
     // The table is checked first (owner, mode, layout), so that a forged or foreign one is
     // named as such; whether its master lives is the instance lock's to say, not a pid's.
-    auto mapping = shm::table_mapping::attach(name, shm::access::read_only);
-    const shm::table& t = mapping.get();
+    const std::string segment = supervisor::recorded_table(name);
+    if (segment.empty()) {
+      std::fprintf(stderr, "wslb status: instance '%s' is not running (no table recorded in %s)\n",
+                   name.c_str(), supervisor::runtime_dir().c_str());
+      return exit_code::failure;
+    }
+    std::optional<shm::table_mapping> mapping;
+    try {
+      mapping.emplace(shm::table_mapping::attach(segment, shm::access::read_only));
+    } catch (const shm::table_missing& e) {
+      std::fprintf(stderr, "wslb status: instance '%s' is not running (%s)\n", name.c_str(),
+                   e.what());
+      return exit_code::failure;
+    }
+    const shm::table& t = mapping->get();
     if (!supervisor::instance_lock_held(supervisor::lock_file_path(name))) {
       std::fprintf(stderr,
                    "wslb status: instance '%s' is not running (stale table left by master pid %d)\n",

@@ -2,6 +2,7 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,8 +19,16 @@ struct table_mapping::region {
   bip::mapped_region mapped;
 };
 
-std::string segment_name(const std::string& instance_name) {
-  return "wslb." + std::to_string(geteuid()) + "." + instance_name;
+std::string new_segment_name(const std::string& instance_name) {
+  unsigned char random[8] = {};
+  if (getrandom(random, sizeof random, 0) != static_cast<ssize_t>(sizeof random)) {
+    throw table_error(std::string("cannot name a shared table: getrandom: ") + strerror(errno));
+  }
+  char hex[2 * sizeof random + 1];
+  for (std::size_t i = 0; i < sizeof random; ++i) {
+    std::snprintf(hex + 2 * i, 3, "%02x", random[i]);
+  }
+  return "wslb." + std::to_string(geteuid()) + "." + instance_name + "." + hex;
 }
 
 namespace {
@@ -85,17 +94,8 @@ table_mapping::table_mapping(table_mapping&&) noexcept = default;
 table_mapping& table_mapping::operator=(table_mapping&&) noexcept = default;
 table_mapping::~table_mapping() = default;
 
-table_mapping table_mapping::create(const std::string& instance_name) {
-  const std::string name = segment_name(instance_name);
-  // /dev/shm is sticky: a segment another user planted under our name cannot be removed, and
-  // create_only below refuses to share it.
-  struct stat st{};
-  if (stat(("/dev/shm/" + name).c_str(), &st) == 0 && st.st_uid != geteuid()) {
-    throw table_error("cannot create shared table /dev/shm/" + name + ": a segment owned by uid " +
-                      std::to_string(st.st_uid) + " is in the way");
-  }
+table_mapping table_mapping::create(const std::string& name) {
   try {
-    bip::shared_memory_object::remove(name.c_str());
     bip::permissions owner_only(0600);
     bip::shared_memory_object segment(bip::create_only, name.c_str(), bip::read_write,
                                       owner_only);
@@ -113,8 +113,7 @@ table_mapping table_mapping::create(const std::string& instance_name) {
   }
 }
 
-table_mapping table_mapping::attach(const std::string& instance_name, access mode) {
-  const std::string name = segment_name(instance_name);
+table_mapping table_mapping::attach(const std::string& name, access mode) {
   const auto bip_mode = mode == access::read_only ? bip::read_only : bip::read_write;
   // Looked at before opening too: a segment of another user's may not even open for us, and
   // the operator should hear whose it is rather than "Permission denied".
@@ -146,15 +145,14 @@ table_mapping table_mapping::attach(const std::string& instance_name, access mod
     return table_mapping(std::move(r));
   } catch (const bip::interprocess_exception& e) {
     if (e.get_error_code() == bip::not_found_error) {
-      throw table_error("instance '" + instance_name + "' is not running (no table /dev/shm/" +
-                        name + ")");
+      throw table_missing("no table /dev/shm/" + name);
     }
     throw table_error("cannot map table /dev/shm/" + name + ": " + e.what());
   }
 }
 
-bool table_mapping::remove(const std::string& instance_name) {
-  return bip::shared_memory_object::remove(segment_name(instance_name).c_str());
+bool table_mapping::remove(const std::string& name) {
+  return bip::shared_memory_object::remove(name.c_str());
 }
 
 }  // namespace wslb::shm

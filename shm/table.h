@@ -15,13 +15,18 @@ namespace wslb::shm {
 struct table_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// attach() found no segment of that name (its instance is not running).
+struct table_missing : table_error {
+  using table_error::table_error;
+};
 
 enum class access { read_only, read_write };
 
-// Name of the POSIX shared-memory object behind instance `instance_name` of the calling user
-// ("/dev/shm/<this>" = "wslb.<euid>.<name>"): another user's instance of the same name, or a
-// segment they leave behind, never stands in the way.
-std::string segment_name(const std::string& instance_name);
+// A fresh name for the POSIX shared-memory object of instance `instance_name` of the calling
+// user ("/dev/shm/<this>" = "wslb.<euid>.<name>.<16 random hex digits>"). Nobody can guess it,
+// so nobody can plant a segment there first; the master records it in the instance's private
+// runtime directory (supervisor/instance_files.h), where the CLI finds it.
+std::string new_segment_name(const std::string& instance_name);
 
 // Whether a segment with this owner, mode and size may be trusted by the calling user: "" when
 // it is this user's, 0600 and exactly one table, else what is wrong ("owned by uid 1001, ...").
@@ -31,16 +36,16 @@ std::string check_segment_owner(std::uint32_t uid, std::uint32_t mode, std::uint
 // A mapped table. Move-only; unmaps on destruction (the segment itself stays until remove()).
 class table_mapping {
  public:
-  // Creates (replacing any leftover) and initialises the segment: zeroed, then the header's
-  // magic, version and size. Master only, at start-up. Throws table_error.
-  static table_mapping create(const std::string& instance_name);
-  // Maps an existing segment after checking that this user owns it, that it is private to
-  // them and one table long (check_segment_owner), then checks magic, version and size.
-  // Throws table_error saying "not running" when there is no segment, and what is wrong
-  // otherwise.
-  static table_mapping attach(const std::string& instance_name, access mode);
-  // Removes the named segment; true if it existed. Mappings already made stay valid.
-  static bool remove(const std::string& instance_name);
+  // Creates segment `segment` (new_segment_name; never an existing one), mode 0600, and
+  // initialises it: zeroed, then the header's magic, version and size. Master only, at
+  // start-up. Throws table_error.
+  static table_mapping create(const std::string& segment);
+  // Maps segment `segment` after checking that this user owns it, that it is private to them
+  // and one table long (check_segment_owner), then checks magic, version and size. Throws
+  // table_error saying "no table" when there is no such segment, and what is wrong otherwise.
+  static table_mapping attach(const std::string& segment, access mode);
+  // Removes segment `segment`; true if it existed. Mappings already made stay valid.
+  static bool remove(const std::string& segment);
 
   // Checks a header image against this build's layout; empty string when it matches, else
   // what differs. Pure: used by attach() and by the unit tests on a plain byte buffer.

@@ -63,23 +63,25 @@ void master::take_lock_and_table() {
   if (lock_fd_ < 0) {
     std::string pid = "?";
     try {
-      auto existing = shm::table_mapping::attach(cfg.name, shm::access::read_only);
+      auto existing = shm::table_mapping::attach(recorded_table(cfg.name), shm::access::read_only);
       pid = std::to_string(existing->header.master_pid.load());
-    } catch (const shm::table_error&) {
+    } catch (const std::runtime_error&) {
     }
     throw std::runtime_error("instance '" + cfg.name + "' is already running (master pid " + pid +
                              "); choose another --name");
   }
-  try {
-    auto old = shm::table_mapping::attach(cfg.name, shm::access::read_only);
-    log_line(who, "replacing stale table of instance '%s' left by master pid %d",
-             cfg.name.c_str(), old->header.master_pid.load());
-  } catch (const shm::table_error&) {
-    // No table, or one of another layout: create() replaces it either way.
+  // A table a killed master of this name left behind: ours (the record is in our private
+  // directory), so it goes, whatever is in it.
+  if (const std::string old = recorded_table(cfg.name); !old.empty()) {
+    log_line(who, "removing the stale table /dev/shm/%s of instance '%s'", old.c_str(),
+             cfg.name.c_str());
+    shm::table_mapping::remove(old);
   }
   raise_descriptor_limit();
   listen_fd_ = open_listener(cfg.listen);
-  table_.emplace(shm::table_mapping::create(cfg.name));
+  segment_ = shm::new_segment_name(cfg.name);
+  table_.emplace(shm::table_mapping::create(segment_));
+  record_table(cfg.name, segment_);
   shm::table& t = table_->get();
   shm::copy_fixed(t.header.name, shm::name_chars, cfg.name);
   shm::copy_fixed(t.header.listen, shm::address_chars, cfg.listen.to_string());

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "common/run_options.h"
 #include "supervisor/backend_rows.h"
+#include "supervisor/instance_files.h"
 #include "supervisor/master_state.h"
 #include "supervisor/reload_steps.h"
 
@@ -121,7 +122,8 @@ void master::finish_stop() {
   if (stopped_) return;
   stopped_ = true;
   uv_timer_stop(&housekeeping_timer_);
-  shm::table_mapping::remove(cfg_->name);
+  shm::table_mapping::remove(segment_);
+  forget_table(cfg_->name);
   control_.stop();
   if (lock_fd_ >= 0) {
     // The lock file stays: removing it would let the next two masters lock two inodes.

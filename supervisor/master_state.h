@@ -65,6 +65,7 @@ class master : public child_events {
   std::unique_ptr<process_ops> ops_;
   int lock_fd_ = -1;
   int listen_fd_ = -1;
+  std::string segment_;  // the table's name in /dev/shm, recorded in the runtime directory
   std::optional<shm::table_mapping> table_;
   std::optional<child_table> children_;
   control_server control_;

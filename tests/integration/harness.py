@@ -35,7 +35,7 @@ RUNTIME_DIR = tempfile.mkdtemp(prefix="wslb-test-")
 os.environ["WSLB_RUNTIME_DIR"] = RUNTIME_DIR
 _started = []  # every Popen we started, killed at exit by PID
 _user_dirs = {}  # uid -> runtime directory made by as_user(), removed at exit
-_tables = []  # /dev/shm paths of the instances started, removed by cleanup() once they are dead
+_instances = []  # every Instance started: cleanup() removes the table a killed one left
 _name_counter = [0]
 
 
@@ -141,7 +141,7 @@ class Instance:
         self.workers = workers
         self.proc = start_process([binary or WSLB, *self.args], log_path=self.log_path,
                                   **self.run_as)
-        _tables.append(f"/dev/shm/wslb.{self.run_as.get('user', os.geteuid())}.{self.name}")
+        _instances.append(self)
         if wait:
             self.wait_ready()
 
@@ -168,6 +168,18 @@ class Instance:
             if b["address"] == address:
                 return b
         raise AssertionError(f"backend {address} not in status: {status['backends']}")
+
+    def runtime_dir(self):
+        return self.run_as.get("env", {}).get("WSLB_RUNTIME_DIR", RUNTIME_DIR)
+
+    def table_path(self):
+        """/dev/shm/<the table's random name>, as the master recorded it in the runtime
+        directory, or None while nothing is recorded."""
+        try:
+            with open(os.path.join(self.runtime_dir(), self.name + ".table")) as f:
+                return "/dev/shm/" + f.read().strip()
+        except FileNotFoundError:
+            return None
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -322,10 +334,11 @@ def cleanup():
                 pass
     _started.clear()
     # A master killed here (or by the test) leaves its table behind: not for the next test.
-    for path in _tables:
-        if os.path.exists(path):
+    for inst in _instances:
+        path = inst.table_path()
+        if path and os.path.exists(path):
             os.unlink(path)
-    _tables.clear()
+    _instances.clear()
 
 
 def main(namespace):

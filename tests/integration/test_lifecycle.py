@@ -301,7 +301,7 @@ def test_graceful_stop_drains_then_removes_table_and_socket():
     b1 = h.EchoBackend()
     inst = h.Instance([b1], workers=2, extra=["--drain-timeout", "10s"])
     sock_path = os.path.join(h.RUNTIME_DIR, inst.name + ".sock")
-    shm_path = f"/dev/shm/wslb.{os.geteuid()}.{inst.name}"
+    shm_path = inst.table_path()
     assert os.path.exists(sock_path) and os.path.exists(shm_path)
     out = {}
 
@@ -333,15 +333,18 @@ def test_graceful_stop_drains_then_removes_table_and_socket():
     inst.proc.wait(5)
     assert inst.proc.returncode == 0
     assert not os.path.exists(sock_path) and not os.path.exists(shm_path)
+    assert inst.table_path() is None
 
 
 def test_fast_stop_removes_table_and_socket():
     b1 = h.EchoBackend()
     inst = h.Instance([b1], workers=1)
+    shm_path = inst.table_path()
+    assert os.path.exists(shm_path)
     r = h.cli("stop", "--name", inst.name)
     assert r.returncode == 0, r
     inst.proc.wait(5)
-    assert not os.path.exists(f"/dev/shm/wslb.{os.geteuid()}.{inst.name}")
+    assert not os.path.exists(shm_path) and inst.table_path() is None
     assert not os.path.exists(os.path.join(h.RUNTIME_DIR, inst.name + ".sock"))
     r = h.cli("stop", "--name", inst.name)
     assert r.returncode == 1 and "not running" in r.stderr, r

@@ -1,5 +1,6 @@
-"""Issue 11, point 5: nothing another local user leaves behind confuses an instance. Tables are
-per user and refused unless they are this user's, private and one table long; liveness is the
+"""Issue 11, point 5: nothing another local user leaves behind confuses an instance. A table has
+a name nobody can guess, found through a record in the private runtime directory, and is
+refused unless it is this user's, private and one table long; liveness is the
 instance lock's word, not a pid's; the control socket serves only its owner and root and drops
 a client that says nothing. The test runs as root and plays the other users with setuid'd
 children (subprocess user=...)."""
@@ -25,43 +26,41 @@ def _as(uid, code):
                           timeout=30, user=uid, group=uid, extra_groups=[])
 
 
-def _segment(uid, name):
-    return f"/dev/shm/wslb.{uid}.{name}"
-
-
-def test_a_segment_another_user_left_does_not_stop_run_or_fool_status():
+def test_segments_another_user_left_do_not_stop_run_or_fool_status():
     b1 = h.EchoBackend()
     name = h.unique_name("trust")
     # Another user leaves junk where an instance of this name used to keep its table, and
-    # where root's instance of the same name would.
-    for path in (f"/dev/shm/wslb.{name}", _segment(0, name)):
+    # where a per-user name would put it: the table's name is random, so neither is in the way.
+    planted = [f"/dev/shm/wslb.{name}", f"/dev/shm/wslb.{RUNNER}.{name}",
+               f"/dev/shm/wslb.0.{name}"]
+    for path in planted:
         r = _as(PLANTER, f"open({path!r}, 'wb').write(b'\\x1b[2J' * 1000)")
         assert r.returncode == 0, r.stderr
     try:
         inst = h.Instance([b1], workers=1, name=name, run_as=h.as_user(RUNNER))
         s = inst.status()
         assert s["master_pid"] == inst.proc.pid and s["name"] == name, s
-        assert os.stat(_segment(RUNNER, name)).st_uid == RUNNER
-        assert os.stat(_segment(RUNNER, name)).st_mode & 0o777 == 0o600
-        # Root's status of that name finds the planted segment and says whose it is.
-        r = h.cli("status", "--name", name)
-        assert r.returncode == 1, r
-        assert f"owned by uid {PLANTER}, not by this user (uid 0)" in r.stderr, r.stderr
-        assert "\x1b" not in r.stdout + r.stderr
-        # Root's own instance of that name cannot create its table and says why.
-        r = h.cli("run", "--name", name, "--listen", f"127.0.0.1:{h.free_port()}",
-                  "--backend", b1.address, timeout=20)
-        assert r.returncode == 3, r
-        assert f"a segment owned by uid {PLANTER} is in the way" in r.stderr, r.stderr
+        table = inst.table_path()
+        assert table not in planted
+        assert os.stat(table).st_uid == RUNNER and os.stat(table).st_mode & 0o777 == 0o600
+        # Root's instance of the same name starts beside it, with its own table.
+        mine = h.Instance([b1], workers=1, name=name)
+        assert mine.status()["master_pid"] == mine.proc.pid
+        assert inst.status()["master_pid"] == inst.proc.pid
+        assert mine.table_path() != table
+        mine.stop()
         inst.stop()
     finally:
-        for path in (f"/dev/shm/wslb.{name}", _segment(0, name)):
+        for path in planted:
             os.unlink(path)
 
 
 def test_status_refuses_a_table_that_is_not_the_users_own():
     name = h.unique_name("forged")
-    path = _segment(RUNNER, name)
+    runner = h.as_user(RUNNER)
+    record = os.path.join(runner["env"]["WSLB_RUNTIME_DIR"], name + ".table")
+    segment = f"wslb.{RUNNER}.{name}.0123456789abcdef"
+    path = "/dev/shm/" + segment
     cases = [
         (FORGER, 0o600, None, f"owned by uid {FORGER}, not by this user (uid {RUNNER})"),
         (RUNNER, 0o644, None, "open to group or others (mode 0644, expected 0600)"),
@@ -69,18 +68,28 @@ def test_status_refuses_a_table_that_is_not_the_users_own():
     ]
     # A full-size image made by a real instance, so that only ownership and mode differ.
     inst = h.Instance([h.EchoBackend()], workers=1)
-    with open(_segment(0, inst.name), "rb") as f:
+    with open(inst.table_path(), "rb") as f:
         image = f.read()
     inst.stop()
+    # The runner's record names the forged segment (root plays the forger's part in writing it).
+    with open(record, "w") as f:
+        f.write(segment + "\n")
+    os.chown(record, RUNNER, RUNNER)
     for owner, mode, size, expected in cases:
         with open(path, "wb") as f:
             f.write(image[:size] if size else image)
         os.chown(path, owner, owner)
         os.chmod(path, mode)
-        r = h.cli("status", "--name", name, **h.as_user(RUNNER))
+        r = h.cli("status", "--name", name, **runner)
         os.unlink(path)
         assert r.returncode == 1, r
         assert f"refusing table {path}: it is {expected}" in r.stderr, (expected, r.stderr)
+    # A record that is not the user's own is not followed at all.
+    os.chown(record, FORGER, FORGER)
+    r = h.cli("status", "--name", name, **runner)
+    assert r.returncode == 1, r
+    assert f"refusing table record {record}: not a plain file of this user's" in r.stderr, r.stderr
+    os.unlink(record)
 
 
 def _stale_table_rewritten(backend, offset, data):
@@ -89,7 +98,7 @@ def _stale_table_rewritten(backend, offset, data):
     inst = h.Instance([backend], workers=1)
     os.kill(inst.proc.pid, 9)
     inst.proc.wait(5)
-    with open(_segment(0, inst.name), "r+b") as f:
+    with open(inst.table_path(), "r+b") as f:
         f.seek(offset)
         f.write(data)
     return inst

@@ -20,6 +20,7 @@ struct temp_runtime_dir {
   }
   ~temp_runtime_dir() {
     unlink((path + "/t.lock").c_str());
+    unlink((path + "/t.table").c_str());
     rmdir(path.c_str());
     unsetenv("WSLB_RUNTIME_DIR");
   }
@@ -55,4 +56,21 @@ TEST_CASE("instance_files.refuses_a_lock_file_that_is_a_link") {
                        ("refusing lock file " + lock + ": not a plain file of this user's").c_str(),
                        std::runtime_error);
   CHECK_FALSE(instance_lock_held(lock));
+}
+
+TEST_CASE("instance_files.the_table_is_found_through_its_private_record") {
+  temp_runtime_dir dir;
+  CHECK(recorded_table("t") == "");  // never recorded: not running
+  const std::string segment = "wslb." + std::to_string(geteuid()) + ".t.0123456789abcdef";
+  record_table("t", segment);
+  CHECK(recorded_table("t") == segment);
+  record_table("t", segment + "0");  // a later master replaces it
+  CHECK(recorded_table("t") == segment + "0");
+  forget_table("t");
+  CHECK(recorded_table("t") == "");
+  // A record naming anything but this user's table of this instance is refused.
+  record_table("t", "../../etc/passwd");
+  CHECK_THROWS_AS(recorded_table("t"), std::runtime_error);
+  record_table("t", "wslb.99999.t.0123456789abcdef");
+  CHECK_THROWS_AS(recorded_table("t"), std::runtime_error);
 }

@@ -51,7 +51,10 @@ int demo_command(const args& a) {
   std::string listen = "127.0.0.1:8080";
   std::string name = "demo";
   std::string workers = "2";
+  std::string admin = "127.0.0.1:9090";
   app.add_option("--listen", listen, "Where wslb listens")->capture_default_str();
+  app.add_option("--admin", admin, "Admin listener with the dashboard, or 'off'")
+      ->capture_default_str();
   app.add_option("--name", name, "Instance name")->capture_default_str();
   app.add_option("--workers", workers, "Worker processes")->capture_default_str();
   if (auto done = parse_subcommand(app, a, "demo")) return *done;
@@ -59,6 +62,10 @@ int demo_command(const args& a) {
   pid_t pids[2] = {0, 0};
   std::vector<std::string> run_args = {"--listen", listen, "--name", name, "--workers", workers,
                                        "--check", "websocket", "--check-interval", "2s"};
+  if (admin != "off") {
+    run_args.push_back("--admin");
+    run_args.push_back(admin);
+  }
   for (int i = 0; i < 2; ++i) {
     const std::string id = "echo-" + std::to_string(i + 1);
     const std::string address =
@@ -82,13 +89,22 @@ int demo_command(const args& a) {
   char exe[4096];
   const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
   const std::string self = len > 0 ? std::string(exe, static_cast<std::size_t>(len)) : "wslb";
+  const std::string& backend_2 = run_args.back();
+  const std::string& backend_1 = run_args[run_args.size() - 3];
+  // Each printed command is one scripts/demo has installed (python3-websockets, curl).
   std::printf(
       "wslb demo: backends %s and %s (WebSocket echo) behind ws://%s/\n"
-      "  connect:  /usr/bin/python3 -m websockets ws://%s/   (type a line, it comes back)\n"
-      "  status:   %s status --name %s      (add --json for machines)\n"
-      "  stop:     Ctrl-C here, or %s stop --name %s\n\n",
-      run_args[run_args.size() - 3].c_str(), run_args.back().c_str(), listen.c_str(),
-      listen.c_str(), self.c_str(), name.c_str(), self.c_str(), name.c_str());
+      "  connect:   /usr/bin/python3 -m websockets ws://%s/   (type a line, it comes back)\n"
+      "  status:    %s status --name %s      (add --json for machines)\n",
+      backend_1.c_str(), backend_2.c_str(), listen.c_str(), listen.c_str(), self.c_str(),
+      name.c_str());
+  if (admin != "off") {
+    std::printf(
+        "  dashboard: http://%s/   (open it in a browser: live connections, events)\n"
+        "  metrics:   curl -s http://%s/metrics\n",
+        admin.c_str(), admin.c_str());
+  }
+  std::printf("  stop:      Ctrl-C here, or %s stop --name %s\n\n", self.c_str(), name.c_str());
   std::fflush(stdout);
   const int code = supervisor::run_master(cfg, run_args);
   for (pid_t p : pids) {

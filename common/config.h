@@ -62,6 +62,21 @@ struct sticky_cookie_config {
 // The idle timeout compares truncated 32-bit loop times (wrap-safe up to 2^31 ms).
 inline constexpr std::uint32_t max_idle_timeout_ms = 0x7FFFFFFF;
 
+// The admin listener (`--admin`, `--admin-token`): metrics, status and the dashboard over HTTP.
+struct admin_config {
+  bool enabled = false;
+  endpoint where;
+  std::string token;  // empty: no token asked
+};
+
+// `--user USER[:GROUP]`: whom the master becomes after binding its sockets.
+struct run_as_config {
+  std::string user;   // as written; empty: stay who started it
+  std::string group;  // as written; empty: the user's login group
+  unsigned uid = 0;
+  unsigned gid = 0;
+};
+
 struct config {
   std::string name = "wslb";
   endpoint listen;
@@ -83,6 +98,8 @@ struct config {
   std::uint32_t drain_timeout_ms = 30'000;
   on_down_policy on_down = on_down_policy::keep;
   check_config check;
+  admin_config admin;
+  run_as_config run_as;
 };
 
 const char* to_string(balance_mode m);

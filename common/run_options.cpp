@@ -8,6 +8,7 @@
 
 #include "common/config_file.h"
 #include "common/parse.h"
+#include "common/run_as.h"
 #include "shm/layout.h"
 
 namespace wslb {
@@ -45,6 +46,9 @@ struct raw_options {
   std::string check_fall = "3";
   std::string check_timeout = "1s";
   std::string check_path = "/";
+  std::string admin;
+  std::string admin_token;
+  std::string user;
 };
 
 void add_options(CLI::App& app, raw_options& raw, config& out) {
@@ -102,6 +106,10 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
       ->capture_default_str();
   app.add_option("--check-path", raw.check_path, "Request target of http and websocket checks")
       ->capture_default_str();
+  app.add_option("--admin", raw.admin, "Admin listener HOST:PORT: /metrics, /status, / (off by default)");
+  app.add_option("--admin-token", raw.admin_token,
+                 "Bearer token the admin listener requires (better in the --config file)");
+  app.add_option("--user", raw.user, "USER[:GROUP] to run as once the sockets are bound (as root)");
 }
 
 // Each validate_* returns an error message naming the flag, or "" when the value is good.
@@ -230,6 +238,17 @@ std::string validate(const raw_options& raw, config& out) {
   out.sticky_cookie = {};
   if (!raw.sticky_cookie.empty() && !parse_sticky_cookie(raw.sticky_cookie, out.sticky_cookie, error))
     return flag_error("--sticky-cookie", error);
+  if (!raw.admin.empty()) {
+    if (!parse_endpoint(raw.admin, out.admin.where, error)) return flag_error("--admin", error);
+    out.admin.enabled = true;
+  }
+  if (raw.admin_token.find_first_of(" \t\r\n") != std::string::npos)
+    return flag_error("--admin-token", "must not contain spaces or line breaks");
+  if (!raw.admin_token.empty() && raw.admin.empty())
+    return flag_error("--admin-token", "needs --admin");
+  out.admin.token = raw.admin_token;
+  if (!raw.user.empty() && !parse_run_as(raw.user, out.run_as, error))
+    return flag_error("--user", error);
   if (!parse_size(raw.max_header_size, out.max_header_size, error))
     return flag_error("--max-header-size", error);
   if (out.max_header_size < 256 || out.max_header_size > 1024 * 1024)

@@ -11,8 +11,9 @@
 #include "shm/table_ops.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/instance_files.h"
-#include "supervisor/listener.h"
 #include "supervisor/master_state.h"
+#include "supervisor/privileges.h"
+#include "supervisor/socket_activation.h"
 #include "worker/worker_main.h"
 
 namespace wslb::supervisor {
@@ -55,6 +56,21 @@ int master::run() {
   return exit_code_;
 }
 
+void master::open_sockets_and_drop_privileges() {
+  const config& cfg = *cfg_;
+  // Reaching systemd's notify socket, like binding a privileged port, may need root.
+  operations_.open_notify_socket();
+  std::string error;
+  instance_sockets sockets;
+  if (!open_instance_sockets(cfg, sockets, error)) throw std::runtime_error(error);
+  listen_fd_ = sockets.listener;
+  admin_fd_ = sockets.admin;
+  if (cfg.run_as.user.empty()) return;
+  if (!drop_privileges(cfg.run_as, error)) throw std::runtime_error(error);
+  log_line(who, "running as user %s (uid %u, gid %u)", cfg.run_as.user.c_str(), cfg.run_as.uid,
+           cfg.run_as.gid);
+}
+
 void master::take_lock_and_table() {
   // A copy of the pointer: cfg_ is replaced below once backend rows are assigned.
   const std::shared_ptr<const config> initial = cfg_;
@@ -78,7 +94,6 @@ void master::take_lock_and_table() {
     shm::table_mapping::remove(old);
   }
   raise_descriptor_limit();
-  listen_fd_ = open_listener(cfg.listen);
   segment_ = shm::new_segment_name(cfg.name);
   table_.emplace(shm::table_mapping::create(segment_));
   record_table(cfg.name, segment_);
@@ -107,6 +122,9 @@ void master::start_children() {
     });
   }};
   children_.emplace(std::move(ctx));
+  children_->set_observer([this](transaction_event e, std::uint32_t, const std::string& text) {
+    operations_.on_transaction(e, text);
+  });
   children_->reap_children(now());  // children a previous life of this pid left (none in practice)
   children_->start_first(cfg_, now());
   // The checker starts with the serving generation's configuration, and so does each respawn.
@@ -126,6 +144,7 @@ void master::start_children() {
 }
 
 void master::start() {
+  open_sockets_and_drop_privileges();
   take_lock_and_table();
   register_commands();
   control_.start(&loop_, control_socket_path(cfg_->name),
@@ -133,6 +152,10 @@ void master::start() {
                    log_line(who, "control: %s", line.c_str());
                    commands_.dispatch(line, std::move(r));
                  });
+  std::string error;
+  if (!operations_.start(&loop_, *cfg_, table_->get(), admin_fd_, error)) {
+    throw std::runtime_error(error);
+  }
 
   const int signums[] = {SIGCHLD, SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT};
   for (std::size_t i = 0; i < signals_.size(); ++i) {
@@ -166,6 +189,7 @@ void master::start() {
 void master::housekeeping() {
   const clock_reading at = now();
   children_->tick(at);
+  operations_.tick();
   if (stopping_) {
     check_stop_progress();
     return;

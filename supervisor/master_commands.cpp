@@ -94,6 +94,7 @@ void master::begin_stop(bool graceful, control_request_ptr request) {
   if (!stopping_) {
     log_line(who, "%s stop: listener closed, %s", graceful ? "graceful" : "fast",
              graceful ? "draining workers" : "closing all connections");
+    operations_.stopping(graceful ? "graceful stop: draining" : "stopping");
   }
   stopping_ = true;
   shm::table& t = table_->get();
@@ -125,6 +126,7 @@ void master::finish_stop() {
   shm::table_mapping::remove(segment_);
   forget_table(cfg_->name);
   control_.stop();
+  operations_.stop();
   if (lock_fd_ >= 0) {
     // The lock file stays: removing it would let the next two masters lock two inodes.
     close(lock_fd_);

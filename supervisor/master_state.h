@@ -19,6 +19,7 @@
 #include "supervisor/child_table.h"
 #include "supervisor/control_server.h"
 #include "supervisor/master.h"
+#include "supervisor/operations.h"
 #include "supervisor/process_ops.h"
 
 namespace wslb::supervisor {
@@ -39,6 +40,9 @@ class master : public child_events {
   // Start-up: each step throws std::runtime_error (shm::table_error is one) with the message
   // for the operator; start() catches them in one place.
   void start();
+  // The sockets (bound, or passed by systemd) and then the privilege drop: before anything
+  // else is created, so that all the rest belongs to --user.
+  void open_sockets_and_drop_privileges();
   void take_lock_and_table();
   void start_children();
 
@@ -66,10 +70,12 @@ class master : public child_events {
   int lock_fd_ = -1;
   int listen_fd_ = -1;
   std::string segment_;  // the table's name in /dev/shm, recorded in the runtime directory
+  int admin_fd_ = -1;  // handed to operations_ at start
   std::optional<shm::table_mapping> table_;
   std::optional<child_table> children_;
   control_server control_;
   command_table commands_;
+  operations operations_;
   bool stopping_ = false;
   bool stopped_ = false;
   bool helpers_asked_to_stop_ = false;

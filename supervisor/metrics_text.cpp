@@ -1,0 +1,172 @@
+#include "supervisor/metrics_text.h"
+
+#include <cstdio>
+
+#include "shm/table_ops.h"
+
+namespace wslb::supervisor {
+
+namespace {
+
+constexpr auto relaxed = std::memory_order_relaxed;
+
+// Label values may hold any byte an operator wrote in a backend name.
+std::string escape_label(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+enum class family_type { gauge, counter };
+
+// Writes families in either format. The two differ in how a counter family is named (the text
+// format names it with its `_total` suffix, OpenMetrics without) and in the closing `# EOF`.
+class metrics_writer {
+ public:
+  explicit metrics_writer(metrics_format format) : format_(format) {}
+
+  // Starts family `name` (counters are given with their `_total` suffix).
+  void family(std::string_view name, family_type type, std::string_view help) {
+    std::string family_name(name);
+    if (type == family_type::counter && format_ == metrics_format::openmetrics &&
+        family_name.size() > 6 && family_name.ends_with("_total")) {
+      family_name.resize(family_name.size() - 6);
+    }
+    out_ += "# HELP " + family_name + " " + std::string(help) + "\n";
+    out_ += "# TYPE " + family_name + " " + (type == family_type::gauge ? "gauge" : "counter") +
+            "\n";
+  }
+  // One sample: `labels` is the inside of the braces, already escaped, or empty.
+  void sample(std::string_view name, std::string_view labels, std::uint64_t value) {
+    out_ += name;
+    if (!labels.empty()) out_ += "{" + std::string(labels) + "}";
+    out_ += " " + std::to_string(value) + "\n";
+  }
+  std::string finish() {
+    if (format_ == metrics_format::openmetrics) out_ += "# EOF\n";
+    return std::move(out_);
+  }
+
+ private:
+  metrics_format format_;
+  std::string out_;
+};
+
+struct response_code {
+  shm::error_kind kind;
+  const char* code;
+};
+// The answers wslb writes itself. A raw TCP client closed for want of a backend got no
+// answer: it is a close, not a response.
+constexpr response_code own_responses[] = {
+    {shm::error_kind::bad_request_400, "400"},     {shm::error_kind::request_timeout_408, "408"},
+    {shm::error_kind::upgrade_required_426, "426"}, {shm::error_kind::header_too_large_431, "431"},
+    {shm::error_kind::bad_gateway_502, "502"},     {shm::error_kind::no_backend_503, "503"},
+    {shm::error_kind::gateway_timeout_504, "504"},
+};
+
+bool backend_shown(const shm::backend_row& b) {
+  return b.state.load(relaxed) != shm::backend_state::empty;
+}
+
+std::string backend_label(const shm::backend_row& b) {
+  return "backend=\"" + escape_label(b.address) + "\"";
+}
+
+// The operator's state of a backend row. A backend a reload removed drains like one put to
+// drain by hand.
+const char* admin_state_of(const shm::backend_row& b) {
+  return b.state.load(relaxed) == shm::backend_state::removed ? "drain" : "ready";
+}
+
+constexpr const char* admin_states[] = {"ready", "drain", "maint"};
+
+}  // namespace
+
+metrics_format metrics_format_for(std::string_view accept) {
+  return accept.find("application/openmetrics-text") != std::string_view::npos
+             ? metrics_format::openmetrics
+             : metrics_format::prometheus_text;
+}
+
+const char* metrics_content_type(metrics_format format) {
+  return format == metrics_format::openmetrics
+             ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+             : "text/plain; version=0.0.4; charset=utf-8";
+}
+
+std::string render_metrics(const shm::table& t, const master_counters& master,
+                           metrics_format format) {
+  metrics_writer w(format);
+  const std::size_t backends = shm::backend_rows_in_use(t);
+  const std::size_t slots = shm::worker_rows_in_use(t);
+  shm::backend_totals sums[shm::max_backends];
+  for (std::size_t b = 0; b < backends; ++b) {
+    if (backend_shown(t.backends[b])) sums[b] = shm::sum_backend(t, b);
+  }
+  const auto each_backend = [&](auto&& emit) {
+    for (std::size_t b = 0; b < backends; ++b) {
+      if (backend_shown(t.backends[b])) emit(t.backends[b], sums[b]);
+    }
+  };
+
+  w.family("wslb_backend_connections", family_type::gauge,
+           "Live connections to the backend, summed over every worker of every generation.");
+  each_backend([&](const shm::backend_row& row, const shm::backend_totals& s) {
+    w.sample("wslb_backend_connections", backend_label(row), s.active);
+  });
+  w.family("wslb_backend_up", family_type::gauge, "1 when the health checks hold the backend up.");
+  each_backend([&](const shm::backend_row& row, const shm::backend_totals&) {
+    w.sample("wslb_backend_up", backend_label(row), row.healthy.load(relaxed) ? 1 : 0);
+  });
+  w.family("wslb_backend_admin_state", family_type::gauge,
+           "The operator's state of the backend: 1 for the state it is in.");
+  each_backend([&](const shm::backend_row& row, const shm::backend_totals&) {
+    const std::string current = admin_state_of(row);
+    for (const char* state : admin_states) {
+      w.sample("wslb_backend_admin_state",
+               backend_label(row) + ",state=\"" + state + "\"", current == state ? 1 : 0);
+    }
+  });
+  w.family("wslb_backend_weight", family_type::gauge, "The backend's weight.");
+  each_backend([&](const shm::backend_row& row, const shm::backend_totals&) {
+    w.sample("wslb_backend_weight", backend_label(row), row.weight.load(relaxed));
+  });
+  w.family("wslb_backend_connect_failures_total", family_type::counter,
+           "Connects to the backend that failed or timed out.");
+  each_backend([&](const shm::backend_row& row, const shm::backend_totals& s) {
+    w.sample("wslb_backend_connect_failures_total", backend_label(row), s.failures);
+  });
+  w.family("wslb_bytes_total", family_type::counter,
+           "Bytes relayed: direction in is client to backend, out is backend to client.");
+  each_backend([&](const shm::backend_row& row, const shm::backend_totals& s) {
+    w.sample("wslb_bytes_total", backend_label(row) + ",direction=\"in\"", s.bytes_in);
+    w.sample("wslb_bytes_total", backend_label(row) + ",direction=\"out\"", s.bytes_out);
+  });
+  w.family("wslb_responses_total", family_type::counter,
+           "Answers wslb wrote itself to clients, by HTTP status code.");
+  for (const response_code& r : own_responses) {
+    w.sample("wslb_responses_total", std::string("code=\"") + r.code + "\"",
+             shm::sum_errors(t, static_cast<std::size_t>(r.kind)));
+  }
+  w.family("wslb_worker_connections", family_type::gauge,
+           "Live client connections of the worker in this slot.");
+  for (std::size_t s = 0; s < slots; ++s) {
+    const shm::worker_row& row = t.workers[s];
+    if (row.state.load(relaxed) == shm::worker_state::empty) continue;
+    w.sample("wslb_worker_connections", "slot=\"" + std::to_string(s) + "\"",
+             row.connections.load(relaxed));
+  }
+  w.family("wslb_reloads_total", family_type::counter,
+           "Reloads asked of the master, by result (ok, failed).");
+  w.sample("wslb_reloads_total", "result=\"ok\"", master.reloads_ok);
+  w.sample("wslb_reloads_total", "result=\"failed\"", master.reloads_failed);
+  return w.finish();
+}
+
+}  // namespace wslb::supervisor

@@ -1,0 +1,74 @@
+#include <doctest/doctest.h>
+
+#include "tests/unit/table_image.h"
+
+#include "shm/table_ops.h"
+#include "supervisor/metrics_text.h"
+
+using namespace wslb;
+using supervisor::metrics_format;
+
+namespace {
+std::unique_ptr<shm::table> sample_table() {
+  auto t = testing::fresh_table();
+  t->header.slot_high_water = 3;
+  t->header.backend_high_water = 2;
+  for (int s = 0; s < 2; ++s) t->workers[s].state = shm::worker_state::running;
+  // Slot 2 is empty: it has no series.
+  t->backends[0].state = shm::backend_state::active;
+  t->backends[0].weight = 3;
+  t->backends[0].healthy = 1;
+  shm::copy_fixed(t->backends[0].address, shm::address_chars, "127.0.0.1:9001");
+  t->backends[1].state = shm::backend_state::removed;
+  t->backends[1].weight = 1;
+  shm::copy_fixed(t->backends[1].address, shm::address_chars, "app\"1\\:80");
+  t->workers[0].backends[0].active = 2;
+  t->workers[1].backends[0].active = 5;
+  t->workers[0].connections = 2;
+  t->workers[1].connections = 5;
+  t->workers[1].backends[0].bytes_in = 100;
+  t->backends[0].retired_bytes_in = 11;
+  t->workers[0].errors[static_cast<int>(shm::error_kind::no_backend_503)] = 4;
+  return t;
+}
+bool has(const std::string& text, const std::string& line) {
+  return text.find(line + "\n") != std::string::npos;
+}
+}  // namespace
+
+TEST_CASE("metrics_text.sums_rows_per_backend_and_worker") {
+  auto t = sample_table();
+  const std::string m = supervisor::render_metrics(*t, {2, 1}, metrics_format::prometheus_text);
+  CHECK(has(m, "wslb_backend_connections{backend=\"127.0.0.1:9001\"} 7"));
+  CHECK(has(m, "wslb_backend_weight{backend=\"127.0.0.1:9001\"} 3"));
+  CHECK(has(m, "wslb_backend_up{backend=\"127.0.0.1:9001\"} 1"));
+  CHECK(has(m, "wslb_bytes_total{backend=\"127.0.0.1:9001\",direction=\"in\"} 111"));
+  CHECK(has(m, "wslb_worker_connections{slot=\"1\"} 5"));
+  CHECK(m.find("slot=\"2\"") == std::string::npos);
+  CHECK(has(m, "wslb_responses_total{code=\"503\"} 4"));
+  CHECK(has(m, "wslb_reloads_total{result=\"ok\"} 2"));
+  CHECK(has(m, "wslb_reloads_total{result=\"failed\"} 1"));
+  CHECK(has(m, "# TYPE wslb_bytes_total counter"));
+  CHECK(m.find("# EOF") == std::string::npos);
+}
+
+TEST_CASE("metrics_text.admin_state_is_one_hot_and_labels_are_escaped") {
+  auto t = sample_table();
+  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text);
+  CHECK(has(m, "wslb_backend_admin_state{backend=\"127.0.0.1:9001\",state=\"ready\"} 1"));
+  CHECK(has(m, "wslb_backend_admin_state{backend=\"127.0.0.1:9001\",state=\"drain\"} 0"));
+  CHECK(has(m, "wslb_backend_admin_state{backend=\"app\\\"1\\\\:80\",state=\"drain\"} 1"));
+}
+
+TEST_CASE("metrics_text.openmetrics_names_counter_families_without_total_and_ends_with_eof") {
+  auto t = sample_table();
+  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::openmetrics);
+  CHECK(has(m, "# TYPE wslb_bytes counter"));
+  CHECK(has(m, "wslb_bytes_total{backend=\"127.0.0.1:9001\",direction=\"in\"} 111"));
+  CHECK(m.size() > 6);
+  CHECK(m.substr(m.size() - 6) == "# EOF\n");
+  CHECK(supervisor::metrics_format_for("application/openmetrics-text; version=1.0.0") ==
+        metrics_format::openmetrics);
+  CHECK(supervisor::metrics_format_for("text/plain") == metrics_format::prometheus_text);
+  CHECK(supervisor::metrics_format_for("") == metrics_format::prometheus_text);
+}

@@ -24,6 +24,9 @@ std::optional<transition> record_check(shm::backend_row& row, probe_status statu
     }
     if (step.changed) {
       const std::uint32_t want = step.next.healthy ? 1u : 0u;
+      // The slow-start ramp begins now; written before `healthy` so that no worker sees the
+      // backend up with the start of an earlier ramp (a harmless write if the swap fails).
+      if (step.next.healthy) row.up_since_ms.store(finished_unix_ms, std::memory_order_release);
       if (!row.healthy.compare_exchange_strong(healthy_now, want, std::memory_order_acq_rel)) {
         continue;
       }

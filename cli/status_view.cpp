@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "cli/shaping_view.h"
 #include "common/config.h"
 #include "shm/table_ops.h"
 
@@ -19,7 +20,7 @@ const char* error_key(std::size_t kind) {
       "400_bad_request",     "408_request_timeout", "426_upgrade_required",
       "431_header_too_large", "502_bad_gateway",    "503_no_backend",
       "504_gateway_timeout",  "tcp_no_backend_close", "connection_limit",
-      "source_limit"};
+      "source_limit",         "503_queue_timeout",   "tcp_queue_timeout_close"};
   return keys[kind];
 }
 
@@ -118,7 +119,9 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
                     ",\"workers_per_generation\":" +
                     std::to_string(h.workers_per_generation.load()) +
                     ",\"listening\":" + (h.listening.load() ? "true" : "false") +
-                    ",\"stopping\":" + (h.stopping.load() ? "true" : "false") + ",\"workers\":[";
+                    ",\"stopping\":" + (h.stopping.load() ? "true" : "false") +
+                    ",\"queued\":" + num(shm::sum_queued(t)) + rebalance_json(t, now) +
+                    ",\"workers\":[";
   bool first = true;
   for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
     const auto& w = t.workers[s];
@@ -149,7 +152,9 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
     first = false;
     out += "{\"address\":" + json_string(shown(row.address)) + ",\"state\":\"" +
            to_string(row.state.load()) + "\",\"weight\":" + std::to_string(row.weight.load()) +
-           ",\"active\":" + num(sums.active) + ",\"active_per_worker\":{";
+           ",\"active\":" + num(sums.active) + ",\"maxconn\":" +
+           (row.maxconn.load() ? num(std::uint64_t{row.maxconn.load()}) : "null") +
+           shaping_json(row, sums, now) + ",\"active_per_worker\":{";
     bool first_worker = true;
     for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
       if (!slot_shown(t.workers[s])) continue;
@@ -245,6 +250,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
       per_worker += " " + std::to_string(s) + "=" + num(t.workers[s].backends[b].active.load());
     }
     out += per_worker + "\n";
+    out += shaping_text(row, sums, now);
   }
   std::string errors;
   for (std::size_t k = 0; k < shm::error_kinds; ++k) {
@@ -252,6 +258,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
     if (n) errors += std::string(" ") + error_key(k) + "=" + num(n);
   }
   out += "\nERRORS" + (errors.empty() ? std::string(" none") : errors) + "\n";
+  out += rebalance_text(t, now);
   return out;
 }
 

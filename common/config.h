@@ -28,6 +28,8 @@ struct endpoint {
 struct backend_config {
   endpoint where;
   std::uint32_t weight = 1;
+  std::uint32_t maxconn = 0;       // live connections across every worker; 0 = no limit
+  std::uint32_t slowstart_ms = 0;  // ramp of new connections after coming up; 0 = none
   std::size_t row = 0;  // index of this backend's row in the shared table (set by the master)
 };
 
@@ -36,6 +38,18 @@ enum class proxy_mode { http, tcp };
 enum class proxy_protocol { off, v1, v2 };
 enum class check_kind : std::uint32_t { none = 0, tcp = 1, http = 2, websocket = 3 };
 enum class on_down_policy { keep, close };
+enum class rebalance_mode : std::uint32_t { off = 0, manual = 1, auto_ = 2 };
+
+// Load shaping of long-lived connections: the maxconn queue and rebalancing.
+struct shaping_config {
+  std::uint32_t queue_timeout_ms = 5'000;  // wait for a place under maxconn, then 503 / close
+  rebalance_mode rebalance = rebalance_mode::manual;
+  std::uint32_t tolerance_permille = 100;  // shed only above target x (1 + tolerance): 10 %
+  std::uint32_t rate_permille = 20;        // per backend: 2 % of its connections per second
+  std::uint32_t max_rate = 100;            // instance-wide cap, connections per second
+  std::uint32_t min_age_ms = 60'000;       // never shed a connection younger than this
+  std::uint16_t close_code = 1012;         // WebSocket close code to a shed client
+};
 
 struct balance_config {
   balance_mode mode = balance_mode::least_conn;
@@ -100,6 +114,7 @@ struct config {
   check_config check;
   admin_config admin;
   run_as_config run_as;
+  shaping_config shaping;
 };
 
 const char* to_string(balance_mode m);

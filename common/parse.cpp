@@ -126,18 +126,51 @@ bool parse_backend(std::string_view text, backend_config& out, std::string& erro
   const auto comma = text.find(',');
   if (!parse_endpoint(text.substr(0, comma), out.where, error)) return false;
   out.weight = 1;
+  out.maxconn = 0;
+  out.slowstart_ms = 0;
   if (comma == std::string_view::npos) return true;
+  // Options after the address, each once, in any order: weight=N, maxconn=N, slowstart=D.
   std::string_view rest = text.substr(comma + 1);
-  constexpr std::string_view prefix = "weight=";
-  std::uint64_t w = 0;
-  if (rest.substr(0, prefix.size()) != prefix || !parse_uint(rest.substr(prefix.size()), w) ||
-      w < 1 || w > 1000) {
-    error = "'" + std::string(rest) + "' in '" + std::string(text) +
-            "' is not weight=N with N in 1-1000";
-    return false;
+  bool seen[3] = {false, false, false};
+  for (;;) {
+    const auto next = rest.find(',');
+    const std::string_view item = rest.substr(0, next);
+    const auto eq = item.find('=');
+    const std::string_view key = item.substr(0, eq);
+    const std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+    const auto bad = [&](const char* what) {
+      error = "'" + std::string(item) + "' in '" + std::string(text) + "' " + what;
+      return false;
+    };
+    std::uint64_t n = 0;
+    if (eq == std::string_view::npos) {
+      return bad("is not weight=N, maxconn=N or slowstart=DURATION");
+    } else if (key == "weight") {
+      if (seen[0]) return bad("repeats weight");
+      seen[0] = true;
+      if (!parse_uint(value, n) || n < 1 || n > 1000) return bad("is not weight=N with N in 1-1000");
+      out.weight = static_cast<std::uint32_t>(n);
+    } else if (key == "maxconn") {
+      if (seen[1]) return bad("repeats maxconn");
+      seen[1] = true;
+      if (!parse_uint(value, n) || n < 1 || n > 10'000'000) {
+        return bad("is not maxconn=N with N in 1-10000000");
+      }
+      out.maxconn = static_cast<std::uint32_t>(n);
+    } else if (key == "slowstart") {
+      if (seen[2]) return bad("repeats slowstart");
+      seen[2] = true;
+      std::string unused;
+      if (!parse_duration_ms(value, out.slowstart_ms, unused) || out.slowstart_ms > 3'600'000) {
+        return bad("is not slowstart=DURATION (like 30s, at most 1h)");
+      }
+    } else {
+      return bad("is not weight=N, maxconn=N or slowstart=DURATION");
+    }
+    if (next == std::string_view::npos) return true;
+    rest = rest.substr(next + 1);
   }
-  out.weight = static_cast<std::uint32_t>(w);
-  return true;
 }
 
 bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error) {

@@ -21,7 +21,8 @@ inline constexpr std::size_t max_endpoint_chars = 63;
 // `out` is only written on success.
 bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
                     bool allow_port_zero = false);
-// "HOST:PORT" or "HOST:PORT,weight=N" with N in 1..1000.
+// "HOST:PORT" then any of ",weight=N" (1-1000), ",maxconn=N" (1-10000000, live connections
+// across every worker), ",slowstart=DURATION" (up to 1h), each at most once.
 bool parse_backend(std::string_view text, backend_config& out, std::string& error);
 // "30s", "1500ms", "2m", "0"; a bare number means seconds.
 bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error);

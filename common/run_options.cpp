@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include <CLI/CLI.hpp>
 
@@ -49,6 +50,13 @@ struct raw_options {
   std::string admin;
   std::string admin_token;
   std::string user;
+  std::string queue_timeout = "5s";
+  std::string rebalance = "manual";
+  std::string rebalance_tolerance = "10%";
+  std::string rebalance_rate = "2%";
+  std::string rebalance_max_rate = "100";
+  std::string rebalance_min_age = "60s";
+  std::string rebalance_close_code = "1012";
 };
 
 void add_options(CLI::App& app, raw_options& raw, config& out) {
@@ -110,6 +118,27 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
   app.add_option("--admin-token", raw.admin_token,
                  "Bearer token the admin listener requires (better in the --config file)");
   app.add_option("--user", raw.user, "USER[:GROUP] to run as once the sockets are bound (as root)");
+  app.add_option("--queue-timeout", raw.queue_timeout,
+                 "How long a client waits when every backend is at its maxconn")
+      ->capture_default_str();
+  app.add_option("--rebalance", raw.rebalance,
+                 "off | manual (`wslb rebalance`) | auto (after an add, an up, a weight change)")
+      ->capture_default_str();
+  app.add_option("--rebalance-tolerance", raw.rebalance_tolerance,
+                 "Shed only from backends above target x (1 + this)")
+      ->capture_default_str();
+  app.add_option("--rebalance-rate", raw.rebalance_rate,
+                 "Shedding pace per backend, a share of its connections per second")
+      ->capture_default_str();
+  app.add_option("--rebalance-max-rate", raw.rebalance_max_rate,
+                 "Instance-wide cap on rebalance closes per second")
+      ->capture_default_str();
+  app.add_option("--rebalance-min-age", raw.rebalance_min_age,
+                 "Never shed a connection younger than this")
+      ->capture_default_str();
+  app.add_option("--rebalance-close-code", raw.rebalance_close_code,
+                 "WebSocket close code sent to a shed client")
+      ->capture_default_str();
 }
 
 // Each validate_* returns an error message naming the flag, or "" when the value is good.
@@ -135,6 +164,30 @@ std::string validate_count(const char* flag, const std::string& text, std::uint3
   }
   return flag_error(flag, "'" + text + "' is not a whole number from " + std::to_string(lo) +
                               " to " + std::to_string(hi));
+}
+
+// "10%", "2.5%", "10": a percentage with at most one decimal, as tenths of a percent.
+std::string validate_percent(const char* flag, const std::string& text, std::uint32_t lo_permille,
+                             std::uint32_t hi_permille, std::uint32_t& out_permille) {
+  std::string digits = text;
+  if (!digits.empty() && digits.back() == '%') digits.pop_back();
+  const auto dot = digits.find('.');
+  std::string whole = digits.substr(0, dot);
+  std::string tenth = dot == std::string::npos ? "0" : digits.substr(dot + 1);
+  const bool shaped = !whole.empty() && whole.size() <= 6 && tenth.size() == 1 &&
+                      whole.find_first_not_of("0123456789") == std::string::npos &&
+                      tenth.find_first_not_of("0123456789") == std::string::npos;
+  if (shaped) {
+    const std::uint32_t v = static_cast<std::uint32_t>(std::stoul(whole) * 10 + std::stoul(tenth));
+    if (v >= lo_permille && v <= hi_permille) {
+      out_permille = v;
+      return {};
+    }
+  }
+  char range[64];
+  std::snprintf(range, sizeof range, "%u.%u%% to %u.%u%%", lo_permille / 10, lo_permille % 10,
+                hi_permille / 10, hi_permille % 10);
+  return flag_error(flag, "'" + text + "' is not a percentage from " + range);
 }
 
 template <typename Enum>
@@ -182,6 +235,7 @@ std::string validate(const raw_options& raw, config& out) {
           std::string::npos) {
     return flag_error("--name", "'" + out.name + "' must be 1-48 letters, digits, '-' or '_'");
   }
+  std::uint32_t close_code = 0;
   // Every value is checked; the first error, in this order, is the one reported.
   const std::string errors[] = {
       validate_choice("--mode", raw.mode, {{"http", proxy_mode::http}, {"tcp", proxy_mode::tcp}},
@@ -216,10 +270,24 @@ std::string validate(const raw_options& raw, config& out) {
                      100'000'000, out.max_connections_per_source),
       validate_choice("--tcp-keepalive", raw.tcp_keepalive, {{"on", true}, {"off", false}},
                       out.tcp_keepalive),
+      validate_duration("--queue-timeout", raw.queue_timeout, out.shaping.queue_timeout_ms),
+      validate_choice("--rebalance", raw.rebalance,
+                      {{"off", rebalance_mode::off},
+                       {"manual", rebalance_mode::manual},
+                       {"auto", rebalance_mode::auto_}},
+                      out.shaping.rebalance),
+      validate_percent("--rebalance-tolerance", raw.rebalance_tolerance, 0, 1000,
+                       out.shaping.tolerance_permille),
+      validate_percent("--rebalance-rate", raw.rebalance_rate, 1, 1000, out.shaping.rate_permille),
+      validate_count("--rebalance-max-rate", raw.rebalance_max_rate, 1, 100'000,
+                     out.shaping.max_rate),
+      validate_duration("--rebalance-min-age", raw.rebalance_min_age, out.shaping.min_age_ms),
+      validate_count("--rebalance-close-code", raw.rebalance_close_code, 1000, 4999, close_code),
   };
   for (const std::string& e : errors) {
     if (!e.empty()) return e;
   }
+  out.shaping.close_code = static_cast<std::uint16_t>(close_code);
   if (out.handshake_timeout_ms == 0) return flag_error("--handshake-timeout", "must be above 0");
   if (out.idle_timeout_ms > max_idle_timeout_ms)
     return flag_error("--idle-timeout",

@@ -63,6 +63,16 @@ std::string_view error_response(int status) {
   }
 }
 
+std::string busy_response(std::uint32_t retry_after_s) {
+  return "HTTP/1.1 503 Service Unavailable\r\n"
+         "Content-Type: text/plain\r\n"
+         "Content-Length: 20\r\n"
+         "Connection: close\r\n"
+         "Retry-After: " + std::to_string(retry_after_s) + "\r\n"
+         "\r\n"
+         "Service Unavailable\n";
+}
+
 std::string_view reason_phrase(int status) {
   switch (status) {
     case 400: return "Bad Request";

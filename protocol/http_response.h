@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace wslb::protocol {
@@ -16,6 +17,10 @@ namespace wslb::protocol {
 // Sec-WebSocket-Version: 13) and a one-line body. The bytes are constant storage: no allocation,
 // valid forever. Any other status gives an empty view. The worker writes it, then closes.
 std::string_view error_response(int status);
+
+// The 503 for a client that waited in vain for a place under the backends' maxconn: like
+// error_response(503) plus `Retry-After: SECONDS`.
+std::string busy_response(std::uint32_t retry_after_s);
 
 // The reason phrase for the statuses above ("Bad Request"), or "" for others.
 std::string_view reason_phrase(int status);

@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 4;
+inline constexpr std::uint32_t layout_version = 5;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -61,6 +61,8 @@ enum class error_kind : std::uint32_t {
   no_backend_tcp_close,  // raw TCP client closed because no backend was healthy
   connection_limit,      // over --max-connections: 503 (http) or closed at once (tcp)
   source_limit,          // over --max-connections-per-source: 503 (http) or closed (tcp)
+  queue_timeout_503,     // waited --queue-timeout while every backend was at its maxconn
+  queue_timeout_tcp_close,  // the same in tcp mode: closed
   count_
 };
 inline constexpr std::size_t error_kinds = static_cast<std::size_t>(error_kind::count_);
@@ -73,6 +75,8 @@ struct backend_counters {
   std::atomic<std::uint64_t> bytes_in;    // client -> backend
   std::atomic<std::uint64_t> bytes_out;   // backend -> client
   std::atomic<std::uint64_t> failures;    // connect failures and timeouts
+  std::atomic<std::uint64_t> shed;        // closed to rebalance (cause `rebalance`)
+  std::atomic<std::uint64_t> evacuated;   // closed by `backend evacuate` (cause `evacuate`)
 };
 
 // Live client connections of one source address in one worker (--max-connections-per-source):
@@ -98,6 +102,13 @@ struct alignas(64) worker_row {
   std::atomic<std::uint64_t> connections;     // live client connections in this worker
   std::atomic<std::uint64_t> accepted;        // client connections accepted since start
   std::atomic<std::uint64_t> errors[error_kinds];
+  // maxconn admission (worker/admission.h): while this worker takes a place under a backend's
+  // maxconn, the backend's row index + 1, else 0. Every worker publishes its reservation here
+  // (seq_cst) before it sums the others' (seq_cst), Dekker-style, so two workers racing for
+  // the last place cannot both take it; each still writes only its own row, and a crashed
+  // worker's reservation goes when the master clears its row.
+  std::atomic<std::uint32_t> reserving;
+  std::atomic<std::uint32_t> queued;          // clients waiting in this worker's maxconn queue
   backend_counters backends[max_backends];
   source_count sources[source_slots];
 };
@@ -126,6 +137,31 @@ struct alignas(64) backend_row {
   char last_error[error_chars];
   std::atomic<std::uint32_t> passive_fail_streak;  // real-traffic connect failures in a row
   std::atomic<std::uint64_t> transitions;      // up<->down changes since start
+
+  // Load shaping. maxconn and slowstart are written by the master from the configuration
+  // (workers use their own generation's copy; these are for status).
+  std::atomic<std::uint32_t> maxconn;          // 0: no limit
+  std::atomic<std::uint32_t> slowstart_ms;     // 0: none
+  // When the backend last became able to take connections (added, or down -> up): the start
+  // of its slow-start ramp. Two writers, never at once for one row: the master when it stages
+  // or re-addresses the row (before any worker may pick it), the checker on down -> up.
+  std::atomic<std::int64_t> up_since_ms;
+  // `backend evacuate`, written by the master: unix ms the evacuation began and by when every
+  // connection must be gone; 0 = not evacuating. While set, no new connection goes here.
+  std::atomic<std::int64_t> evacuate_start_ms;
+  std::atomic<std::int64_t> evacuate_end_ms;
+  // The rebalance plan, written by the master (supervisor/rebalancer.h): this backend's target
+  // and the surplus it was planned to shed, the shed counters' sum when the plan began, and
+  // the rate (connections/s x 1000) at which the workers together shed from it now, each in
+  // proportion to its share of the backend's connections; 0 = not shedding.
+  std::atomic<std::uint64_t> rebalance_target;
+  std::atomic<std::uint64_t> rebalance_surplus;
+  std::atomic<std::uint64_t> rebalance_shed_base;
+  std::atomic<std::uint32_t> shed_rate_milli;
+
+  // Folded in by the master from exited workers, like the other retired_* counters.
+  std::atomic<std::uint64_t> retired_shed;
+  std::atomic<std::uint64_t> retired_evacuated;
 };
 
 struct alignas(64) checker_row {
@@ -156,6 +192,13 @@ struct alignas(64) table_header {
   std::atomic<std::uint64_t> round_robin_next;  // shared rotation for round-robin and ties
   std::atomic<std::uint32_t> stopping;          // 1 once a stop has begun
   std::atomic<std::uint32_t> listening;         // 1 while the listener is open
+  // The rebalance plan as a whole, written by the master: 0 idle, 1 shedding; when it began and
+  // when it is expected to end (unix ms), and how many plans have run.
+  std::atomic<std::uint32_t> rebalance_mode;    // 0 off, 1 manual, 2 auto
+  std::atomic<std::uint32_t> rebalance_running;
+  std::atomic<std::int64_t> rebalance_started_ms;
+  std::atomic<std::int64_t> rebalance_expected_end_ms;
+  std::atomic<std::uint32_t> rebalance_plans;
 };
 
 // One session-ticket key: a 16-byte name (carried in each ticket, to find the key again), a

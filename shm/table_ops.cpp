@@ -33,6 +33,20 @@ std::uint64_t sum_active(const table& t, std::size_t b) {
   return sum;
 }
 
+std::uint64_t sum_shed(const table& t, std::size_t b) {
+  std::uint64_t sum = t.backends[b].retired_shed.load(relaxed);
+  const std::size_t n = worker_rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) sum += t.workers[s].backends[b].shed.load(relaxed);
+  return sum;
+}
+
+std::uint64_t sum_queued(const table& t) {
+  std::uint64_t sum = 0;
+  const std::size_t n = worker_rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) sum += t.workers[s].queued.load(relaxed);
+  return sum;
+}
+
 backend_totals sum_backend(const table& t, std::size_t b) {
   const backend_row& row = t.backends[b];
   backend_totals out;
@@ -40,6 +54,8 @@ backend_totals sum_backend(const table& t, std::size_t b) {
   out.bytes_in = row.retired_bytes_in.load(relaxed);
   out.bytes_out = row.retired_bytes_out.load(relaxed);
   out.failures = row.retired_failures.load(relaxed);
+  out.shed = row.retired_shed.load(relaxed);
+  out.evacuated = row.retired_evacuated.load(relaxed);
   const std::size_t n = worker_rows_in_use(t);
   for (std::size_t s = 0; s < n; ++s) {
     const backend_counters& c = t.workers[s].backends[b];
@@ -48,6 +64,8 @@ backend_totals sum_backend(const table& t, std::size_t b) {
     out.bytes_in += c.bytes_in.load(relaxed);
     out.bytes_out += c.bytes_out.load(relaxed);
     out.failures += c.failures.load(relaxed);
+    out.shed += c.shed.load(relaxed);
+    out.evacuated += c.evacuated.load(relaxed);
   }
   return out;
 }
@@ -63,6 +81,8 @@ void clear_worker_row(table& t, std::size_t slot) {
     row.retired_bytes_in.fetch_add(c.bytes_in.exchange(0, relaxed), relaxed);
     row.retired_bytes_out.fetch_add(c.bytes_out.exchange(0, relaxed), relaxed);
     row.retired_failures.fetch_add(c.failures.exchange(0, relaxed), relaxed);
+    row.retired_shed.fetch_add(c.shed.exchange(0, relaxed), relaxed);
+    row.retired_evacuated.fetch_add(c.evacuated.exchange(0, relaxed), relaxed);
     c.active.store(0, relaxed);
   }
   w.connections.store(0, relaxed);
@@ -71,6 +91,8 @@ void clear_worker_row(table& t, std::size_t slot) {
     c.count.store(0, relaxed);
     c.key.store(0, relaxed);
   }
+  w.reserving.store(0);  // a reservation the dead worker held is released with it
+  w.queued.store(0, relaxed);
   // errors[] stay: they count per instance, and the slot's next worker continues from them.
   w.drain_deadline_ms.store(0, relaxed);
 }

@@ -22,8 +22,15 @@ std::uint64_t sum_active(const table& t, std::size_t b);
 // Totals of backend `b`: the live rows plus what exited workers left in `retired_*`.
 struct backend_totals {
   std::uint64_t active = 0, total = 0, bytes_in = 0, bytes_out = 0, failures = 0;
+  std::uint64_t shed = 0, evacuated = 0;  // closes with cause rebalance / evacuate
 };
 backend_totals sum_backend(const table& t, std::size_t b);
+
+// Closes of backend `b` with cause `rebalance`, including exited workers' (retired_shed).
+std::uint64_t sum_shed(const table& t, std::size_t b);
+
+// Clients waiting in the workers' maxconn queues now.
+std::uint64_t sum_queued(const table& t);
 
 // Error answers of `kind` (an error_kind index) summed over every worker row in use.
 std::uint64_t sum_errors(const table& t, std::size_t kind);

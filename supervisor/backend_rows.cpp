@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "common/log.h"
 #include "shm/table_ops.h"
 
 namespace wslb::supervisor {
@@ -15,6 +16,7 @@ constexpr auto relaxed = std::memory_order_relaxed;
 // Health starts over (up, as for a new backend) whenever the address behind a row changes.
 void reset_health(shm::backend_row& row) {
   row.healthy = 1;
+  row.up_since_ms = unix_ms();  // a new backend (or address) starts its slow start now
   row.check_streak = 0;
   row.last_result = shm::check_result::none;
   row.last_check_ms = 0;
@@ -28,6 +30,14 @@ void reset_row(shm::backend_row& row) {
   row.retired_bytes_in = 0;
   row.retired_bytes_out = 0;
   row.retired_failures = 0;
+  row.retired_shed = 0;
+  row.retired_evacuated = 0;
+  row.evacuate_start_ms = 0;
+  row.evacuate_end_ms = 0;
+  row.rebalance_target = 0;
+  row.rebalance_surplus = 0;
+  row.rebalance_shed_base = 0;
+  row.shed_rate_milli = 0;
   reset_health(row);
 }
 
@@ -103,6 +113,8 @@ std::string backend_rows_change::prepare(shm::table& t, config& next) {
     shm::copy_fixed(r.address, shm::address_chars, b.where.to_string());
     write_sockaddr(r, b.where);
     r.weight.store(b.weight, relaxed);
+    r.maxconn.store(b.maxconn, relaxed);
+    r.slowstart_ms.store(b.slowstart_ms, relaxed);
     r.state.store(shm::backend_state::staged, std::memory_order_release);
     raise_high_water(t, b.row);
   }
@@ -121,6 +133,8 @@ void backend_rows_change::commit(shm::table& t, const config& next) {
     }
     kept[b.row] = true;
     r.weight.store(b.weight, relaxed);
+    r.maxconn.store(b.maxconn, relaxed);
+    r.slowstart_ms.store(b.slowstart_ms, relaxed);
     r.state.store(shm::backend_state::active, std::memory_order_release);
     r.config_epoch.fetch_add(1, relaxed);
     raise_high_water(t, b.row);
@@ -153,6 +167,9 @@ bool apply_backends(shm::table& t, config& cfg, std::string& error) {
   error = change.prepare(t, cfg);
   if (!error.empty()) return false;
   change.commit(t, cfg);
+  // Backends present when the instance starts are not ramped: nothing is established yet that
+  // a newcomer would have to catch up with.
+  for (const auto& b : cfg.backends) t.backends[b.row].up_since_ms.store(0, relaxed);
   return true;
 }
 

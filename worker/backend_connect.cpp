@@ -8,6 +8,8 @@
 
 #include "common/log.h"
 #include "protocol/proxy_protocol.h"
+#include "worker/admission.h"
+#include "worker/connect_queue.h"
 #include "worker/connection_flow.h"
 #include "worker/front_state.h"
 #include "worker/passive_health.h"
@@ -129,6 +131,10 @@ void on_connected(uv_connect_t* req, int status) {
 }  // namespace
 
 void on_connect_timeout(session* s) {
+  if (s->hs->queued) {
+    on_queue_timeout(s);
+    return;
+  }
   if (!s->hs->connect_outstanding) return;
   attempt_failed(s, UV_ETIMEDOUT, true);
 }
@@ -139,36 +145,54 @@ void drop_backend(session* s) {
   uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_dropped_backend_closed);
 }
 
-void connect_backend(session* s) {
+namespace {
+
+// The backend a new backend connection gets: the affinity cookie's while it is eligible and
+// has a place, else the picker's choice among those not tried, skipping any that has no place
+// under its maxconn. `full` says a backend was skipped for that reason.
+struct admission {
+  std::size_t index = no_backend;
+  bool full = false;
+};
+
+admission admit(session* s) {
   worker_context& ctx = s->ctx();
   front_state* hs = s->hs;
-  if (s->backend_open) {
-    // A kept-alive connection whose next request goes to another backend: the old backend
-    // connection goes first (its handle is reused), then this runs again.
-    uncount_backend(s);
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed_for_retry);
-    }
-    return;
-  }
-  std::size_t index = no_backend;
+  admission out;
+  tried_set excluded = hs->tried;
+  const auto take = [&](std::size_t index) {
+    const backend_config& b = ctx.cfg.backends[index];
+    // Counted from the pick, before the connect completes: a burst of new connections must
+    // see each other in least-conn (and in maxconn), not all choose the same backend.
+    if (reserve_place(ctx.table, ctx.row, b.row, b.maxconn)) return true;
+    out.full = true;
+    excluded |= tried_set{1} << index;
+    return false;
+  };
   const std::uint16_t preferred = hs->preferred;
-  if (preferred != no_backend_index && !((hs->tried >> preferred) & 1u) &&
-      ctx.picker.eligible(ctx.table, preferred)) {
-    index = preferred;
-  } else {
-    index = ctx.picker.pick(ctx.table, hs->tried, hs->sticky_key);
+  if (preferred != no_backend_index && !((excluded >> preferred) & 1u) &&
+      ctx.picker.eligible(ctx.table, preferred) && take(preferred)) {
+    out.index = preferred;
+    return out;
   }
-  if (index == no_backend) {
-    give_up(s);
-    return;
+  const std::int64_t now = unix_ms();
+  for (;;) {
+    const std::size_t index = ctx.picker.pick(ctx.table, excluded, hs->sticky_key, now);
+    if (index == no_backend) return out;
+    if (take(index)) {
+      out.index = index;
+      return out;
+    }
   }
+}
+
+// Connects to `index`, whose place admit() has taken and counted.
+void connect_to(session* s, std::size_t index) {
+  worker_context& ctx = s->ctx();
+  front_state* hs = s->hs;
   hs->tried |= tried_set{1} << index;
   s->backend_index = static_cast<std::uint16_t>(index);
   const backend_config& b = ctx.cfg.backends[index];
-  // Counted from the pick, before the connect completes: a burst of new connections must see
-  // each other in least-conn, not all choose the same backend.
-  counter_add(ctx.row.backends[b.row].active, 1);
   counter_add(ctx.row.backends[b.row].total, 1);
   s->counted = true;
   if (uv_tcp_init(&ctx.loop, &s->backend) != 0) {
@@ -190,6 +214,47 @@ void connect_backend(session* s) {
   }
   hs->connect_outstanding = true;
   uv_timer_start(&hs->timer, on_front_timer, ctx.cfg.connect_timeout_ms, 0);
+}
+
+}  // namespace
+
+void connect_backend(session* s) {
+  worker_context& ctx = s->ctx();
+  if (s->backend_open) {
+    // A kept-alive connection whose next request goes to another backend: the old backend
+    // connection goes first (its handle is reused), then this runs again.
+    uncount_backend(s);
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed_for_retry);
+    }
+    return;
+  }
+  // Those already waiting go first: a newcomer does not take a place freed for them.
+  if (ctx.waiting.length > 0) {
+    enqueue_for_place(s);
+    return;
+  }
+  const admission a = admit(s);
+  if (a.index != no_backend) {
+    connect_to(s, a.index);
+  } else if (a.full) {
+    enqueue_for_place(s);
+  } else {
+    give_up(s);
+  }
+}
+
+bool connect_queued(session* s) {
+  const admission a = admit(s);
+  if (a.index == no_backend && a.full) return false;
+  leave_queue(s);
+  uv_timer_stop(&s->hs->timer);
+  if (a.index != no_backend) {
+    connect_to(s, a.index);
+  } else {
+    give_up(s);
+  }
+  return true;
 }
 
 std::uint64_t hash_client_address(const sockaddr_storage& peer) {

@@ -13,12 +13,20 @@
 
 namespace wslb::worker {
 
-// Picks a backend (excluding those tried for this request) and connects to it. If the session
-// still has a backend connection open (a kept-alive connection whose next request goes
-// elsewhere), that one is closed first.
+// Picks a backend (excluding those tried for this request) that has a place under its maxconn
+// and connects to it. If the session still has a backend connection open (a kept-alive
+// connection whose next request goes elsewhere), that one is closed first. When the only
+// eligible backends left are full, or others already wait, the session waits in the worker's
+// queue (connect_queue.h) instead.
 void connect_backend(session* s);
 
-// The connect attempt in progress took longer than --connect-timeout: fails over.
+// For the queue: tries to place the queued session `s` now. Returns false when every eligible
+// backend is still full (it stays queued); true when it left the queue (connecting, or no
+// backend is eligible any more and it was answered).
+bool connect_queued(session* s);
+
+// The connect attempt in progress took longer than --connect-timeout: fails over; or, for a
+// queued session, the queue timeout passed (connect_queue.h on_queue_timeout).
 void on_connect_timeout(session* s);
 
 // Closes the session's backend connection (the backend closed an idle kept-alive connection)

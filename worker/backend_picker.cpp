@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "shm/table_ops.h"
+#include "worker/admission.h"
 
 namespace wslb::worker {
 
@@ -28,7 +29,8 @@ backend_picker::backend_picker(const std::vector<backend_config>& backends, bala
     : mode_(mode) {
   backends_.reserve(backends.size());
   for (const backend_config& b : backends) {
-    backends_.push_back(entry{b.row, b.weight == 0 ? 1u : b.weight, b.where.to_string()});
+    backends_.push_back(
+        entry{b.row, b.weight == 0 ? 1u : b.weight, b.slowstart_ms, b.where.to_string()});
   }
 }
 
@@ -38,11 +40,19 @@ bool backend_picker::eligible(const shm::table& t, std::size_t index) const {
   // reload yet, but this generation's configuration has the backend.
   const shm::backend_state state = row.state.load(std::memory_order_acquire);
   return (state == shm::backend_state::active || state == shm::backend_state::staged) &&
-         row.healthy.load(relaxed) == 1;
+         row.healthy.load(relaxed) == 1 && row.evacuate_end_ms.load(relaxed) == 0;
+}
+
+std::uint64_t backend_picker::weight_now(const shm::table& t, std::size_t i) const {
+  const entry& e = backends_[i];
+  if (now_ms_ < 0 || e.slowstart_ms == 0) return std::uint64_t{e.weight} * 1000;
+  return ramped_weight_milli(e.weight, t.backends[e.row].up_since_ms.load(std::memory_order_acquire),
+                             e.slowstart_ms, now_ms_);
 }
 
 std::size_t backend_picker::pick(shm::table& t, tried_set tried,
-                                 std::optional<std::uint64_t> sticky_key) {
+                                 std::optional<std::uint64_t> sticky_key, std::int64_t now_ms) {
+  now_ms_ = now_ms;
   switch (mode_) {
     case balance_mode::round_robin:
       return pick_round_robin(t, tried);
@@ -65,11 +75,11 @@ std::size_t backend_picker::pick_least_conn(shm::table& t, tried_set tried) cons
   std::size_t ties[shm::max_backends];
   std::size_t tie_count = 0;
   std::uint64_t best_active = 0;
-  std::uint64_t best_weight = 1;
+  std::uint64_t best_weight = 1000;
   for (std::size_t i = 0; i < backends_.size(); ++i) {
     if (in_set(tried, i) || !eligible(t, i)) continue;
     const std::uint64_t active = shm::sum_active(t, backends_[i].row);
-    const std::uint64_t weight = backends_[i].weight;
+    const std::uint64_t weight = weight_now(t, i);
     if (tie_count == 0) {
       ties[tie_count++] = i;
       best_active = active;
@@ -97,21 +107,31 @@ std::size_t backend_picker::pick_least_conn(shm::table& t, tried_set tried) cons
 }
 
 std::size_t backend_picker::pick_round_robin(shm::table& t, tried_set tried) const {
+  // Whole weights unless a backend is in its slow start: then thousandths, so the ramp shows
+  // (the rotation's exact share per cycle of sum-of-weights turns holds again once it ends).
+  std::uint64_t weights[shm::max_backends];
   std::uint64_t total_weight = 0;
+  bool ramping = false;
   for (std::size_t i = 0; i < backends_.size(); ++i) {
-    if (!in_set(tried, i) && eligible(t, i)) total_weight += backends_[i].weight;
+    weights[i] = 0;
+    if (in_set(tried, i) || !eligible(t, i)) continue;
+    weights[i] = weight_now(t, i);
+    ramping = ramping || weights[i] != std::uint64_t{backends_[i].weight} * 1000;
+  }
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    if (!ramping) weights[i] /= 1000;
+    total_weight += weights[i];
   }
   if (total_weight == 0) return no_backend;
   const std::uint64_t turn = t.header.round_robin_next.fetch_add(1, relaxed);
   std::uint64_t position = ((turn % total_weight) * scatter_step(total_weight)) % total_weight;
   std::size_t last = no_backend;
   for (std::size_t i = 0; i < backends_.size(); ++i) {
-    if (in_set(tried, i) || !eligible(t, i)) continue;
+    if (weights[i] == 0) continue;
     last = i;
-    if (position < backends_[i].weight) return i;
-    position -= backends_[i].weight;
+    if (position < weights[i]) return i;
+    position -= weights[i];
   }
-  // Only reached if a backend's health changed between the two passes: any eligible one will do.
   return last;
 }
 

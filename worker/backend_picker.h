@@ -38,19 +38,27 @@ class backend_picker {
   //   sticky modes: `sticky_key` (a hash of the client's key) is mapped on a consistent-hash
   //                ring of the healthy backends; without a key (or when the ring's choice was
   //                already tried) they fall back to least-conn.
-  std::size_t pick(shm::table& t, tried_set tried, std::optional<std::uint64_t> sticky_key);
+  // Backends in their slow start (see admission.h) count with their ramped weight at `now_ms`
+  // (unix ms) in least-conn and round-robin; `now_ms` < 0 leaves slow start out.
+  std::size_t pick(shm::table& t, tried_set tried, std::optional<std::uint64_t> sticky_key,
+                   std::int64_t now_ms = -1);
 
-  // True when this backend may get new connections now (row active and healthy).
+  // True when this backend may get new connections now (row active and healthy, and not being
+  // evacuated).
   bool eligible(const shm::table& t, std::size_t index) const;
 
  private:
   struct entry {
     std::size_t row;
     std::uint32_t weight;
+    std::uint32_t slowstart_ms;
     std::string address;  // places the backend's points on the sticky ring
   };
+  // The weight (in thousandths) backend `i` has now: its slow-start ramp applied.
+  std::uint64_t weight_now(const shm::table& t, std::size_t i) const;
   std::size_t pick_least_conn(shm::table& t, tried_set tried) const;
   std::size_t pick_round_robin(shm::table& t, tried_set tried) const;
+  std::int64_t now_ms_ = -1;  // of the pick under way
   std::size_t pick_sticky(const shm::table& t, tried_set tried, std::uint64_t key);
 
   std::vector<entry> backends_;

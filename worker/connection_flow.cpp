@@ -365,7 +365,8 @@ void backend_finished(session* s, ssize_t nread) {
 }
 
 // Our own answer (or, tcp mode, a close) for a connection we will not serve; counted by kind.
-void refuse(session* s, int status, shm::error_kind kind) {
+// `answer` defaults to the plain one for `status`.
+void refuse(session* s, int status, shm::error_kind kind, std::string_view answer = {}) {
   worker_context& ctx = s->ctx();
   counter_add(ctx.row.errors[static_cast<std::size_t>(kind)], 1);
   s->last_status = static_cast<std::uint16_t>(status);
@@ -373,7 +374,7 @@ void refuse(session* s, int status, shm::error_kind kind) {
     close_session(s);
     return;
   }
-  const std::string_view answer = protocol::error_response(status);
+  if (answer.empty()) answer = protocol::error_response(status);
   if (!queue_control_write(s, to_client, answer.data(), answer.size())) {
     close_session(s);
     return;
@@ -526,5 +527,10 @@ void no_backend_connected(session* s, int http_status) {
 }
 
 void answer_error(session* s, int status) { refuse(s, status, kind_of(status)); }
+
+void answer_busy(session* s, std::uint32_t queue_timeout_ms) {
+  const std::uint32_t seconds = queue_timeout_ms < 1000 ? 1 : (queue_timeout_ms + 999) / 1000;
+  refuse(s, 503, shm::error_kind::queue_timeout_503, protocol::busy_response(seconds));
+}
 
 }  // namespace wslb::worker

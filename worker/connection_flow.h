@@ -55,4 +55,8 @@ void on_front_timer(uv_timer_t* t);
 // Only while nothing of a response has reached the client.
 void answer_error(session* s, int status);
 
+// The same for a client that waited --queue-timeout for a place under maxconn: 503 with
+// `Retry-After` (the queue timeout in whole seconds, at least 1), counted as queue_timeout_503.
+void answer_busy(session* s, std::uint32_t queue_timeout_ms);
+
 }  // namespace wslb::worker

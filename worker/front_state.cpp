@@ -3,6 +3,7 @@
 #include <new>
 
 #include "worker/backend_connect.h"
+#include "worker/connect_queue.h"
 
 namespace wslb::worker {
 
@@ -38,6 +39,7 @@ bool open_front_state(session* s, const sockaddr_storage& peer) {
 void release_front_state(session* s) {
   front_state* hs = s->hs;
   if (hs == nullptr) return;
+  leave_queue(s);
   s->hs = nullptr;
   uv_timer_stop(&hs->timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&hs->timer), on_timer_closed);

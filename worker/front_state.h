@@ -31,6 +31,11 @@ struct front_state {
   std::uint16_t preferred = no_backend_index;  // the affinity cookie's backend, if valid
   sockaddr_storage peer{};           // the client's address (source-hash, PROXY, forwarding)
   bool trusted_peer = false;         // the client is one of --trusted-proxies
+  // Waiting for a place under maxconn (connect_queue.h): the timer runs the queue timeout, and
+  // these link the worker's waiting_room.
+  bool queued = false;
+  session* queue_prev = nullptr;
+  session* queue_next = nullptr;
 
   // http mode.
   protocol::request_head_parser request;  // the current request: head, then body framing

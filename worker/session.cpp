@@ -313,6 +313,7 @@ void uncount_backend(session* s) {
   worker_context& ctx = s->ctx();
   counter_sub(ctx.row.backends[ctx.cfg.backends[s->backend_index].row].active, 1);
   s->counted = false;
+  place_freed(ctx);
 }
 
 void link_session(worker_context& ctx, session* s) {

@@ -15,6 +15,7 @@
 #include "shm/layout.h"
 #include "worker/affinity_cookie.h"
 #include "worker/backend_picker.h"
+#include "worker/connect_queue.h"
 
 namespace wslb::worker {
 
@@ -85,6 +86,9 @@ struct worker_context {
   std::size_t close_total = 0;        // sessions alive when the window began
   std::size_t close_done = 0;         // graceful closes begun so far
   std::uint64_t hard_stop_ms = 0;     // loop time after which anything left is cut
+
+  // Clients waiting for a place under the backends' maxconn.
+  waiting_room waiting;
 
   backend_picker picker;
   affinity_cookie affinity;  // --sticky-cookie (off when not configured)

@@ -210,7 +210,7 @@ class Instance:
 
 _COUNTERS = {"uptime_s", "connections", "accepted", "restarts", "drain_left_ms",
              "next_attempt_ms", "active", "active_per_worker", "total", "bytes_in", "bytes_out",
-             "failures", "transitions", "check", "errors"}
+             "failures", "transitions", "check", "errors", "queued", "closed", "ramp_pct"}
 
 
 def without_counters(status):

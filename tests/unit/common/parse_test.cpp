@@ -148,3 +148,22 @@ TEST_CASE("run_options.bad_flags_name_the_flag") {
     CHECK_MESSAGE(r.message.find(bc.flag) != std::string::npos, r.message);
   }
 }
+
+TEST_CASE("parse.backend_shaping_options") {
+  backend_config b;
+  std::string err;
+  CHECK(parse_backend("127.0.0.1:9002,maxconn=30,slowstart=10s,weight=3", b, err));
+  CHECK(b.maxconn == 30);
+  CHECK(b.slowstart_ms == 10'000);
+  CHECK(b.weight == 3);
+  CHECK(parse_backend("127.0.0.1:9002", b, err));
+  CHECK(b.maxconn == 0);
+  CHECK(b.slowstart_ms == 0);
+  CHECK_FALSE(parse_backend("127.0.0.1:9002,maxconn=0", b, err));
+  CHECK(err.find("maxconn=0") != std::string::npos);
+  CHECK_FALSE(parse_backend("127.0.0.1:9002,slowstart=2h", b, err));
+  CHECK_FALSE(parse_backend("127.0.0.1:9002,weight=2,weight=3", b, err));
+  CHECK(err.find("repeats weight") != std::string::npos);
+  CHECK_FALSE(parse_backend("127.0.0.1:9002,maxconn", b, err));
+  CHECK_FALSE(parse_backend("127.0.0.1:9002,", b, err));
+}

@@ -36,6 +36,20 @@ TEST_CASE("http_response.error_answers_are_well_formed") {
   CHECK(error_response(0).empty());
 }
 
+TEST_CASE("http_response.busy_answer_says_when_to_retry") {
+  const std::string r = busy_response(7);
+  CHECK(r.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+  CHECK(response_header(r, "Retry-After") == std::optional<std::string_view>("7"));
+  const std::size_t end = r.find("\r\n\r\n");
+  REQUIRE(end != std::string::npos);
+  CHECK(response_header(r, "Content-Length") ==
+        std::optional<std::string_view>(std::to_string(r.size() - end - 4)));
+  // Apart from Retry-After it is the plain 503.
+  std::string without = r;
+  without.erase(without.find("Retry-After: 7\r\n"), 16);
+  CHECK(without == error_response(503));
+}
+
 TEST_CASE("http_response.sniffer_101_with_frames_behind") {
   const std::string head =
       "HTTP/1.1 101 Switching Protocols\r\n"

@@ -13,8 +13,10 @@ namespace wslb::worker {
 
 namespace {
 
-constexpr std::uint8_t client_bit = 1u << to_backend;   // the client's side sent FIN
-constexpr std::uint8_t backend_bit = 1u << to_client;   // the backend's side is finished
+// The session's per-direction masks by direction: to_backend (bytes from the client) and
+// to_client (bytes from the backend, and our FIN towards the client).
+constexpr std::uint8_t client_to_backend = 1u << to_backend;
+constexpr std::uint8_t backend_to_client = 1u << to_client;
 
 // How long a connection that is done (error answer, or its last response) waits for the
 // client to go after our FIN: short for our small answers, longer for a response that may
@@ -46,7 +48,7 @@ void handle_client_bytes(session* s, const char* data, std::size_t len);
 // Reading the client is on in every HTTP phase (what cannot be handled yet waits in `unread`),
 // unless the client finished, a write to the backend is backed up, or `unread` is full.
 void keep_reading_client(session* s) {
-  if (s->dead || (s->eof_mask & client_bit) || (s->paused_mask & client_bit)) return;
+  if (s->dead || (s->eof_mask & client_to_backend) || (s->paused_mask & client_to_backend)) return;
   if (s->hs != nullptr && s->hs->unread.size() >= unread_limit) return;
   if (!set_reading(s, to_backend, true)) close_session(s);
 }
@@ -88,7 +90,7 @@ void end_connection(session* s, std::uint32_t linger_ms) {
   s->at = phase::answered;
   drop_backend(s);
   release_front_state(s);
-  s->eof_mask |= backend_bit;  // nothing more comes from a backend
+  s->eof_mask |= backend_to_client;  // nothing more comes from a backend
   shut_down(s, to_client);
   if (s->dead) return;
   if (!s->graceful) {
@@ -96,8 +98,9 @@ void end_connection(session* s, std::uint32_t linger_ms) {
     ++ctx.graceful_sessions;
   }
   set_close_deadline(s, linger_ms);
-  if (s->eof_mask & client_bit) {
-    if (s->shut_done_mask & backend_bit) close_session(s);  // else when the shutdown completes
+  if (s->eof_mask & client_to_backend) {
+    // Done once our FIN is out; else on_shutdown closes it.
+    if (s->shut_done_mask & backend_to_client) close_session(s);
     return;
   }
   // Read on (and drop) until the client goes, so that our close does not reset the answer.
@@ -142,8 +145,16 @@ void forward_request(session* s) {
   const std::size_t ip_len = protocol::format_ip(reinterpret_cast<const sockaddr*>(&hs->peer), ip);
   const protocol::forwarding f{ctx.cfg.forward_headers, std::string_view(ip, ip_len),
                                hs->trusted_peer};
-  std::string head(request.forwarded_head_size(f), '\0');
-  head.resize(request.write_forwarded_head(head.data(), head.size(), f));
+  // One pass: what we add is at most the client's head again (a trusted peer's chains) plus
+  // a few short lines. The buffer is the process's own (one loop thread) and keeps its size.
+  static std::string head;
+  head.resize(2 * request.head().size() + 512);
+  std::size_t n = request.write_forwarded_head(head.data(), head.size(), f);
+  if (n == 0) {  // not expected; sized exactly then
+    head.resize(request.forwarded_head_size(f));
+    n = request.write_forwarded_head(head.data(), head.size(), f);
+  }
+  head.resize(n);
   ++s->requests;
   ctx.unflushed[s->backend_index].in += head.size();
   hs->request_done = hs->request.start_body();
@@ -244,7 +255,7 @@ void response_done(session* s) {
   // A response that came before its request's body was all sent (an early 413): the rest of
   // the body would be read as the next request, so the connection ends here.
   if (!hs->request_done || hs->close_after_response || !hs->response.keep_alive() ||
-      (s->eof_mask & client_bit) || s->ctx().phase != worker_phase::running) {
+      (s->eof_mask & client_to_backend) || s->ctx().phase != worker_phase::running) {
     end_connection(s, response_linger_ms);
     return;
   }
@@ -282,46 +293,53 @@ void handle_backend_bytes(session* s, const char* data, std::size_t len) {
     drop_backend(s);  // bytes nobody asked for: that backend connection cannot be trusted
     return;
   }
+  // What has been read through goes to the client in one write where it can: a response
+  // whose head and body arrive together costs one send, not one per step.
+  const char* ready = data;
+  const auto flush = [&] {
+    if (data != ready && !s->dead) relay_to_client(s, ready, static_cast<std::size_t>(data - ready));
+    ready = data;
+  };
   while (len > 0 && !s->dead) {
     const protocol::response_step r = hs->response.feed(data, len);
+    if (r.event == protocol::response_event::error) {
+      response_failed(s);
+      return;
+    }
+    data += r.consumed;
+    len -= r.consumed;
     switch (r.event) {
       case protocol::response_event::error:
-        response_failed(s);
-        return;
       case protocol::response_event::need_more:
-        relay_to_client(s, data, r.consumed);
-        return;
+      case protocol::response_event::interim:
+        break;
       case protocol::response_event::status_line:
-        relay_to_client(s, data, r.consumed);
         if (hs->cookie_due && (hs->response.status() >= 200 || hs->response.status() == 101)) {
           // Our header goes right behind the status line of the final answer (or the 101).
           hs->cookie_due = false;
+          flush();
           const std::string_view line = s->ctx().affinity.set_cookie_line(s->backend_index);
           if (!s->dead) relay_to_client(s, line.data(), line.size());
         }
         break;
-      case protocol::response_event::interim:
-        relay_to_client(s, data, r.consumed);
-        break;
       case protocol::response_event::done:
-        relay_to_client(s, data, r.consumed);
+        flush();
         if (s->dead) return;
         s->last_status = static_cast<std::uint16_t>(hs->response.status());
-        if (r.consumed != len) {
+        if (len != 0) {
           close_session(s);  // bytes after the response, before any request: not HTTP/1.1
           return;
         }
         response_done(s);
         return;
       case protocol::response_event::switched:
-        relay_to_client(s, data, r.consumed);
+        flush();
         s->last_status = 101;
-        if (!s->dead) switch_to_tunnel(s, data + r.consumed, len - r.consumed);
+        if (!s->dead) switch_to_tunnel(s, data, len);
         return;
     }
-    data += r.consumed;
-    len -= r.consumed;
   }
+  flush();
 }
 
 // The client sent FIN (or failed) outside the tunnel.
@@ -330,11 +348,11 @@ void client_finished(session* s, ssize_t nread) {
     close_session(s);  // reset: nobody left to answer
     return;
   }
-  s->eof_mask |= client_bit;
+  s->eof_mask |= client_to_backend;
   set_reading(s, to_backend, false);  // libuv stopped reading at EOF; keep the mask in step
   switch (s->at) {
     case phase::answered:
-      if (s->shut_done_mask & backend_bit) close_session(s);  // else when our FIN is out
+      if (s->shut_done_mask & backend_to_client) close_session(s);  // else when our FIN is out
       return;
     case phase::reading_head:
       close_session(s);  // between requests, or before a complete head: nothing to answer

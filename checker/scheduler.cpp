@@ -167,7 +167,9 @@ void scheduler::sync_row(std::size_t i) {
     return;
   }
   shm::backend_row& row = table_.backends[i];
-  if (row.state.load(std::memory_order_acquire) != shm::backend_state::active) {
+  // A backend in maintenance is not checked: its health stays as it was.
+  if (row.state.load(std::memory_order_acquire) != shm::backend_state::active ||
+      row.admin.load(std::memory_order_relaxed) == shm::admin_state::maint) {
     if (s.tracked) untrack(s);
     return;
   }

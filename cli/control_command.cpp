@@ -85,9 +85,23 @@ int control_command(const std::string& verb, const args& a) {
   CLI::App app{"wslb " + verb, "wslb " + verb};
   std::string name = "wslb";
   bool graceful = false;
+  bool json = false;
+  std::vector<std::string> words;  // backend: the action and its operands
   app.add_option("--name", name, "Instance name")->capture_default_str();
   if (verb == "stop") app.add_flag("--graceful", graceful, "Close the listener and drain first");
+  if (verb == "backend") {
+    app.add_option("action", words,
+                   "list | drain HOST:PORT | ready HOST:PORT | maint HOST:PORT | "
+                   "weight HOST:PORT N | reset")
+        ->required();
+    app.add_flag("--json", json, "Answer in JSON");
+  }
   if (auto done = parse_subcommand(app, a, verb)) return *done;
+  if (verb == "backend") {
+    std::string line = "backend";
+    for (const auto& w : words) line += " " + w;
+    return send_command(name, json ? line + " --json" : line);
+  }
   return send_command(name, graceful ? "stop graceful" : verb);
 }
 

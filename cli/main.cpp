@@ -14,6 +14,7 @@ constexpr const char* usage =
     "  wslb run --listen HOST:PORT --backend HOST:PORT[,weight=N]... [options]\n"
     "  wslb status [--name NAME] [--json]\n"
     "  wslb restart-workers [--name NAME]\n"
+    "  wslb backend list|drain|ready|maint|weight|reset [HOST:PORT [N]] [--name NAME] [--json]\n"
     "  wslb reload [--name NAME]\n"
     "  wslb stop [--name NAME] [--graceful]\n"
     "  wslb demo [--listen HOST:PORT]\n"
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
   const wslb::cli::args rest(argv + 2, argv + argc);
   if (verb == "run") return wslb::cli::run_command(rest);
   if (verb == "status") return wslb::cli::status_command(rest);
-  if (verb == "restart-workers" || verb == "reload" || verb == "stop") {
+  if (verb == "restart-workers" || verb == "reload" || verb == "stop" || verb == "backend") {
     return wslb::cli::control_command(verb, rest);
   }
   if (verb == "demo") return wslb::cli::demo_command(rest);

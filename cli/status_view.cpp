@@ -97,6 +97,15 @@ std::string printable_text(std::string_view raw) {
   return out;
 }
 
+const char* to_string(shm::admin_state s) {
+  switch (s) {
+    case shm::admin_state::ready: return "ready";
+    case shm::admin_state::drain: return "drain";
+    case shm::admin_state::maint: return "maint";
+  }
+  return "?";
+}
+
 const char* to_string(shm::worker_state s) {
   switch (s) {
     case shm::worker_state::empty: return "empty";
@@ -166,6 +175,8 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
     out += "},\"total\":" + num(sums.total) + ",\"bytes_in\":" + num(sums.bytes_in) +
            ",\"bytes_out\":" + num(sums.bytes_out) + ",\"failures\":" + num(sums.failures) +
            ",\"healthy\":" + (row.healthy.load() ? "true" : "false") +
+           ",\"health\":\"" + (row.healthy.load() ? "up" : "down") + "\",\"admin_state\":\"" +
+           to_string(row.admin.load()) + "\"" +
            ",\"transitions\":" + num(row.transitions.load()) + ",\"check\":{\"streak\":" +
            std::to_string(row.check_streak.load()) + ",\"last_result\":\"" +
            to_string(row.last_result.load()) + "\",\"last_error\":" +
@@ -224,9 +235,9 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
     out += line;
   }
   out += "\nBACKENDS\n";
-  std::snprintf(line, sizeof line, "  %-22s %-7s %6s %-6s %8s %10s %12s %12s %8s  %s\n", "ADDRESS",
-                "STATE", "WEIGHT", "HEALTH", "ACTIVE", "TOTAL", "BYTES_IN", "BYTES_OUT",
-                "FAILURES", "LAST CHECK");
+  std::snprintf(line, sizeof line, "  %-22s %-7s %-5s %6s %-6s %8s %10s %12s %12s %8s  %s\n",
+                "ADDRESS", "STATE", "ADMIN", "WEIGHT", "HEALTH", "ACTIVE", "TOTAL", "BYTES_IN",
+                "BYTES_OUT", "FAILURES", "LAST CHECK");
   out += line;
   for (std::size_t b = 0; b < shm::backend_rows_in_use(t); ++b) {
     const auto& row = t.backends[b];
@@ -238,9 +249,10 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
     const int streak = row.check_streak.load();
     if (streak != 0) check += " streak " + std::to_string(streak);
     std::snprintf(line, sizeof line,
-                  "  %-22s %-7s %6u %-6s %8" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64
+                  "  %-22s %-7s %-5s %6u %-6s %8" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64
                   " %8" PRIu64 "  %s\n",
-                  shown(row.address).c_str(), to_string(row.state.load()), row.weight.load(),
+                  shown(row.address).c_str(), to_string(row.state.load()),
+                  to_string(row.admin.load()), row.weight.load(),
                   row.healthy.load() ? "up" : "DOWN", sums.active, sums.total, sums.bytes_in,
                   sums.bytes_out, sums.failures, check.c_str());
     out += line;

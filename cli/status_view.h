@@ -15,6 +15,8 @@ std::string render_status_json(const shm::table& t, std::int64_t now_unix_ms);
 std::string render_status_text(const shm::table& t, std::int64_t now_unix_ms);
 
 const char* to_string(shm::worker_state s);
+// "ready", "drain", "maint": the operator's state of a backend.
+const char* to_string(shm::admin_state s);
 
 // `raw` with every byte outside printable ASCII (and the backslash) written as \xNN: how status
 // shows any text it read from the table.

@@ -115,6 +115,7 @@ struct config {
   admin_config admin;
   run_as_config run_as;
   shaping_config shaping;
+  std::string state_file;  // --state-file; empty: <runtime dir>/NAME.state
 };
 
 const char* to_string(balance_mode m);

@@ -117,6 +117,8 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
   app.add_option("--admin", raw.admin, "Admin listener HOST:PORT: /metrics, /status, / (off by default)");
   app.add_option("--admin-token", raw.admin_token,
                  "Bearer token the admin listener requires (better in the --config file)");
+  app.add_option("--state-file", out.state_file,
+                 "Journal of runtime backend changes (default: in the runtime directory)");
   app.add_option("--user", raw.user, "USER[:GROUP] to run as once the sockets are bound (as root)");
   app.add_option("--queue-timeout", raw.queue_timeout,
                  "How long a client waits when every backend is at its maxconn")

@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 5;
+inline constexpr std::uint32_t layout_version = 6;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -45,6 +45,14 @@ enum class backend_state : std::uint32_t {
   removed = 2,   // removed by a reload: no new connections, existing ones drain
   staged = 3,    // added by a reload not yet committed: only the new generation's workers,
                  // which have it in their configuration, may pick it; freed on roll-back
+};
+
+// The operator's state of a backend (`wslb backend drain|ready|maint`), apart from its health.
+// The master owns this field.
+enum class admin_state : std::uint32_t {
+  ready = 0,  // gets new connections when healthy
+  drain = 1,  // no new connections, sticky or not; established ones stay
+  maint = 2,  // drained, and its health checks paused
 };
 
 enum class check_result : std::uint32_t { none = 0, ok = 1, failed = 2 };
@@ -162,6 +170,9 @@ struct alignas(64) backend_row {
   // Folded in by the master from exited workers, like the other retired_* counters.
   std::atomic<std::uint64_t> retired_shed;
   std::atomic<std::uint64_t> retired_evacuated;
+
+  // Written by the master: the operator's state (a runtime command or the state journal).
+  std::atomic<admin_state> admin;
 };
 
 struct alignas(64) checker_row {

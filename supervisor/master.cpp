@@ -146,6 +146,7 @@ void master::start_children() {
 void master::start() {
   open_sockets_and_drop_privileges();
   take_lock_and_table();
+  open_journal();
   register_commands();
   control_.start(&loop_, control_socket_path(cfg_->name),
                  [this](const std::string& line, control_request_ptr r) {

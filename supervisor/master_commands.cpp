@@ -33,6 +33,9 @@ void master::register_commands() {
   commands_.add("reload", no_arguments("reload", [this](control_request_ptr r) {
     reload(std::move(r));
   }));
+  commands_.add("backend", [this](const std::string& arguments, control_request_ptr request) {
+    backend_command(arguments, std::move(request));
+  });
   commands_.add("stop", [this](const std::string& arguments, control_request_ptr request) {
     if (arguments != "" && arguments != "graceful") {
       return request->finish(false, "stop takes no argument but 'graceful'");
@@ -57,6 +60,7 @@ reload_transaction master::reload_steps() {
   reload_transaction tx;
   tx.add(std::make_unique<backend_rows_step>(table_->get()));
   tx.add(std::make_unique<check_settings_step>(table_->get()));
+  tx.add(std::make_unique<overrides_step>(journal_, table_->get()));
   return tx;
 }
 
@@ -81,8 +85,12 @@ void master::reload(control_request_ptr request) {
   reload_transaction tx = reload_steps();
   if (const std::string why = tx.prepare(next); !why.empty()) return fail(why);
   const std::string changes = backend_changes(*children_->serving().cfg(), next);
-  const std::string summary =
+  std::string summary =
       "configuration reloaded" + (changes.empty() ? std::string() : " (backends:" + changes + ")");
+  // An edited configuration line wins over the operator's runtime change: say which lost.
+  for (const std::string& dropped : dropped_overrides(journal_.overrides(), next)) {
+    summary += "; runtime override dropped: " + dropped;
+  }
   children_->begin_restart(std::make_shared<const config>(std::move(next)), std::move(tx),
                            summary, answer(request, refused), now());
 }

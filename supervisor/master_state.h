@@ -19,6 +19,7 @@
 #include "supervisor/child_table.h"
 #include "supervisor/control_server.h"
 #include "supervisor/master.h"
+#include "supervisor/backend_overrides.h"
 #include "supervisor/operations.h"
 #include "supervisor/process_ops.h"
 
@@ -48,6 +49,10 @@ class master : public child_events {
 
   // Commands (master_commands.cpp).
   void register_commands();
+  // `wslb backend ...` (backend_commands.cpp) and the state journal behind it.
+  void backend_command(const std::string& arguments, control_request_ptr request);
+  void open_journal();
+  std::string state_file_path() const;
   void restart_workers(control_request_ptr request);
   void reload(control_request_ptr request);
   // The steps of a reload, in the order they are prepared: backend rows, check settings. A
@@ -76,6 +81,7 @@ class master : public child_events {
   control_server control_;
   command_table commands_;
   operations operations_;
+  override_journal journal_;
   bool stopping_ = false;
   bool stopped_ = false;
   bool helpers_asked_to_stop_ = false;

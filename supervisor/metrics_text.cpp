@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "cli/status_view.h"
 #include "shm/table_ops.h"
 
 namespace wslb::supervisor {
@@ -81,7 +82,8 @@ std::string backend_label(const shm::backend_row& b) {
 // The operator's state of a backend row. A backend a reload removed drains like one put to
 // drain by hand.
 const char* admin_state_of(const shm::backend_row& b) {
-  return b.state.load(relaxed) == shm::backend_state::removed ? "drain" : "ready";
+  return b.state.load(relaxed) == shm::backend_state::removed ? "drain"
+                                                              : cli::to_string(b.admin.load(relaxed));
 }
 
 constexpr const char* admin_states[] = {"ready", "drain", "maint"};

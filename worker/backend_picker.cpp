@@ -40,13 +40,17 @@ bool backend_picker::eligible(const shm::table& t, std::size_t index) const {
   // reload yet, but this generation's configuration has the backend.
   const shm::backend_state state = row.state.load(std::memory_order_acquire);
   return (state == shm::backend_state::active || state == shm::backend_state::staged) &&
-         row.healthy.load(relaxed) == 1 && row.evacuate_end_ms.load(relaxed) == 0;
+         row.healthy.load(relaxed) == 1 && row.evacuate_end_ms.load(relaxed) == 0 &&
+         row.admin.load(relaxed) == shm::admin_state::ready;
 }
 
 std::uint64_t backend_picker::weight_now(const shm::table& t, std::size_t i) const {
   const entry& e = backends_[i];
-  if (now_ms_ < 0 || e.slowstart_ms == 0) return std::uint64_t{e.weight} * 1000;
-  return ramped_weight_milli(e.weight, t.backends[e.row].up_since_ms.load(std::memory_order_acquire),
+  // A row without a weight (a test's table) has the configured one.
+  const std::uint32_t row_weight = t.backends[e.row].weight.load(relaxed);
+  const std::uint32_t weight = row_weight != 0 ? row_weight : e.weight;
+  if (now_ms_ < 0 || e.slowstart_ms == 0) return std::uint64_t{weight} * 1000;
+  return ramped_weight_milli(weight, t.backends[e.row].up_since_ms.load(std::memory_order_acquire),
                              e.slowstart_ms, now_ms_);
 }
 
@@ -107,7 +111,8 @@ std::size_t backend_picker::pick_least_conn(shm::table& t, tried_set tried) cons
 }
 
 std::size_t backend_picker::pick_round_robin(shm::table& t, tried_set tried) const {
-  // Whole weights unless a backend is in its slow start: then thousandths, so the ramp shows
+  // Whole weights unless a backend is in its slow start (a weight that is not whole): then
+  // thousandths, so the ramp shows
   // (the rotation's exact share per cycle of sum-of-weights turns holds again once it ends).
   std::uint64_t weights[shm::max_backends];
   std::uint64_t total_weight = 0;
@@ -116,7 +121,7 @@ std::size_t backend_picker::pick_round_robin(shm::table& t, tried_set tried) con
     weights[i] = 0;
     if (in_set(tried, i) || !eligible(t, i)) continue;
     weights[i] = weight_now(t, i);
-    ramping = ramping || weights[i] != std::uint64_t{backends_[i].weight} * 1000;
+    ramping = ramping || weights[i] % 1000 != 0;
   }
   for (std::size_t i = 0; i < backends_.size(); ++i) {
     if (!ramping) weights[i] /= 1000;

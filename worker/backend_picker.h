@@ -43,8 +43,8 @@ class backend_picker {
   std::size_t pick(shm::table& t, tried_set tried, std::optional<std::uint64_t> sticky_key,
                    std::int64_t now_ms = -1);
 
-  // True when this backend may get new connections now (row active and healthy, and not being
-  // evacuated).
+  // True when this backend may get new connections now (row active and healthy, not being
+  // evacuated, and ready as far as the operator is concerned).
   bool eligible(const shm::table& t, std::size_t index) const;
 
  private:
@@ -54,7 +54,8 @@ class backend_picker {
     std::uint32_t slowstart_ms;
     std::string address;  // places the backend's points on the sticky ring
   };
-  // The weight (in thousandths) backend `i` has now: its slow-start ramp applied.
+  // The weight (in thousandths) backend `i` has now: the row's (the master changes it at run
+  // time, `wslb backend weight`), its slow-start ramp applied.
   std::uint64_t weight_now(const shm::table& t, std::size_t i) const;
   std::size_t pick_least_conn(shm::table& t, tried_set tried) const;
   std::size_t pick_round_robin(shm::table& t, tried_set tried) const;

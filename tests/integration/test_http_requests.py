@@ -4,8 +4,11 @@ request is handled too; an upgrade becomes a tunnel only on a 101.
 Real `wslb` binary; a scripted Python backend (tests/integration/http_wire.py) that records
 each request as it arrived, and raw-socket clients that read responses with their own framing."""
 
+import base64
+import hashlib
 import json
 import socket
+import threading
 
 import harness as h
 from http_wire import ScriptedBackend, Stream, header, read_response
@@ -152,6 +155,78 @@ def test_later_requests_get_the_same_error_answers():
         s.close()
     errors = inst.status()["errors"]
     assert errors["400_bad_request"] == 2 and errors["431_header_too_large"] == 1, errors
+    inst.stop()
+
+
+
+class RawWebSocketBackend:
+    """Answers one WebSocket handshake with 101, then records every byte it receives."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.received = b""
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(15)
+            st = Stream(conn)
+            head = st.read_until(b"\r\n\r\n").decode("latin-1")
+            key = [l.split(":", 1)[1].strip() for l in head.split("\r\n")
+                   if l.lower().startswith("sec-websocket-key:")][0]
+            accept = base64.b64encode(hashlib.sha1(
+                (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            self.received = st.buf
+            try:
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    self.received += chunk
+            except OSError:
+                pass
+        self.done.set()
+
+
+def masked_text_frame(payload, mask=b"\x01\x02\x03\x04"):
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + body
+
+
+def test_client_bytes_sent_before_the_101_are_frame_tracked():
+    # A client that sends the start of a frame right behind its upgrade request (before the
+    # 101): at the drain deadline wslb's close frame must go after that frame, not inside it.
+    b = RawWebSocketBackend()
+    inst = h.Instance([b.address], workers=1, extra=["--check", "none", "--drain-timeout", "300ms"])
+    frame = masked_text_frame(b"0123456789")
+    s, st = connect(inst)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" +
+              frame[:9])
+    assert read_response(st)["status"] == 101
+    r = h.cli("restart-workers", "--name", inst.name)
+    assert r.returncode == 0, r.stderr
+    # The drain deadline passes: wslb's close frame (1001) reaches the client at once (that
+    # direction is at a boundary) while the client's own frame is still half sent.
+    close_frame = st.read_exactly(4)
+    assert close_frame == b"\x88\x02\x03\xe9", close_frame
+    s.sendall(frame[9:])
+    assert b.done.wait(15), "backend connection not closed"
+    h.log("backend received", b.received)
+    # The whole client frame, then wslb's masked close frame 1001, and nothing in between.
+    assert b.received[:len(frame)] == frame, b.received
+    rest = b.received[len(frame):]
+    assert len(rest) == 8 and rest[:2] == b"\x88\x82", rest
+    code = bytes(x ^ rest[2 + i % 4] for i, x in enumerate(rest[6:8]))
+    assert code == b"\x03\xe9", code
+    s.close()
     inst.stop()
 
 

@@ -448,6 +448,16 @@ void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer) {
   await_request(s);
 }
 
+void close_idle_keepalive(worker_context& ctx) {
+  for (session* s = ctx.sessions; s != nullptr;) {
+    session* next = s->next;  // close_session unlinks s
+    if (s->at == phase::reading_head && s->requests > 0 && !s->hs->request.started()) {
+      close_session(s);
+    }
+    s = next;
+  }
+}
+
 void on_front_timer(uv_timer_t* t) {
   auto* hs = static_cast<front_state*>(t->data);
   session* s = hs->owner;

@@ -44,6 +44,10 @@ void backend_input(session* s, ssize_t nread, const char* data);
 void backend_connected(session* s);
 void no_backend_connected(session* s, int http_status);
 
+// A draining worker ends the kept-alive connections that wait between requests at once (as
+// nginx does at a graceful shutdown); the others end after their current response.
+void close_idle_keepalive(worker_context& ctx);
+
 // The front_state's timer: the request head's deadline (408; a kept-alive connection that
 // stays quiet is closed without an answer) or the connect attempt's (fail over).
 void on_front_timer(uv_timer_t* t);

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "worker/acceptor.h"
+#include "worker/connection_flow.h"
 #include "worker/session.h"
 
 namespace wslb::worker {
@@ -80,6 +81,7 @@ void begin_drain(worker_context& ctx) {
   ctx.row.drain_deadline_ms.store(unix_ms() + ctx.cfg.drain_timeout_ms, std::memory_order_relaxed);
   log_line(ctx.who, "draining: %zu connections, deadline in %u ms", ctx.live_sessions,
            ctx.cfg.drain_timeout_ms);
+  close_idle_keepalive(ctx);
   if (ctx.live_sessions == 0) {
     finish_loop(ctx);
     return;

@@ -230,5 +230,30 @@ def test_client_bytes_sent_before_the_101_are_frame_tracked():
     inst.stop()
 
 
+def test_a_draining_worker_ends_kept_alive_connections_between_requests():
+    b = ScriptedBackend("b")
+    # Neither the drain deadline nor the keep-alive timeout (--handshake-timeout) comes first.
+    inst = h.Instance([b.address], workers=1,
+                      extra=["--check", "none", "--drain-timeout", "60s",
+                             "--handshake-timeout", "60s"])
+    idle, idle_st = connect(inst)
+    idle.sendall(b"GET /idle HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_response(idle_st)["status"] == 200
+    busy, busy_st = connect(inst)
+    busy.sendall(b"GET /refuse HTTP/1.1\r\nHost: t\r\n\r\n")  # answered after 0.3 s
+    old = inst.worker_pids()
+    r = h.cli("restart-workers", "--name", inst.name)
+    assert r.returncode == 0, r.stderr
+    # The idle one is closed at once; the busy one gets its answer, then the close.
+    assert idle_st.read_to_close() == b""
+    assert read_response(busy_st)["status"] == 403
+    assert busy_st.read_to_close() == b""
+    idle.close()
+    busy.close()
+    # So the old worker exits long before its 60 s drain deadline.
+    h.wait_until(lambda: all(h.process_gone(p) for p in old), 15, what="old worker gone")
+    inst.stop()
+
+
 if __name__ == "__main__":
     h.main(globals())

@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 6;
+inline constexpr std::uint32_t layout_version = 7;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -75,6 +75,34 @@ enum class error_kind : std::uint32_t {
 };
 inline constexpr std::size_t error_kinds = static_cast<std::size_t>(error_kind::count_);
 
+// What a connection turned out to be, counted per backend when it ends.
+enum class connection_kind_index : std::uint32_t { websocket = 0, http, tcp, count_ };
+inline constexpr std::size_t connection_kinds =
+    static_cast<std::size_t>(connection_kind_index::count_);
+
+// Why a connection ended, counted when it does (wslb_closes_total{cause}). `rebalance` and
+// `evacuate` are counted per backend (backend_counters) by the load shaping.
+enum class close_cause : std::uint32_t { client = 0, backend, drain, timeout, error, count_ };
+inline constexpr std::size_t close_causes = static_cast<std::size_t>(close_cause::count_);
+
+// Histogram bucket bounds in microseconds (upper bounds, inclusive; one more bucket for what
+// is above the last). Accept to 101 and backend connects: 0.5 ms to 10 s; whole connections:
+// 1 s to 7 days (WebSockets live for hours: an hour is not the end of the scale).
+inline constexpr std::uint64_t latency_bounds_us[] = {
+    500, 1'000, 2'500, 5'000, 10'000, 25'000, 50'000, 100'000, 250'000, 500'000,
+    1'000'000, 2'500'000, 5'000'000, 10'000'000};
+inline constexpr std::uint64_t lifetime_bounds_us[] = {
+    1'000'000, 5'000'000, 15'000'000, 60'000'000, 300'000'000, 900'000'000,
+    3'600'000'000, 14'400'000'000, 43'200'000'000, 86'400'000'000, 259'200'000'000,
+    604'800'000'000};
+inline constexpr std::size_t histogram_buckets = 16;  // >= every bounds list's size + 1
+
+// A histogram one worker writes: counts per bucket (not cumulative) and the sum of the values.
+struct histogram {
+  std::atomic<std::uint64_t> buckets[histogram_buckets];
+  std::atomic<std::uint64_t> sum_us;
+};
+
 // One worker's view of one backend. Written only by that worker (single writer: a relaxed
 // load + store is enough, no read-modify-write contention between processes).
 struct backend_counters {
@@ -85,6 +113,7 @@ struct backend_counters {
   std::atomic<std::uint64_t> failures;    // connect failures and timeouts
   std::atomic<std::uint64_t> shed;        // closed to rebalance (cause `rebalance`)
   std::atomic<std::uint64_t> evacuated;   // closed by `backend evacuate` (cause `evacuate`)
+  std::atomic<std::uint64_t> kinds[connection_kinds];  // finished connections by what they were
 };
 
 // Live client connections of one source address in one worker (--max-connections-per-source):
@@ -110,6 +139,11 @@ struct alignas(64) worker_row {
   std::atomic<std::uint64_t> connections;     // live client connections in this worker
   std::atomic<std::uint64_t> accepted;        // client connections accepted since start
   std::atomic<std::uint64_t> errors[error_kinds];
+  // Like errors[], these count per instance: a slot's next worker continues from them.
+  std::atomic<std::uint64_t> closes[close_causes];
+  histogram handshake;        // accept to the 101 relayed to the client
+  histogram backend_connect;  // connect started to connected
+  histogram lifetime;         // accept to close
   // maxconn admission (worker/admission.h): while this worker takes a place under a backend's
   // maxconn, the backend's row index + 1, else 0. Every worker publishes its reservation here
   // (seq_cst) before it sums the others' (seq_cst), Dekker-style, so two workers racing for
@@ -170,6 +204,7 @@ struct alignas(64) backend_row {
   // Folded in by the master from exited workers, like the other retired_* counters.
   std::atomic<std::uint64_t> retired_shed;
   std::atomic<std::uint64_t> retired_evacuated;
+  std::atomic<std::uint64_t> retired_kinds[connection_kinds];
 
   // Written by the master: the operator's state (a runtime command or the state journal).
   std::atomic<admin_state> admin;

@@ -83,6 +83,9 @@ void clear_worker_row(table& t, std::size_t slot) {
     row.retired_failures.fetch_add(c.failures.exchange(0, relaxed), relaxed);
     row.retired_shed.fetch_add(c.shed.exchange(0, relaxed), relaxed);
     row.retired_evacuated.fetch_add(c.evacuated.exchange(0, relaxed), relaxed);
+    for (std::size_t k = 0; k < connection_kinds; ++k) {
+      row.retired_kinds[k].fetch_add(c.kinds[k].exchange(0, relaxed), relaxed);
+    }
     c.active.store(0, relaxed);
   }
   w.connections.store(0, relaxed);
@@ -93,8 +96,42 @@ void clear_worker_row(table& t, std::size_t slot) {
   }
   w.reserving.store(0);  // a reservation the dead worker held is released with it
   w.queued.store(0, relaxed);
-  // errors[] stay: they count per instance, and the slot's next worker continues from them.
+  // errors[], closes[] and the histograms stay: they count per instance, and the slot's next
+  // worker continues from them.
   w.drain_deadline_ms.store(0, relaxed);
+}
+
+void observe(histogram& h, std::span<const std::uint64_t> bounds, std::uint64_t value_us) {
+  std::size_t i = 0;
+  while (i < bounds.size() && value_us > bounds[i]) ++i;
+  // One writer per row: a relaxed load and store, as for every counter of the row.
+  h.buckets[i].store(h.buckets[i].load(relaxed) + 1, relaxed);
+  h.sum_us.store(h.sum_us.load(relaxed) + value_us, relaxed);
+}
+
+histogram_sums sum_histograms(const table& t, histogram worker_row::*which) {
+  histogram_sums out;
+  const std::size_t n = worker_rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) {
+    const histogram& h = t.workers[s].*which;
+    for (std::size_t i = 0; i < histogram_buckets; ++i) out.buckets[i] += h.buckets[i].load(relaxed);
+    out.sum_us += h.sum_us.load(relaxed);
+  }
+  return out;
+}
+
+std::uint64_t sum_closes(const table& t, std::size_t cause) {
+  std::uint64_t sum = 0;
+  const std::size_t n = worker_rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) sum += t.workers[s].closes[cause].load(relaxed);
+  return sum;
+}
+
+std::uint64_t sum_kind(const table& t, std::size_t b, std::size_t kind) {
+  std::uint64_t sum = t.backends[b].retired_kinds[kind].load(relaxed);
+  const std::size_t n = worker_rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) sum += t.workers[s].backends[b].kinds[kind].load(relaxed);
+  return sum;
 }
 
 void copy_fixed(char* dst, std::size_t capacity, std::string_view text) {

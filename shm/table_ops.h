@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <span>
 #include <string_view>
 
 #include "shm/layout.h"
@@ -44,6 +45,21 @@ void clear_worker_row(table& t, std::size_t slot);
 void write_last_error(backend_row& row, std::string_view text);
 // Any process: a consistent copy of the last error text (retries while a writer is active).
 std::string read_last_error(const backend_row& row);
+
+// A worker, into its own row: counts `value_us` in the bucket of `bounds` it falls in.
+void observe(histogram& h, std::span<const std::uint64_t> bounds, std::uint64_t value_us);
+
+// A histogram summed over every worker row in use: per-bucket counts and the sum.
+struct histogram_sums {
+  std::uint64_t buckets[histogram_buckets] = {};
+  std::uint64_t sum_us = 0;
+};
+histogram_sums sum_histograms(const table& t, histogram worker_row::*which);
+// Closes of `cause` (a close_cause index), summed over the worker rows in use.
+std::uint64_t sum_closes(const table& t, std::size_t cause);
+// Finished connections of backend `b` of `kind` (a connection_kind_index): the live rows plus
+// what exited workers left.
+std::uint64_t sum_kind(const table& t, std::size_t b, std::size_t kind);
 
 // Copies `text` into a fixed char array, truncating, always NUL-terminated.
 void copy_fixed(char* dst, std::size_t capacity, std::string_view text);

@@ -32,6 +32,7 @@ void reset_row(shm::backend_row& row) {
   row.retired_failures = 0;
   row.retired_shed = 0;
   row.retired_evacuated = 0;
+  for (auto& k : row.retired_kinds) k = 0;
   row.evacuate_start_ms = 0;
   row.evacuate_end_ms = 0;
   row.rebalance_target = 0;

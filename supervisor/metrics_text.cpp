@@ -1,6 +1,7 @@
 #include "supervisor/metrics_text.h"
 
 #include <cstdio>
+#include <span>
 
 #include "cli/status_view.h"
 #include "shm/table_ops.h"
@@ -23,7 +24,18 @@ std::string escape_label(std::string_view s) {
   return out;
 }
 
-enum class family_type { gauge, counter };
+enum class family_type { gauge, counter, histogram };
+
+// Seconds from microseconds, as Prometheus wants them: the shortest exact decimal.
+std::string seconds(std::uint64_t us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%llu.%06llu", static_cast<unsigned long long>(us / 1'000'000),
+                static_cast<unsigned long long>(us % 1'000'000));
+  std::string s = buf;
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s;
+}
 
 // Writes families in either format. The two differ in how a counter family is named (the text
 // format names it with its `_total` suffix, OpenMetrics without) and in the closing `# EOF`.
@@ -39,14 +51,35 @@ class metrics_writer {
       family_name.resize(family_name.size() - 6);
     }
     out_ += "# HELP " + family_name + " " + std::string(help) + "\n";
-    out_ += "# TYPE " + family_name + " " + (type == family_type::gauge ? "gauge" : "counter") +
-            "\n";
+    const char* type_name = type == family_type::gauge     ? "gauge"
+                            : type == family_type::counter ? "counter"
+                                                           : "histogram";
+    out_ += "# TYPE " + family_name + " " + type_name + "\n";
   }
   // One sample: `labels` is the inside of the braces, already escaped, or empty.
   void sample(std::string_view name, std::string_view labels, std::uint64_t value) {
+    sample_text(name, labels, std::to_string(value));
+  }
+  void sample_text(std::string_view name, std::string_view labels, const std::string& value) {
     out_ += name;
     if (!labels.empty()) out_ += "{" + std::string(labels) + "}";
-    out_ += " " + std::to_string(value) + "\n";
+    out_ += " " + value + "\n";
+  }
+  // A histogram family from per-bucket counts: cumulative _bucket samples by `le`, then
+  // _count and _sum (seconds).
+  void histogram(std::string_view name, std::string_view help,
+                 std::span<const std::uint64_t> bounds_us, const shm::histogram_sums& h) {
+    family(name, family_type::histogram, help);
+    std::uint64_t cumulative = 0;
+    const std::string bucket = std::string(name) + "_bucket";
+    for (std::size_t i = 0; i < bounds_us.size(); ++i) {
+      cumulative += h.buckets[i];
+      sample(bucket, "le=\"" + seconds(bounds_us[i]) + "\"", cumulative);
+    }
+    for (std::size_t i = bounds_us.size(); i < shm::histogram_buckets; ++i) cumulative += h.buckets[i];
+    sample(bucket, "le=\"+Inf\"", cumulative);
+    sample(std::string(name) + "_count", "", cumulative);
+    sample_text(std::string(name) + "_sum", "", seconds(h.sum_us));
   }
   std::string finish() {
     if (format_ == metrics_format::openmetrics) out_ += "# EOF\n";
@@ -150,6 +183,32 @@ std::string render_metrics(const shm::table& t, const master_counters& master,
     w.sample("wslb_bytes_total", backend_label(row) + ",direction=\"in\"", s.bytes_in);
     w.sample("wslb_bytes_total", backend_label(row) + ",direction=\"out\"", s.bytes_out);
   });
+  w.family("wslb_connections_total", family_type::counter,
+           "Finished connections by backend and kind (websocket, http, tcp).");
+  constexpr const char* kinds[shm::connection_kinds] = {"websocket", "http", "tcp"};
+  for (std::size_t b = 0; b < backends; ++b) {
+    if (!backend_shown(t.backends[b])) continue;
+    for (std::size_t k = 0; k < shm::connection_kinds; ++k) {
+      w.sample("wslb_connections_total",
+               backend_label(t.backends[b]) + ",kind=\"" + kinds[k] + "\"", shm::sum_kind(t, b, k));
+    }
+  }
+  w.family("wslb_closes_total", family_type::counter,
+           "Connections ended, by cause: client, backend, drain, timeout, error, rebalance, "
+           "evacuate.");
+  constexpr const char* causes[shm::close_causes] = {"client", "backend", "drain", "timeout",
+                                                     "error"};
+  for (std::size_t c = 0; c < shm::close_causes; ++c) {
+    w.sample("wslb_closes_total", std::string("cause=\"") + causes[c] + "\"",
+             shm::sum_closes(t, c));
+  }
+  std::uint64_t shed = 0, evacuated = 0;
+  each_backend([&](const shm::backend_row&, const shm::backend_totals& s) {
+    shed += s.shed;
+    evacuated += s.evacuated;
+  });
+  w.sample("wslb_closes_total", "cause=\"rebalance\"", shed);
+  w.sample("wslb_closes_total", "cause=\"evacuate\"", evacuated);
   w.family("wslb_responses_total", family_type::counter,
            "Answers wslb wrote itself to clients, by HTTP status code.");
   for (const response_code& r : own_responses) {
@@ -168,6 +227,13 @@ std::string render_metrics(const shm::table& t, const master_counters& master,
            "Reloads asked of the master, by result (ok, failed).");
   w.sample("wslb_reloads_total", "result=\"ok\"", master.reloads_ok);
   w.sample("wslb_reloads_total", "result=\"failed\"", master.reloads_failed);
+  w.histogram("wslb_handshake_duration_seconds",
+              "From accept to the 101 relayed to the client (WebSocket upgrades).",
+              shm::latency_bounds_us, shm::sum_histograms(t, &shm::worker_row::handshake));
+  w.histogram("wslb_backend_connect_duration_seconds", "Backend connects that succeeded.",
+              shm::latency_bounds_us, shm::sum_histograms(t, &shm::worker_row::backend_connect));
+  w.histogram("wslb_connection_duration_seconds", "Client connections, accept to close.",
+              shm::lifetime_bounds_us, shm::sum_histograms(t, &shm::worker_row::lifetime));
   return w.finish();
 }
 

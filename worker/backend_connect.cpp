@@ -11,6 +11,7 @@
 #include "worker/admission.h"
 #include "worker/connect_queue.h"
 #include "worker/connection_flow.h"
+#include "worker/connection_stats.h"
 #include "worker/front_state.h"
 #include "worker/passive_health.h"
 #include "worker/row_counters.h"
@@ -205,6 +206,7 @@ void connect_to(session* s, std::size_t index) {
   s->backend_open = true;
   ++s->open_handles;
   hs->req.data = s;
+  note_connect_started(s);
   const int r = uv_tcp_connect(&hs->req, &s->backend,
                                reinterpret_cast<const sockaddr*>(&b.where.addr), on_connected);
   if (r != 0) {

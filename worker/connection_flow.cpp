@@ -6,6 +6,7 @@
 #include "protocol/proxy_protocol.h"
 #include "worker/backend_connect.h"
 #include "worker/connection_limits.h"
+#include "worker/connection_stats.h"
 #include "worker/front_state.h"
 #include "worker/row_counters.h"
 
@@ -335,6 +336,7 @@ void handle_backend_bytes(session* s, const char* data, std::size_t len) {
       case protocol::response_event::switched:
         flush();
         s->last_status = 101;
+        note_upgraded(s);
         if (!s->dead) switch_to_tunnel(s, data, len);
         return;
     }
@@ -344,6 +346,7 @@ void handle_backend_bytes(session* s, const char* data, std::size_t len) {
 
 // The client sent FIN (or failed) outside the tunnel.
 void client_finished(session* s, ssize_t nread) {
+  note_cause(s, shm::close_cause::client);
   if (nread != UV_EOF) {
     close_session(s);  // reset: nobody left to answer
     return;
@@ -373,6 +376,7 @@ void backend_finished(session* s, ssize_t nread) {
     drop_backend(s);  // it closed an idle kept-alive connection: the next request reconnects
     return;
   }
+  note_cause(s, shm::close_cause::backend);
   if (nread == UV_EOF && s->hs->response.finish().event == protocol::response_event::done) {
     s->last_status = static_cast<std::uint16_t>(s->hs->response.status());
     s->hs->close_after_response = true;  // close-delimited: the client learns the end by our FIN
@@ -387,6 +391,7 @@ void backend_finished(session* s, ssize_t nread) {
 void refuse(session* s, int status, shm::error_kind kind, std::string_view answer = {}) {
   worker_context& ctx = s->ctx();
   counter_add(ctx.row.errors[static_cast<std::size_t>(kind)], 1);
+  note_cause(s, status == 408 ? shm::close_cause::timeout : shm::close_cause::error);
   s->last_status = static_cast<std::uint16_t>(status);
   if (ctx.cfg.mode == proxy_mode::tcp) {
     close_session(s);
@@ -452,6 +457,7 @@ void close_idle_keepalive(worker_context& ctx) {
   for (session* s = ctx.sessions; s != nullptr;) {
     session* next = s->next;  // close_session unlinks s
     if (s->at == phase::reading_head && s->requests > 0 && !s->hs->request.started()) {
+      note_cause(s, shm::close_cause::drain);
       close_session(s);
     }
     s = next;
@@ -513,6 +519,7 @@ void backend_input(session* s, ssize_t nread, const char* data) {
 }
 
 void backend_connected(session* s) {
+  note_connected(s);
   worker_context& ctx = s->ctx();
   front_state* hs = s->hs;
   if (ctx.cfg.proxy_proto != proxy_protocol::off) {

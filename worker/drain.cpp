@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "worker/acceptor.h"
 #include "worker/connection_flow.h"
+#include "worker/connection_stats.h"
 #include "worker/session.h"
 
 namespace wslb::worker {
@@ -49,6 +50,7 @@ void on_close_tick(uv_timer_t* t) {
     session* s = ctx.close_cursor;
     ctx.close_cursor = s->next;
     ++ctx.close_done;
+    note_cause(s, shm::close_cause::drain);
     close_session_gracefully(s);
   }
   // Graceful closes that waited too long (boundary, FIN) are cut here rather than only on the

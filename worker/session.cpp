@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "worker/connection_limits.h"
+#include "worker/connection_stats.h"
 #include "worker/front_state.h"
 #include "worker/row_counters.h"
 
@@ -198,6 +199,7 @@ void tunnel_bytes(session* s, direction d, const char* data, std::size_t len) {
         // after its request (it must wait for the 101), so its stream is at a boundary now.
         s->upgraded = true;
         s->kind = connection_kind::websocket;
+        note_upgraded(s);
         new (&s->watch.track[0]) protocol::frame_tracker{};
         new (&s->watch.track[1]) protocol::frame_tracker{};
         s->watch.track[to_client].feed(u + r.head_bytes_in_feed, len - r.head_bytes_in_feed);
@@ -209,6 +211,11 @@ void tunnel_bytes(session* s, direction d, const char* data, std::size_t len) {
       len = advance_to_boundary(s->watch.track[d], u, len);
     } else {
       s->watch.track[d].feed(u, len);
+      // Whoever sends the first close frame ends a WebSocket, though the server's FIN comes
+      // first (RFC 6455 has the server close the TCP connection).
+      if (s->watch.track[d].saw_close()) {
+        note_cause(s, d == to_backend ? shm::close_cause::client : shm::close_cause::backend);
+      }
     }
   }
   auto& bytes = ctx.unflushed[s->backend_index];
@@ -220,6 +227,7 @@ void tunnel_bytes(session* s, direction d, const char* data, std::size_t len) {
 }
 
 void tunnel_end(session* s, direction d, ssize_t nread) {
+  note_cause(s, d == to_backend ? shm::close_cause::client : shm::close_cause::backend);
   if (nread != UV_EOF) {
     close_session(s);  // reset or another error: nothing more can be relayed
     return;
@@ -351,6 +359,7 @@ session* open_session(worker_context& ctx, int fd) {
   ++ctx.live_sessions;
   counter_add(ctx.row.connections, 1);
   counter_add(ctx.row.accepted, 1);
+  note_accepted(s);
   link_session(ctx, s);
   if (uv_tcp_open(&s->client, fd) != 0) {
     close(fd);
@@ -415,6 +424,7 @@ void close_session(session* s) {
   if (s->dead) return;
   s->dead = true;
   worker_context& ctx = s->ctx();
+  record_end(s);
   unlink_session(ctx, s);
   uncount_backend(s);
   if (s->hs != nullptr) release_front_state(s);
@@ -476,6 +486,7 @@ void sweep_sessions(worker_context& ctx) {
         earliest = s->close_at_ms;
       }
     } else if (idle != 0 && s->relaying() && reached(now, s->last_active_ms + idle)) {
+      note_cause(s, shm::close_cause::timeout);
       close_session_gracefully(s);  // gives s a deadline: it counts for `earliest` too
       if (!s->dead && s->graceful && earlier(s->close_at_ms, earliest)) earliest = s->close_at_ms;
     }

@@ -84,6 +84,9 @@ struct session {
   std::uint16_t last_status = 0;  // HTTP status of the last response relayed (or answered)
   std::uint32_t requests = 0;     // HTTP requests forwarded on this connection
   std::uint64_t source_key = 0;   // counted under this source key in the row (0: not counted)
+  std::uint64_t accepted_ns = 0;         // uv_hrtime() at accept (handshake, lifetime)
+  std::uint64_t connect_started_ns = 0;  // uv_hrtime() when the backend connect began
+  shm::close_cause cause = shm::close_cause::error;  // why it ends, once cause_noted
   phase at = phase::connecting;
   connection_kind kind = connection_kind::unknown;
   std::uint8_t open_handles = 0;  // libuv handles of this session not yet closed
@@ -101,6 +104,7 @@ struct session {
   bool sniffing : 1 = false;        // tcp mode: watching the backend's first bytes for a 101
   bool backend_open : 1 = false;    // `backend` initialised and not closed
   bool counted : 1 = false;         // counted in the row's backends[backend_index].active
+  bool cause_noted : 1 = false;     // `cause` is set
 
   // Bytes are moving between the client and a backend (idle timeout, on-down close apply).
   bool relaying() const {

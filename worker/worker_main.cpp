@@ -12,6 +12,7 @@
 #include "common/exit_codes.h"
 #include "common/log.h"
 #include "worker/acceptor.h"
+#include "worker/connection_stats.h"
 #include "worker/drain.h"
 #include "worker/master_link.h"
 #include "worker/session.h"
@@ -56,6 +57,7 @@ void close_sessions_of_down_backends(worker_context& ctx) {
     session* next = s->next;
     if (s->relaying() && !s->graceful && s->backend_index != no_backend_index &&
         ((went_down >> s->backend_index) & 1u)) {
+      note_cause(s, shm::close_cause::backend);  // --on-down close: the backend went away
       close_session_gracefully(s);
       ++closed;
     }

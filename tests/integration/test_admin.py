@@ -110,6 +110,55 @@ def test_metrics_parse_and_match_status_under_load():
         s.close()
 
 
+def test_histograms_kinds_and_closes_follow_real_websocket_connections():
+    import asyncio
+    import websockets
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    port = h.free_port()
+    inst = h.Instance([b1, b2], extra=["--admin", f"127.0.0.1:{port}"])
+
+    def metrics():
+        return samples(a.get(port, "/metrics")[2])
+
+    async def until(predicate, what):
+        for _ in range(200):
+            if predicate():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def scenario():
+        conns = [await websockets.connect(inst.url) for _ in range(10)]
+        for i, ws in enumerate(conns):
+            await ws.send(f"m{i}")
+            assert await ws.recv() == f"m{i}"
+        for ws in conns[:6]:
+            await ws.close()
+        await until(lambda: sum(b["active"] for b in inst.status()["backends"]) == 4,
+                    "4 live connections")
+        await until(lambda: metrics()[("wslb_closes_total", frozenset([("cause", "client")]))]
+                    == 6, "6 client closes")
+        m = metrics()
+        assert m[("wslb_handshake_duration_seconds_count", frozenset())] == 10, m
+        assert m[("wslb_handshake_duration_seconds_bucket", frozenset([("le", "+Inf")]))] == 10
+        assert 0 < m[("wslb_handshake_duration_seconds_sum", frozenset())] < 10 * 10
+        assert m[("wslb_backend_connect_duration_seconds_count", frozenset())] == 10
+        assert m[("wslb_connection_duration_seconds_count", frozenset())] == 6
+        status = inst.status()
+        ws_closed = sum(m[("wslb_connections_total", frozenset([("backend", b["address"]),
+                                                                 ("kind", "websocket")]))]
+                        for b in status["backends"])
+        assert ws_closed == 6, m
+        # Every connection status counted, once it has ended, is counted by kind.
+        assert sum(b["total"] for b in status["backends"]) - \
+            sum(b["active"] for b in status["backends"]) == ws_closed
+        for ws in conns[6:]:
+            await ws.close()
+        await until(lambda: metrics()[("wslb_connection_duration_seconds_count", frozenset())]
+                    == 10, "10 lifetimes")
+    h.run_async(scenario())
+
+
 def test_status_page_is_the_status_json_contract():
     b = h.EchoBackend()
     inst, port = start_with_admin([b])

@@ -72,3 +72,30 @@ TEST_CASE("metrics_text.openmetrics_names_counter_families_without_total_and_end
   CHECK(supervisor::metrics_format_for("text/plain") == metrics_format::prometheus_text);
   CHECK(supervisor::metrics_format_for("") == metrics_format::prometheus_text);
 }
+
+TEST_CASE("metrics_text.histograms_are_cumulative_summed_over_rows_and_in_seconds") {
+  auto t = sample_table();
+  shm::observe(t->workers[0].handshake, shm::latency_bounds_us, 400);      // <= 0.5 ms
+  shm::observe(t->workers[1].handshake, shm::latency_bounds_us, 500);      // <= 0.5 ms (inclusive)
+  shm::observe(t->workers[1].handshake, shm::latency_bounds_us, 3'000);    // <= 5 ms
+  shm::observe(t->workers[0].handshake, shm::latency_bounds_us, 60'000'000);  // above 10 s
+  shm::observe(t->workers[0].lifetime, shm::lifetime_bounds_us, 7'200'000'000);  // 2 h
+  t->workers[1].closes[static_cast<int>(shm::close_cause::drain)] = 3;
+  t->workers[0].backends[0].kinds[static_cast<int>(shm::connection_kind_index::websocket)] = 2;
+  t->backends[0].retired_kinds[static_cast<int>(shm::connection_kind_index::websocket)] = 1;
+  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text);
+  CHECK(has(m, "# TYPE wslb_handshake_duration_seconds histogram"));
+  CHECK(has(m, "wslb_handshake_duration_seconds_bucket{le=\"0.0005\"} 2"));
+  CHECK(has(m, "wslb_handshake_duration_seconds_bucket{le=\"0.0025\"} 2"));
+  CHECK(has(m, "wslb_handshake_duration_seconds_bucket{le=\"0.005\"} 3"));
+  CHECK(has(m, "wslb_handshake_duration_seconds_bucket{le=\"10\"} 3"));
+  CHECK(has(m, "wslb_handshake_duration_seconds_bucket{le=\"+Inf\"} 4"));
+  CHECK(has(m, "wslb_handshake_duration_seconds_count 4"));
+  CHECK(has(m, "wslb_handshake_duration_seconds_sum 60.0039"));
+  CHECK(has(m, "wslb_connection_duration_seconds_bucket{le=\"3600\"} 0"));
+  CHECK(has(m, "wslb_connection_duration_seconds_bucket{le=\"14400\"} 1"));
+  CHECK(has(m, "wslb_connection_duration_seconds_bucket{le=\"604800\"} 1"));
+  CHECK(has(m, "wslb_closes_total{cause=\"drain\"} 3"));
+  CHECK(has(m, "wslb_connections_total{backend=\"127.0.0.1:9001\",kind=\"websocket\"} 3"));
+  CHECK(has(m, "wslb_connections_total{backend=\"127.0.0.1:9001\",kind=\"tcp\"} 0"));
+}

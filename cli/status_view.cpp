@@ -5,8 +5,10 @@
 #include <cstring>
 #include <string_view>
 
+#include "cli/cluster_status.h"
 #include "cli/shaping_view.h"
 #include "common/config.h"
+#include "shm/cluster_view.h"
 #include "shm/table_ops.h"
 
 namespace wslb::cli {
@@ -43,6 +45,19 @@ const char* to_string(shm::backend_state s) {
   return "?";
 }
 
+std::string num(std::uint64_t v) { return std::to_string(v); }
+std::string num(std::int64_t v) { return std::to_string(v); }
+
+bool slot_shown(const shm::worker_row& w) { return w.state.load(relaxed) != shm::worker_state::empty; }
+bool backend_shown(const shm::backend_row& b) {
+  return b.state.load(relaxed) != shm::backend_state::empty;
+}
+std::int64_t ms_left(std::int64_t deadline, std::int64_t now) {
+  return deadline > now ? deadline - now : 0;
+}
+
+}  // namespace
+
 std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char ch : s) {
@@ -60,27 +75,6 @@ std::string json_string(std::string_view s) {
   }
   return out + "\"";
 }
-
-// A string field of the table as it may be shown: at most `capacity` bytes (a field without its
-// NUL stops at its end), bytes outside printable ASCII as \xNN, so that no table, forged or
-// torn, can put terminal escapes or unbounded text on the operator's screen.
-template <std::size_t capacity>
-std::string shown(const char (&field)[capacity]) {
-  return printable_text(std::string_view(field, strnlen(field, capacity)));
-}
-
-std::string num(std::uint64_t v) { return std::to_string(v); }
-std::string num(std::int64_t v) { return std::to_string(v); }
-
-bool slot_shown(const shm::worker_row& w) { return w.state.load(relaxed) != shm::worker_state::empty; }
-bool backend_shown(const shm::backend_row& b) {
-  return b.state.load(relaxed) != shm::backend_state::empty;
-}
-std::int64_t ms_left(std::int64_t deadline, std::int64_t now) {
-  return deadline > now ? deadline - now : 0;
-}
-
-}  // namespace
 
 std::string printable_text(std::string_view raw) {
   std::string out;
@@ -163,7 +157,9 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
            to_string(row.state.load()) + "\",\"weight\":" + std::to_string(row.weight.load()) +
            ",\"active\":" + num(sums.active) + ",\"maxconn\":" +
            (row.maxconn.load() ? num(std::uint64_t{row.maxconn.load()}) : "null") +
-           shaping_json(row, sums, now) + ",\"active_per_worker\":{";
+           shaping_json(row, sums, now) +
+           ",\"cluster_active\":" + num(row.cluster_active.load(relaxed)) +
+           ",\"tier_active\":" + num(shm::tier_active(t, b)) + ",\"active_per_worker\":{";
     bool first_worker = true;
     for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
       if (!slot_shown(t.workers[s])) continue;
@@ -195,7 +191,7 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
          std::to_string(c.interval_ms.load()) + ",\"timeout_ms\":" +
          std::to_string(c.timeout_ms.load()) + ",\"rise\":" + std::to_string(c.rise.load()) +
          ",\"fall\":" + std::to_string(c.fall.load()) + ",\"restarts\":" +
-         std::to_string(c.restarts.load()) + "}}\n";
+         std::to_string(c.restarts.load()) + "},\"cluster\":" + render_cluster_json(t, now) + "}\n";
   return out;
 }
 
@@ -261,6 +257,10 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
       if (!slot_shown(t.workers[s])) continue;
       per_worker += " " + std::to_string(s) + "=" + num(t.workers[s].backends[b].active.load());
     }
+    if (cluster_enabled(t)) {
+      per_worker += "   other nodes " + num(row.cluster_active.load(relaxed)) + ", tier-wide " +
+                    num(shm::tier_active(t, b));
+    }
     out += per_worker + "\n";
     out += shaping_text(row, sums, now);
   }
@@ -271,7 +271,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
   }
   out += "\nERRORS" + (errors.empty() ? std::string(" none") : errors) + "\n";
   out += rebalance_text(t, now);
-  return out;
+  return out + render_cluster_text(t, now);
 }
 
 }  // namespace wslb::cli

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -21,5 +22,16 @@ const char* to_string(shm::admin_state s);
 // `raw` with every byte outside printable ASCII (and the backslash) written as \xNN: how status
 // shows any text it read from the table.
 std::string printable_text(std::string_view raw);
+
+// A string field of the table as it may be shown: at most `capacity` bytes (a field without its
+// NUL stops at its end), bytes outside printable ASCII as \xNN, so that no table, forged or
+// torn, can put terminal escapes or unbounded text on the operator's screen.
+template <std::size_t capacity>
+std::string shown(const char (&field)[capacity]) {
+  return printable_text(std::string_view(field, strnlen(field, capacity)));
+}
+
+// `s` as a JSON string literal, quotes included (control characters escaped).
+std::string json_string(std::string_view s);
 
 }  // namespace wslb::cli

@@ -91,6 +91,28 @@ struct run_as_config {
   unsigned gid = 0;
 };
 
+// A Redis server, from `--cluster redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+struct redis_target {
+  std::string host;  // a name or a numeric address, without brackets
+  std::uint16_t port = 6379;
+  std::string user;      // empty: AUTH with the password only
+  std::string password;  // empty: no AUTH
+  std::uint32_t db = 0;
+
+  std::string to_string() const;  // "HOST:PORT/DB", never the password (for logs and status)
+  bool operator==(const redis_target&) const = default;
+};
+
+// A tier of nodes sharing their live counts through Redis (empty `redis.host`: off).
+struct cluster_config {
+  redis_target redis;
+  std::string node_id;             // this node's name in the tier; the host name by default
+  std::uint32_t interval_ms = 500; // how often the snapshots are exchanged
+
+  bool enabled() const { return !redis.host.empty(); }
+  bool operator==(const cluster_config&) const = default;
+};
+
 struct config {
   std::string name = "wslb";
   endpoint listen;
@@ -116,6 +138,7 @@ struct config {
   run_as_config run_as;
   shaping_config shaping;
   std::string state_file;  // --state-file; empty: <runtime dir>/NAME.state
+  cluster_config cluster;
 };
 
 const char* to_string(balance_mode m);

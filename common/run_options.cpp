@@ -10,6 +10,7 @@
 #include "common/config_file.h"
 #include "common/parse.h"
 #include "common/run_as.h"
+#include "common/redis_url.h"
 #include "shm/layout.h"
 
 namespace wslb {
@@ -57,6 +58,9 @@ struct raw_options {
   std::string rebalance_max_rate = "100";
   std::string rebalance_min_age = "60s";
   std::string rebalance_close_code = "1012";
+  std::string cluster;
+  std::string node_id;
+  std::string cluster_interval = "500ms";
 };
 
 void add_options(CLI::App& app, raw_options& raw, config& out) {
@@ -141,6 +145,12 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
   app.add_option("--rebalance-close-code", raw.rebalance_close_code,
                  "WebSocket close code sent to a shed client")
       ->capture_default_str();
+  app.add_option("--cluster", raw.cluster,
+                 "Share live counts with a tier of nodes: redis://[:PASSWORD@]HOST:PORT[/DB]");
+  app.add_option("--node-id", raw.node_id, "This node's name in the tier (default: host name)");
+  app.add_option("--cluster-interval", raw.cluster_interval,
+                 "How often the nodes exchange their counts")
+      ->capture_default_str();
 }
 
 // Each validate_* returns an error message naming the flag, or "" when the value is good.
@@ -205,6 +215,45 @@ std::string validate_choice(const char* flag, const std::string& text,
     names += names.empty() ? name : std::string(", ") + name;
   }
   return flag_error(flag, "'" + text + "' is not one of " + names);
+}
+
+bool is_name(const std::string& text) {
+  return !text.empty() && text.size() <= 48 &&
+         text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
+             std::string::npos;
+}
+
+// --cluster, --node-id and --cluster-interval; the node id defaults to the host name.
+std::string validate_cluster(const raw_options& raw, cluster_config& out) {
+  std::string error;
+  if (auto e = validate_duration("--cluster-interval", raw.cluster_interval, out.interval_ms);
+      !e.empty()) {
+    return e;
+  }
+  if (out.interval_ms < 50 || out.interval_ms > 60'000) {
+    return flag_error("--cluster-interval", "'" + raw.cluster_interval + "' must be 50ms to 60s");
+  }
+  if (raw.cluster.empty()) {
+    if (!raw.node_id.empty()) return flag_error("--node-id", "needs --cluster");
+    return {};
+  }
+  if (!parse_redis_url(raw.cluster, out.redis, error)) return flag_error("--cluster", error);
+  out.node_id = raw.node_id;
+  if (out.node_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    out.node_id = host;
+    if (!is_name(out.node_id)) {
+      return flag_error("--node-id", "the host name '" + out.node_id +
+                                         "' is not a usable node id: give one (1-48 letters, "
+                                         "digits, '.', '-' or '_')");
+    }
+  }
+  if (!is_name(out.node_id)) {
+    return flag_error("--node-id",
+                      "'" + out.node_id + "' must be 1-48 letters, digits, '.', '-' or '_'");
+  }
+  return {};
 }
 
 std::string validate(const raw_options& raw, config& out) {
@@ -285,6 +334,7 @@ std::string validate(const raw_options& raw, config& out) {
                      out.shaping.max_rate),
       validate_duration("--rebalance-min-age", raw.rebalance_min_age, out.shaping.min_age_ms),
       validate_count("--rebalance-close-code", raw.rebalance_close_code, 1000, 4999, close_code),
+      validate_cluster(raw, out.cluster),
   };
   for (const std::string& e : errors) {
     if (!e.empty()) return e;

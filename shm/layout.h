@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 7;
+inline constexpr std::uint32_t layout_version = 8;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -27,6 +27,7 @@ inline constexpr std::size_t error_chars = 96;
 inline constexpr std::size_t max_certificates = 16;  // --tls-cert/--tls-key pairs
 inline constexpr std::size_t subject_chars = 160;
 inline constexpr std::size_t key_kind_chars = 24;     // "ECDSA prime256v1", "RSA 2048"
+inline constexpr std::size_t max_cluster_peers = 32; // other nodes of a tier shown and counted
 
 // Lifecycle of a worker slot. The master owns this field.
 enum class worker_state : std::uint32_t {
@@ -208,6 +209,12 @@ struct alignas(64) backend_row {
 
   // Written by the master: the operator's state (a runtime command or the state journal).
   std::atomic<admin_state> admin;
+
+  // Live connections that the OTHER nodes of the tier hold on the backend with this row's
+  // address (matched by the configured "HOST:PORT" text): the sum of their last snapshots.
+  // Written only by the cluster agent; zeroed by the master when it reaps the agent, so a dead
+  // agent's figures never linger. 0 without --cluster. Least-conn adds it to the live rows' sum.
+  std::atomic<std::uint64_t> cluster_active;
 };
 
 struct alignas(64) checker_row {
@@ -220,6 +227,41 @@ struct alignas(64) checker_row {
   std::atomic<std::uint32_t> fall;
   std::atomic<std::uint32_t> config_epoch; // bumped when the master changes check settings
   char path[128];
+};
+
+// State of the cluster agent's link to Redis.
+enum class cluster_link : std::uint32_t {
+  off = 0,          // no --cluster
+  connecting = 1,   // first connection not yet made
+  connected = 2,    // rounds succeed
+  unreachable = 3,  // the last round failed: local counts only once peers age out
+};
+
+// Another node of the tier as the agent last saw it.
+struct cluster_peer {
+  char node_id[name_chars];
+  std::int64_t seen_ms;        // unix ms (this node's clock) when its current snapshot arrived
+  std::uint64_t connections;   // its live connections, all its backends
+};
+
+// The cluster agent's view, for `status`. `node_id` and `redis` are written by the master
+// before the agent starts; everything else by the agent alone (the master zeroes the peers and
+// the link after reaping it). `view_seq` is a seqlock over peer_count, peers and last_error:
+// odd while the agent rewrites them; readers copy and retry.
+struct alignas(64) cluster_row {
+  std::atomic<std::int32_t> pid;
+  std::atomic<std::uint32_t> restarts;
+  std::atomic<cluster_link> link;
+  std::atomic<std::uint32_t> interval_ms;
+  std::atomic<std::int64_t> link_since_ms;     // unix ms of the last change of `link`
+  std::atomic<std::int64_t> last_round_ms;     // unix ms of the last successful exchange
+  std::atomic<std::uint64_t> rounds;           // successful exchanges since start
+  std::atomic<std::uint32_t> view_seq;
+  std::uint32_t peer_count;
+  char node_id[name_chars];
+  char redis[address_chars];                   // "HOST:PORT/DB", never the password
+  char last_error[error_chars];
+  cluster_peer peers[max_cluster_peers];
 };
 
 struct alignas(64) table_header {
@@ -279,6 +321,7 @@ struct table {
   table_header header;
   checker_row checker;
   tls_section tls;
+  cluster_row cluster;
   backend_row backends[max_backends];
   worker_row workers[max_worker_slots];
 };
@@ -291,5 +334,6 @@ static_assert(std::atomic<worker_state>::is_always_lock_free);
 static_assert(sizeof(worker_row) % 64 == 0);
 static_assert(sizeof(backend_row) % 64 == 0);
 static_assert(sizeof(ticket_key) == ticket_key_bytes);
+static_assert(std::atomic<cluster_link>::is_always_lock_free);
 
 }  // namespace wslb::shm

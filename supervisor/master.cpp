@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "checker/checker_main.h"
+#include "supervisor/agent_child.h"
 #include "common/log.h"
 #include "shm/table_ops.h"
 #include "supervisor/backend_rows.h"
@@ -141,6 +142,7 @@ void master::start_children() {
             if (respawn) t.checker.restarts.fetch_add(1, std::memory_order_relaxed);
           }),
       now());
+  if (cfg_->cluster.enabled()) children_->add_helper(make_cluster_agent(cfg_, t), now());
 }
 
 void master::start() {

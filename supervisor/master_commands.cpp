@@ -82,6 +82,10 @@ void master::reload(control_request_ptr request) {
     return fail("--listen cannot change on reload (the listener stays open for the instance's "
                 "life); stop and run again to move it");
   }
+  if (!(next.cluster == cfg_->cluster)) {
+    return fail("--cluster, --node-id and --cluster-interval cannot change on reload (the "
+                "cluster agent keeps them for the instance's life); stop and run again");
+  }
   reload_transaction tx = reload_steps();
   if (const std::string why = tx.prepare(next); !why.empty()) return fail(why);
   const std::string changes = backend_changes(*children_->serving().cfg(), next);

@@ -4,6 +4,7 @@
 
 #include "shm/table_ops.h"
 #include "worker/admission.h"
+#include "shm/cluster_view.h"
 
 namespace wslb::worker {
 
@@ -82,7 +83,8 @@ std::size_t backend_picker::pick_least_conn(shm::table& t, tried_set tried) cons
   std::uint64_t best_weight = 1000;
   for (std::size_t i = 0; i < backends_.size(); ++i) {
     if (in_set(tried, i) || !eligible(t, i)) continue;
-    const std::uint64_t active = shm::sum_active(t, backends_[i].row);
+    // This node's exact count plus the other nodes' last-known ones (0 without --cluster).
+    const std::uint64_t active = shm::tier_active(t, backends_[i].row);
     const std::uint64_t weight = weight_now(t, i);
     if (tie_count == 0) {
       ties[tie_count++] = i;

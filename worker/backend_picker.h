@@ -30,7 +30,8 @@ class backend_picker {
 
   // Picks among the configured backends whose table row is `active` and `healthy` and that
   // are not in `tried`. Returns an index into the configured backends, or no_backend.
-  //   least-conn:  fewest live connections summed over ALL worker rows (every generation),
+  //   least-conn:  fewest live connections summed over ALL worker rows (every generation)
+  //                plus the other cluster nodes' last-known counts (backend_row::cluster_active),
   //                weights compared crosswise (a.active * b.weight < b.active * a.weight);
   //                equal candidates take turns through header.round_robin_next.
   //   round-robin: weighted rotation over header.round_robin_next, shared by all workers:

@@ -191,3 +191,22 @@ TEST_CASE("picker.sticky_keys_stay_and_move_only_with_their_backend") {
   CHECK(next != owner);
   CHECK(next != no_backend);
 }
+
+TEST_CASE("picker.least_conn_adds_the_other_nodes_counts") {
+  auto t = fresh_table();
+  auto b = backends(*t, {1, 2});
+  backend_picker p(b, balance_mode::least_conn);
+  // This node alone holds nothing; the tier holds 100 on backend 0 and 150 on backend 1 (of
+  // weight 2): 100/1 > 150/2, so backend 1 is the emptier one tier-wide.
+  t->backends[0].cluster_active = 100;
+  t->backends[1].cluster_active = 150;
+  CHECK(p.pick(*t, 0, std::nullopt) == 1);
+  // Local exact counts add to the remote ones: 100 + 0 vs (150 + 60) / 2 = 105.
+  set_active(*t, 0, 1, 60);
+  CHECK(p.pick(*t, 0, std::nullopt) == 0);
+  // Without remote figures (Redis gone, aged out) the local counts alone decide.
+  t->backends[0].cluster_active = 0;
+  t->backends[1].cluster_active = 0;
+  set_active(*t, 0, 0, 40);
+  CHECK(p.pick(*t, 0, std::nullopt) == 1);  // 40/1 > 60/2
+}

@@ -4,6 +4,7 @@
 #include <span>
 
 #include "cli/status_view.h"
+#include "shm/cluster_view.h"
 #include "shm/table_ops.h"
 
 namespace wslb::supervisor {
@@ -135,8 +136,42 @@ const char* metrics_content_type(metrics_format format) {
              : "text/plain; version=0.0.4; charset=utf-8";
 }
 
+namespace {
+
+// The cluster families, only with --cluster: the other nodes this node counts and how old
+// their figures are, the link to Redis, and per backend the other nodes' connections.
+void write_cluster(metrics_writer& w, const shm::table& t, std::int64_t now) {
+  if (t.cluster.node_id[0] == '\0') return;
+  const shm::cluster_view_copy view = shm::read_cluster_view(t);
+  w.family("wslb_cluster_nodes", family_type::gauge,
+           "Other nodes of the tier whose live counts this node adds to its own.");
+  w.sample("wslb_cluster_nodes", "", view.peers.size());
+  w.family("wslb_cluster_peer_age_seconds", family_type::gauge,
+           "Age of each other node's last snapshot, as this node received it.");
+  for (const shm::cluster_peer& p : view.peers) {
+    const std::int64_t age_ms = now > p.seen_ms ? now - p.seen_ms : 0;
+    w.sample_text("wslb_cluster_peer_age_seconds",
+                  "node=\"" + escape_label(cli::shown(p.node_id)) + "\"",
+                  seconds(static_cast<std::uint64_t>(age_ms) * 1000));
+  }
+  w.family("wslb_cluster_connected", family_type::gauge,
+           "1 while the cluster agent exchanges counts with Redis.");
+  w.sample("wslb_cluster_connected", "",
+           t.cluster.link.load(relaxed) == shm::cluster_link::connected ? 1 : 0);
+  w.family("wslb_backend_cluster_connections", family_type::gauge,
+           "Live connections the other nodes of the tier hold on the backend.");
+  const std::size_t backends = shm::backend_rows_in_use(t);
+  for (std::size_t b = 0; b < backends; ++b) {
+    if (!backend_shown(t.backends[b])) continue;
+    w.sample("wslb_backend_cluster_connections", backend_label(t.backends[b]),
+             t.backends[b].cluster_active.load(relaxed));
+  }
+}
+
+}  // namespace
+
 std::string render_metrics(const shm::table& t, const master_counters& master,
-                           metrics_format format) {
+                           metrics_format format, std::int64_t now_unix_ms) {
   metrics_writer w(format);
   const std::size_t backends = shm::backend_rows_in_use(t);
   const std::size_t slots = shm::worker_rows_in_use(t);
@@ -234,6 +269,7 @@ std::string render_metrics(const shm::table& t, const master_counters& master,
               shm::latency_bounds_us, shm::sum_histograms(t, &shm::worker_row::backend_connect));
   w.histogram("wslb_connection_duration_seconds", "Client connections, accept to close.",
               shm::lifetime_bounds_us, shm::sum_histograms(t, &shm::worker_row::lifetime));
+  write_cluster(w, t, now_unix_ms);
   return w.finish();
 }
 

@@ -25,7 +25,8 @@ metrics_format metrics_format_for(std::string_view accept);
 // The Content-Type that goes with `format`.
 const char* metrics_content_type(metrics_format format);
 
+// `now_unix_ms` dates the cluster peers' snapshots (wslb_cluster_peer_age_seconds).
 std::string render_metrics(const shm::table& t, const master_counters& master,
-                           metrics_format format);
+                           metrics_format format, std::int64_t now_unix_ms);
 
 }  // namespace wslb::supervisor

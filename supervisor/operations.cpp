@@ -119,7 +119,7 @@ admin_response operations::answer(const admin_request& request) const {
   if (request.path == "/metrics") {
     const metrics_format format = metrics_format_for(request.accept);
     r.content_type = metrics_content_type(format);
-    r.body = render_metrics(*table_, counters_, format);
+    r.body = render_metrics(*table_, counters_, format, unix_ms());
   } else if (request.path == "/status") {
     r.content_type = "application/json";
     r.body = cli::render_status_json(*table_, unix_ms());

@@ -80,7 +80,7 @@ TEST_CASE("backend_overrides.apply_writes_rows_and_metrics_show_the_admin_state"
   CHECK(t->backends[0].admin.load() == shm::admin_state::maint);
   CHECK(t->backends[1].weight.load() == 9);
   const std::string m =
-      supervisor::render_metrics(*t, {}, supervisor::metrics_format::prometheus_text);
+      supervisor::render_metrics(*t, {}, supervisor::metrics_format::prometheus_text, 0);
   CHECK(m.find("wslb_backend_admin_state{backend=\"127.0.0.1:9001\",state=\"maint\"} 1\n") !=
         std::string::npos);
   // A plain `ready` without a weight is no override at all.

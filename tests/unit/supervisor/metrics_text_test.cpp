@@ -38,7 +38,8 @@ bool has(const std::string& text, const std::string& line) {
 
 TEST_CASE("metrics_text.sums_rows_per_backend_and_worker") {
   auto t = sample_table();
-  const std::string m = supervisor::render_metrics(*t, {2, 1}, metrics_format::prometheus_text);
+  const std::string m =
+      supervisor::render_metrics(*t, {2, 1}, metrics_format::prometheus_text, 0);
   CHECK(has(m, "wslb_backend_connections{backend=\"127.0.0.1:9001\"} 7"));
   CHECK(has(m, "wslb_backend_weight{backend=\"127.0.0.1:9001\"} 3"));
   CHECK(has(m, "wslb_backend_up{backend=\"127.0.0.1:9001\"} 1"));
@@ -54,7 +55,7 @@ TEST_CASE("metrics_text.sums_rows_per_backend_and_worker") {
 
 TEST_CASE("metrics_text.admin_state_is_one_hot_and_labels_are_escaped") {
   auto t = sample_table();
-  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text);
+  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text, 0);
   CHECK(has(m, "wslb_backend_admin_state{backend=\"127.0.0.1:9001\",state=\"ready\"} 1"));
   CHECK(has(m, "wslb_backend_admin_state{backend=\"127.0.0.1:9001\",state=\"drain\"} 0"));
   CHECK(has(m, "wslb_backend_admin_state{backend=\"app\\\"1\\\\:80\",state=\"drain\"} 1"));
@@ -62,7 +63,7 @@ TEST_CASE("metrics_text.admin_state_is_one_hot_and_labels_are_escaped") {
 
 TEST_CASE("metrics_text.openmetrics_names_counter_families_without_total_and_ends_with_eof") {
   auto t = sample_table();
-  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::openmetrics);
+  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::openmetrics, 0);
   CHECK(has(m, "# TYPE wslb_bytes counter"));
   CHECK(has(m, "wslb_bytes_total{backend=\"127.0.0.1:9001\",direction=\"in\"} 111"));
   CHECK(m.size() > 6);
@@ -83,7 +84,7 @@ TEST_CASE("metrics_text.histograms_are_cumulative_summed_over_rows_and_in_second
   t->workers[1].closes[static_cast<int>(shm::close_cause::drain)] = 3;
   t->workers[0].backends[0].kinds[static_cast<int>(shm::connection_kind_index::websocket)] = 2;
   t->backends[0].retired_kinds[static_cast<int>(shm::connection_kind_index::websocket)] = 1;
-  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text);
+  const std::string m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text, 0);
   CHECK(has(m, "# TYPE wslb_handshake_duration_seconds histogram"));
   CHECK(has(m, "wslb_handshake_duration_seconds_bucket{le=\"0.0005\"} 2"));
   CHECK(has(m, "wslb_handshake_duration_seconds_bucket{le=\"0.0025\"} 2"));

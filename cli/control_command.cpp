@@ -14,8 +14,6 @@
 
 namespace wslb::cli {
 
-namespace {
-
 // Sends `command` to the master and relays its reply lines to stdout; the last line starts
 // with "ok" or "error". Blocks until the master answers (a graceful stop answers only once
 // the instance has drained).
@@ -78,8 +76,6 @@ int send_command(const std::string& name, const std::string& command) {
   }
   return exit_code::failure;
 }
-
-}  // namespace
 
 int control_command(const std::string& verb, const args& a) {
   CLI::App app{"wslb " + verb, "wslb " + verb};

@@ -17,6 +17,8 @@ constexpr const char* usage =
     "  wslb backend list|drain|ready|maint|weight|reset [HOST:PORT [N]] [--name NAME] [--json]\n"
     "  wslb reload [--name NAME]\n"
     "  wslb stop [--name NAME] [--graceful]\n"
+    "  wslb rebalance [--name NAME] [--dry-run]\n"
+    "  wslb backend evacuate HOST:PORT --over DURATION [--cancel] [--name NAME]\n"
     "  wslb demo [--listen HOST:PORT]\n"
     "\n"
     "`wslb COMMAND --help` lists a command's options.\n";
@@ -32,10 +34,14 @@ int main(int argc, char** argv) {
   const wslb::cli::args rest(argv + 2, argv + argc);
   if (verb == "run") return wslb::cli::run_command(rest);
   if (verb == "status") return wslb::cli::status_command(rest);
+  if (verb == "backend" && !rest.empty() && rest[0] == "evacuate") {
+    return wslb::cli::shaping_command("backend evacuate", wslb::cli::args(rest.begin() + 1, rest.end()));
+  }
   if (verb == "restart-workers" || verb == "reload" || verb == "stop" || verb == "backend") {
     return wslb::cli::control_command(verb, rest);
   }
   if (verb == "demo") return wslb::cli::demo_command(rest);
+  if (verb == "rebalance") return wslb::cli::shaping_command(verb, rest);
   if (verb == "--help" || verb == "-h" || verb == "help") {
     std::fputs(usage, stdout);
     return wslb::exit_code::ok;

@@ -66,7 +66,9 @@ std::string rebalance_json(const shm::table& t, std::int64_t now) {
                     "\",\"running\":" + (running ? "true" : "false") + ",\"plans\":" +
                     num(std::uint64_t{h.rebalance_plans.load()});
   if (running) {
-    out += ",\"running_for_ms\":" + num(now - h.rebalance_started_ms.load()) +
+    out += ",\"expected_ms\":" +
+           num(h.rebalance_expected_end_ms.load() - h.rebalance_started_ms.load()) +
+           ",\"running_for_ms\":" + num(now - h.rebalance_started_ms.load()) +
            ",\"expected_left_ms\":" + num(left(h.rebalance_expected_end_ms.load(), now));
   }
   return out + "}";

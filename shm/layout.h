@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 8;
+inline constexpr std::uint32_t layout_version = 9;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -83,7 +83,12 @@ inline constexpr std::size_t connection_kinds =
 
 // Why a connection ended, counted when it does (wslb_closes_total{cause}). `rebalance` and
 // `evacuate` are counted per backend (backend_counters) by the load shaping.
-enum class close_cause : std::uint32_t { client = 0, backend, drain, timeout, error, count_ };
+enum class close_cause : std::uint32_t {
+  client = 0, backend, drain, timeout, error,
+  rebalance,  // shed by a rebalance plan (worker/shedding.h)
+  evacuate,   // closed by `backend evacuate`
+  count_
+};
 inline constexpr std::size_t close_causes = static_cast<std::size_t>(close_cause::count_);
 
 // Histogram bucket bounds in microseconds (upper bounds, inclusive; one more bucket for what

@@ -176,6 +176,8 @@ void master::start() {
                  housekeeping_ms, housekeeping_ms);
 
   start_children();
+  // Status shows the rebalance mode from the first moment the workers run.
+  rebalancer_.tick(table_->get(), cfg_->shaping, unix_ms());
   const config& cfg = *cfg_;
   log_line(who, "instance '%s' listening on %s with %u workers, %zu backends, balance %s, mode %s",
            cfg.name.c_str(), cfg.listen.to_string().c_str(), cfg.workers, cfg.backends.size(),
@@ -198,6 +200,7 @@ void master::housekeeping() {
     return;
   }
   release_drained_backends(table_->get());
+  rebalancer_.tick(table_->get(), children_->serving().cfg()->shaping, unix_ms());
 }
 
 void master::on_child_message(child_id id, char message) {

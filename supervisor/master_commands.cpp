@@ -36,6 +36,7 @@ void master::register_commands() {
   commands_.add("backend", [this](const std::string& arguments, control_request_ptr request) {
     backend_command(arguments, std::move(request));
   });
+  register_shaping_commands();
   commands_.add("stop", [this](const std::string& arguments, control_request_ptr request) {
     if (arguments != "" && arguments != "graceful") {
       return request->finish(false, "stop takes no argument but 'graceful'");

@@ -22,6 +22,7 @@
 #include "supervisor/backend_overrides.h"
 #include "supervisor/operations.h"
 #include "supervisor/process_ops.h"
+#include "supervisor/rebalancer.h"
 
 namespace wslb::supervisor {
 
@@ -60,6 +61,8 @@ class master : public child_events {
   // added here; if its prepare() fails, the reload is refused and the earlier steps undone.
   reload_transaction reload_steps();
   void begin_stop(bool graceful, control_request_ptr request);
+  // `rebalance [dry-run]` and `backend-evacuate ADDRESS MS|cancel` (shaping_commands.cpp).
+  void register_shaping_commands();
   void check_stop_progress();
   void finish_stop();
 
@@ -82,6 +85,7 @@ class master : public child_events {
   command_table commands_;
   operations operations_;
   override_journal journal_;
+  rebalancer rebalancer_;
   bool stopping_ = false;
   bool stopped_ = false;
   bool helpers_asked_to_stop_ = false;

@@ -232,18 +232,11 @@ std::string render_metrics(const shm::table& t, const master_counters& master,
            "Connections ended, by cause: client, backend, drain, timeout, error, rebalance, "
            "evacuate.");
   constexpr const char* causes[shm::close_causes] = {"client", "backend", "drain", "timeout",
-                                                     "error"};
+                                                     "error", "rebalance", "evacuate"};
   for (std::size_t c = 0; c < shm::close_causes; ++c) {
     w.sample("wslb_closes_total", std::string("cause=\"") + causes[c] + "\"",
              shm::sum_closes(t, c));
   }
-  std::uint64_t shed = 0, evacuated = 0;
-  each_backend([&](const shm::backend_row&, const shm::backend_totals& s) {
-    shed += s.shed;
-    evacuated += s.evacuated;
-  });
-  w.sample("wslb_closes_total", "cause=\"rebalance\"", shed);
-  w.sample("wslb_closes_total", "cause=\"evacuate\"", evacuated);
   w.family("wslb_responses_total", family_type::counter,
            "Answers wslb wrote itself to clients, by HTTP status code.");
   for (const response_code& r : own_responses) {

@@ -196,6 +196,10 @@ void connect_to(session* s, std::size_t index) {
   const backend_config& b = ctx.cfg.backends[index];
   counter_add(ctx.row.backends[b.row].total, 1);
   s->counted = true;
+  // Rebalancing in the sticky modes sheds only a connection whose key now maps elsewhere.
+  s->has_sticky_key = hs->sticky_key.has_value();
+  s->sticky_key = hs->sticky_key.value_or(0);
+  s->pinned = index == hs->preferred;
   if (uv_tcp_init(&ctx.loop, &s->backend) != 0) {
     uncount_backend(s);
     hs->last_error = UV_ENOMEM;

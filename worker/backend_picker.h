@@ -44,6 +44,13 @@ class backend_picker {
   std::size_t pick(shm::table& t, tried_set tried, std::optional<std::uint64_t> sticky_key,
                    std::int64_t now_ms = -1);
 
+  // The backend the sticky ring maps `key` to now (no_backend when none is eligible). Used by
+  // rebalancing: in the sticky modes only a connection whose key maps elsewhere is shed.
+  std::size_t sticky_choice(const shm::table& t, std::uint64_t key) {
+    return pick_sticky(t, 0, key);
+  }
+  bool sticky() const { return mode_ != balance_mode::least_conn && mode_ != balance_mode::round_robin; }
+
   // True when this backend may get new connections now (row active and healthy, not being
   // evacuated, and ready as far as the operator is concerned).
   bool eligible(const shm::table& t, std::size_t index) const;

@@ -120,6 +120,7 @@ void finish_loop(worker_context& ctx) {
   close_handle(reinterpret_cast<uv_handle_t*>(&ctx.housekeeping));
   close_handle(reinterpret_cast<uv_handle_t*>(&ctx.drain_timer));
   close_waiting_room(ctx);
+  stop_shedding(ctx);
 }
 
 }  // namespace wslb::worker

@@ -126,9 +126,12 @@ void finish_direction(session* s, direction d) {
   s->finishing_mask &= static_cast<std::uint8_t>(~bit(d));
   if (s->upgraded && !(s->shut_sent_mask & bit(d)) && s->watch.track[d].at_boundary() &&
       !s->watch.track[d].saw_close()) {
-    // Frames towards a server must be masked; towards a client they must not be.
-    const protocol::close_frame f =
-        protocol::make_close_frame(protocol::close_going_away, d == to_backend);
+    // Frames towards a server must be masked; towards a client they must not be. A shed
+    // client is told to come back (1012) while its backend hears that we are going (1001).
+    const std::uint16_t code = d == to_client && s->client_close_code != 0
+                                   ? s->client_close_code
+                                   : protocol::close_going_away;
+    const protocol::close_frame f = protocol::make_close_frame(code, d == to_backend);
     queue_control_write(s, d, f.bytes.data(), f.size);
     if (s->dead) return;
   }
@@ -367,6 +370,7 @@ session* open_session(worker_context& ctx, int fd) {
     return nullptr;
   }
   s->last_active_ms = now32(ctx);
+  s->opened_ms = s->last_active_ms;
   return s;
 }
 

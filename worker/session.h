@@ -80,6 +80,9 @@ struct session {
   stream_watch watch;
   std::uint32_t last_active_ms = 0;  // loop time (truncated) of the last read: idle timeout
   std::uint32_t close_at_ms = 0;     // loop time (truncated) a graceful close gives up waiting
+  std::uint32_t opened_ms = 0;       // loop time (truncated) of the accept: its age for shedding
+  std::uint64_t sticky_key = 0;      // the client's balancing key, if has_sticky_key (shedding)
+  std::uint16_t client_close_code = 0;  // close code a graceful close sends the client; 0: 1001
   std::uint16_t backend_index = no_backend_index;  // configured index of the chosen backend
   std::uint16_t last_status = 0;  // HTTP status of the last response relayed (or answered)
   std::uint32_t requests = 0;     // HTTP requests forwarded on this connection
@@ -105,6 +108,8 @@ struct session {
   bool backend_open : 1 = false;    // `backend` initialised and not closed
   bool counted : 1 = false;         // counted in the row's backends[backend_index].active
   bool cause_noted : 1 = false;     // `cause` is set
+  bool has_sticky_key : 1 = false;  // sticky_key holds the key the backend was chosen by
+  bool pinned : 1 = false;          // placed by the affinity cookie: rebalancing leaves it
 
   // Bytes are moving between the client and a backend (idle timeout, on-down close apply).
   bool relaying() const {

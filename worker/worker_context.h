@@ -16,6 +16,7 @@
 #include "worker/affinity_cookie.h"
 #include "worker/backend_picker.h"
 #include "worker/connect_queue.h"
+#include "worker/shedding.h"
 
 namespace wslb::worker {
 
@@ -89,6 +90,8 @@ struct worker_context {
 
   // Clients waiting for a place under the backends' maxconn.
   waiting_room waiting;
+  // Rebalance and evacuation closes.
+  shedder shedding;
 
   backend_picker picker;
   affinity_cookie affinity;  // --sticky-cookie (off when not configured)

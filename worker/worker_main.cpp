@@ -124,6 +124,7 @@ int run_worker(const launch& how) {
   uv_timer_init(&ctx->loop, &ctx->housekeeping);
   uv_timer_init(&ctx->loop, &ctx->drain_timer);
   open_waiting_room(*ctx);
+  start_shedding(*ctx);
   r = watch_master_and_signals(*ctx);
   if (r == 0) r = start_accepting(*ctx);
   if (r != 0) {

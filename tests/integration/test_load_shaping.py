@@ -4,6 +4,8 @@ backends, python3-websockets clients (the reconnecting ones behave like client l
 reconnect after a short random delay when the server closes)."""
 
 import asyncio
+import json
+import os
 import random
 import threading
 import time
@@ -173,6 +175,208 @@ def test_maxconn_tcp_mode_closes_after_queue_timeout():
     assert inst.status()["errors"]["tcp_queue_timeout_close"] == 1
     first.close()
     second.close()
+    inst.stop()
+
+
+class ReconnectingClients:
+    """`count` WebSocket clients that behave like client libraries: connect, ask the echo
+    backend who it is, stay until the server closes, then reconnect after a short random delay
+    (50-500 ms). Records every close with its code and time, and every connection's backend."""
+
+    def __init__(self, url, count):
+        self.url = url
+        self.count = count
+        self.closes = []            # (monotonic time, client, close code)
+        self.placed = {}            # client -> backend id of its current connection
+        self.connects = 0
+        self._stop = None
+
+    async def _client(self, i):
+        while not self._stop.is_set():
+            try:
+                ws = await websockets.connect(self.url, open_timeout=20, close_timeout=2,
+                                              ping_interval=None)
+            except Exception:
+                await asyncio.sleep(random.uniform(0.05, 0.5))
+                continue
+            self.connects += 1
+            try:
+                await ws.send("whoami")
+                self.placed[i] = json.loads(await ws.recv())["id"]
+                stop_wait = asyncio.ensure_future(self._stop.wait())
+                closed = asyncio.ensure_future(ws.wait_closed())
+                await asyncio.wait([stop_wait, closed], return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                if closed.done():
+                    self.closes.append((time.monotonic(), i, ws.close_code))
+                else:
+                    closed.cancel()
+                    await ws.close()
+                    return
+            except websockets.exceptions.ConnectionClosed:
+                self.closes.append((time.monotonic(), i, ws.close_code))
+            finally:
+                self.placed.pop(i, None)
+            await asyncio.sleep(random.uniform(0.05, 0.5))
+
+    async def run(self, body):
+        """Starts the clients (in small batches), runs `body(self)` (a coroutine function) and
+        stops them."""
+        self._stop = asyncio.Event()
+        tasks = []
+        for i in range(self.count):
+            tasks.append(asyncio.create_task(self._client(i)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)
+        try:
+            return await body(self)
+        finally:
+            self._stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def by_backend(self):
+        counts = {}
+        for ident in self.placed.values():
+            counts[ident] = counts.get(ident, 0) + 1
+        return counts
+
+
+async def poll_status(inst):
+    return await asyncio.get_running_loop().run_in_executor(None, inst.status)
+
+
+def max_in_window(times, window=1.0):
+    """The most events in any `window`-second stretch (a sliding window)."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] < t - window + 1e-9:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def test_evacuate_500_connections_over_20s_at_a_steady_pace():
+    """A backend with 500 reconnecting clients is evacuated over 20 s: none left after 21 s,
+    every close is a 1012 close frame, no one-second window has more than its share (25) plus
+    one per worker (each worker pays its own straight line in whole closes) plus 2 for the
+    jitter of when 500 clients in one Python loop notice their close, and status shows how many
+    remain while it runs."""
+    a, b = h.EchoBackend(ident="A"), h.EchoBackend(ident="B")
+    inst = h.Instance([f"{a.address},weight=1000", b.address], workers=2,
+                      extra=["--check-interval", "1s"])
+
+    async def body(clients):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            s = await poll_status(inst)
+            if sum(x["active"] for x in s["backends"]) >= 500 and len(clients.placed) >= 500:
+                break
+            await asyncio.sleep(0.2)
+        on_a = inst.backend(await poll_status(inst), a.address)["active"]
+        assert on_a >= 490, f"only {on_a} on A before evacuating"
+        r = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: h.cli("backend", "evacuate", a.address, "--over", "20s",
+                                "--name", inst.name))
+        assert r.returncode == 0, r
+        started = time.monotonic()
+        remain_seen = []
+        while time.monotonic() < started + 21:
+            s = await poll_status(inst)
+            ev = inst.backend(s, a.address)["evacuation"]
+            if ev is not None:
+                remain_seen.append((time.monotonic() - started, ev["remain"]))
+            await asyncio.sleep(0.5)
+        s = await poll_status(inst)
+        return on_a, started, remain_seen, s
+
+    clients = ReconnectingClients(inst.url, 500)
+    on_a, started, remain_seen, after = h.run_async(clients.run(body), timeout=180)
+    assert inst.backend(after, a.address)["active"] == 0, after["backends"]
+    assert inst.backend(after, a.address)["closed"]["evacuate"] >= on_a - 5, after["backends"]
+    closes = [t for t, _, code in clients.closes if t >= started]
+    codes = {code for t, _, code in clients.closes if t >= started}
+    assert codes == {1012}, codes
+    assert len(closes) >= on_a - 5, (len(closes), on_a)
+    peak = max_in_window(closes)
+    h.log(f"evacuation: {on_a} on A, {len(closes)} closes in {closes[-1] - started:.1f} s, "
+          f"busiest second {peak} (share {on_a / 20:.0f}); remain seen {remain_seen[:3]} ...")
+    assert peak <= on_a / 20 + 2 + 2, peak
+    assert closes[-1] - started <= 21, closes[-1] - started
+    # The remaining count went down steadily, not all at once.
+    mid = [r for t, r in remain_seen if 9 <= t <= 11]
+    assert mid and on_a * 0.3 <= mid[0] <= on_a * 0.7, remain_seen
+    inst.stop()
+
+
+def test_reload_adds_a_backend_and_auto_rebalance_evens_the_load():
+    """1,000 reconnecting clients on two backends; a reload adds a third with --rebalance auto.
+    The plan's expected time is read from status; within it (plus 5 s for the clients'
+    reconnect delay and a loaded 2-core machine) every backend is within target +-10 %; the clients
+    saw at most 1.2 x the planned surplus of 1012 closes, never more than the cap of 40 in any
+    one-second window, and no client was shed twice."""
+    a, b, c = h.EchoBackend(ident="A"), h.EchoBackend(ident="B"), h.EchoBackend(ident="C")
+    conf = os.path.join(h.RUNTIME_DIR, f"rebalance-{os.getpid()}.toml")
+    with open(conf, "w") as f:
+        f.write(f'backend = ["{a.address}", "{b.address}"]\n')
+    inst = h.Instance([], workers=2,
+                      extra=["--config", conf, "--rebalance", "auto", "--rebalance-min-age", "2s",
+                             "--rebalance-rate", "5%", "--rebalance-max-rate", "40",
+                             "--drain-timeout", "10m"])
+    total = 1000
+
+    async def body(clients):
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(clients.placed) < total:
+            await asyncio.sleep(0.2)
+        assert len(clients.placed) == total, len(clients.placed)
+        before = clients.by_backend()
+        await asyncio.sleep(2.5)  # older than the minimum age
+        with open(conf, "w") as f:
+            f.write(f'backend = ["{a.address}", "{b.address}", "{c.address}"]\n')
+        r = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: h.cli("reload", "--name", inst.name))
+        assert r.returncode == 0, r
+        reloaded = time.monotonic()
+        plan = None
+        while time.monotonic() < reloaded + 10:
+            s = await poll_status(inst)
+            if s["rebalance"]["running"]:
+                plan = s
+                break
+            await asyncio.sleep(0.1)
+        assert plan is not None, "no rebalance started after the reload"
+        expected = plan["rebalance"]["expected_ms"] / 1000
+        surplus = sum((x["rebalance"] or {}).get("surplus", 0) for x in plan["backends"])
+        started = time.monotonic() - plan["rebalance"]["running_for_ms"] / 1000
+        balanced_at = None
+        while time.monotonic() < started + expected + 5:
+            counts = clients.by_backend()
+            if len(counts) == 3 and all(abs(n - total / 3) <= total / 3 * 0.1
+                                        for n in counts.values()):
+                balanced_at = time.monotonic() - started
+                break
+            await asyncio.sleep(0.1)
+        final = await poll_status(inst)
+        return before, expected, surplus, started, balanced_at, clients.by_backend(), final
+
+    clients = ReconnectingClients(inst.url, total)
+    before, expected, surplus, started, balanced_at, after, final = \
+        h.run_async(clients.run(body), timeout=300)
+    shed = [(t, i) for t, i, code in clients.closes if code == 1012]
+    per_client = {}
+    for _, i in shed:
+        per_client[i] = per_client.get(i, 0) + 1
+    peak = max_in_window([t for t, _ in shed]) if shed else 0
+    h.log(f"rebalance: before {before}, plan {surplus} to move in {expected:.1f} s, balanced "
+          f"after {balanced_at} s as {after}; {len(shed)} shed, busiest second {peak}, "
+          f"most sheds of one client {max(per_client.values()) if per_client else 0}")
+    assert balanced_at is not None, f"not within +-10 % by {expected + 5:.1f} s: {after}"
+    assert 0 < len(shed) <= 1.2 * surplus, (len(shed), surplus)
+    assert peak <= 40, peak
+    assert max(per_client.values()) == 1, "a client was shed twice"
+    server_shed = sum(x["closed"]["rebalance"] for x in final["backends"])
+    assert server_shed == len(shed), (server_shed, len(shed))
     inst.stop()
 
 

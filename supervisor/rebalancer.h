@@ -1,0 +1,53 @@
+// The master's side of load shaping: runs rebalance plans (supervisor/rebalance_plan.h) by
+// writing each backend's shed rate into the table, watches their progress and ends them, starts
+// them by itself in --rebalance auto, and sets and clears `backend evacuate`. The workers do the
+// closing (worker/shedding.h). One per master; everything runs on the master's loop, on its
+// housekeeping tick. The one writer of the rebalance and evacuation fields of the table.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "common/config.h"
+#include "shm/layout.h"
+#include "supervisor/rebalance_plan.h"
+
+namespace wslb::supervisor {
+
+class rebalancer {
+ public:
+  // The plan for the table as it is now, under `settings` (the serving configuration's).
+  rebalance_plan plan_now(const shm::table& t, const shaping_config& settings) const;
+
+  // Starts `plan` (replacing one under way). Returns the reply for the operator.
+  std::string start(shm::table& t, const rebalance_plan& plan, std::int64_t now_ms);
+
+  // Every housekeeping tick: ends backends (and the plan) that shed their surplus or reached
+  // their target, or a plan that ran far past its expected time; in auto mode starts a plan
+  // once something changed (a backend added, back up after its slow start, a new weight).
+  void tick(shm::table& t, const shaping_config& settings, std::int64_t now_ms);
+
+  // `backend evacuate`: no new connections for the backend named `address`, and its
+  // connections closed evenly until now + over_ms; `cancel` ends it (the backend takes new
+  // connections again). Returns "" and sets `reply`, or the error.
+  std::string evacuate(shm::table& t, const std::string& address, std::uint32_t over_ms,
+                       bool cancel, std::int64_t now_ms, std::string& reply);
+
+ private:
+  void finish(shm::table& t, std::int64_t now_ms, const char* why);
+  // What auto mode watches for, per backend row.
+  struct seen_row {
+    shm::backend_state state = shm::backend_state::empty;
+    std::uint32_t weight = 0;
+    std::int64_t up_since_ms = 0;
+    std::uint32_t healthy = 0;
+  };
+  std::array<seen_row, shm::max_backends> seen_{};
+  bool seen_once_ = false;
+  std::int64_t auto_due_ms_ = 0;      // 0: nothing pending
+  std::int64_t last_end_ms_ = 0;
+  std::int64_t deadline_ms_ = 0;      // a plan still running then is ended
+};
+
+}  // namespace wslb::supervisor

@@ -1,0 +1,53 @@
+// The load-shaping control commands: `rebalance [dry-run]` and
+// `backend-evacuate HOST:PORT MS|cancel` (sent by `wslb rebalance` and `wslb backend evacuate`).
+#include <sstream>
+
+#include "common/log.h"
+#include "supervisor/master_state.h"
+
+namespace wslb::supervisor {
+
+void master::register_shaping_commands() {
+  commands_.add("rebalance", [this](const std::string& arguments, control_request_ptr request) {
+    if (arguments != "" && arguments != "dry-run") {
+      return request->finish(false, "rebalance takes no argument but 'dry-run'");
+    }
+    const shaping_config& settings = children_->serving().cfg()->shaping;
+    shm::table& t = table_->get();
+    const rebalance_plan plan = rebalancer_.plan_now(t, settings);
+    std::istringstream lines(describe_plan(plan));
+    for (std::string line; std::getline(lines, line);) request->send(line);
+    if (arguments == "dry-run") return request->finish(true, "dry run: nothing changed");
+    if (settings.rebalance == rebalance_mode::off) {
+      return request->finish(false, "rebalancing is off (--rebalance off)");
+    }
+    if (stopping_) return request->finish(false, "the instance is stopping");
+    request->finish(true, rebalancer_.start(t, plan, unix_ms()));
+  });
+  commands_.add("backend-evacuate", [this](const std::string& arguments,
+                                           control_request_ptr request) {
+    std::istringstream words(arguments);
+    std::string address, over;
+    words >> address >> over;
+    std::uint32_t over_ms = 0;
+    const bool cancel = over == "cancel";
+    if (!cancel) {
+      try {
+        std::size_t used = 0;
+        const unsigned long v = std::stoul(over, &used);
+        if (used != over.size() || v > 86'400'000) throw std::out_of_range("over");
+        over_ms = static_cast<std::uint32_t>(v);
+      } catch (const std::exception&) {
+        return request->finish(false, "backend-evacuate takes HOST:PORT and milliseconds or 'cancel'");
+      }
+    }
+    std::string reply;
+    const std::string error =
+        rebalancer_.evacuate(table_->get(), address, over_ms, cancel, unix_ms(), reply);
+    if (!error.empty()) return request->finish(false, error);
+    operations_.note("evacuate", reply);
+    request->finish(true, reply);
+  });
+}
+
+}  // namespace wslb::supervisor

@@ -32,6 +32,9 @@ class NotifySocket:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.messages = []
         self.senders = set()
+        # Messages already returned by wait_for, by their index in `messages` (an id() would be
+        # reused by Python once a string of an earlier socket is freed).
+        self.seen = set()
 
     def poll(self):
         while True:
@@ -47,15 +50,13 @@ class NotifySocket:
     def wait_for(self, predicate, timeout=15, what="a notify message"):
         """Waits for a message (a dict of its assignments) satisfying predicate; returns it."""
         def found():
-            for m in self.poll():
+            for i, m in enumerate(self.poll()):
                 fields = dict(line.split("=", 1) for line in m.split("\n") if "=" in line)
-                if predicate(fields) and id(m) not in self._seen:
-                    self._seen.add(id(m))
+                if predicate(fields) and i not in self.seen:
+                    self.seen.add(i)
                     return fields
             return None
         return h.wait_until(found, timeout, what=what)
-
-    _seen = set()
 
 
 def start_notified(backends, extra=(), env=None):

@@ -42,6 +42,18 @@ struct write_sink {
   }
 };
 
+// Case-insensitive, with '_' taken as '-': many frameworks (CGI, WSGI, PHP, Rack) turn both
+// spellings into the same variable, so a client's X_Real_IP would pass for ours.
+bool loose_equals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] == '_' ? '-' : lower(a[i]);
+    const char y = b[i] == '_' ? '-' : lower(b[i]);
+    if (x != y) return false;
+  }
+  return true;
+}
+
 // RFC 9110 5.1: a field name is a token.
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
@@ -219,26 +231,66 @@ head_feed_result request_head_parser::feed(const char* data, std::size_t len) {
   return result_;
 }
 
+request_head_parser::header_role request_head_parser::role_of(std::string_view name) {
+  static constexpr std::pair<std::string_view, header_role> known[] = {
+      {"host", header_role::host},
+      {"content-length", header_role::framing},
+      {"transfer-encoding", header_role::transfer_encoding},
+      {"connection", header_role::connection},
+      {"keep-alive", header_role::hop_by_hop},
+      {"proxy-connection", header_role::hop_by_hop},
+      {"te", header_role::hop_by_hop},
+      {"upgrade", header_role::upgrade},
+  };
+  static constexpr std::pair<std::string_view, header_role> forwarding_names[] = {
+      {"x-forwarded-for", header_role::xff},
+      {"forwarded", header_role::forwarded},
+      {"x-forwarded-proto", header_role::xf_proto},
+      {"x-real-ip", header_role::real_ip},
+      {"x-forwarded-host", header_role::xf_other},
+      {"x-forwarded-port", header_role::xf_other},
+  };
+  for (const auto& [known_name, role] : known) {
+    if (iequals(name, known_name)) return role;
+  }
+  for (const auto& [known_name, role] : forwarding_names) {
+    if (!loose_equals(name, known_name)) continue;
+    return name.find('_') == std::string_view::npos ? role : header_role::look_alike;
+  }
+  return header_role::end_to_end;
+}
+
 int request_head_parser::validate() {
   if (folded_ || parser_.http_major != 1 || !is_target(target())) return 400;
   std::size_t hosts = 0;
   std::size_t keys = 0;
   std::size_t versions = 0;
+  bool transfer_encoding = false;
+  bool connection = false;
   std::string_view key;
   std::string_view version;
   for (std::size_t i = 0; i < headers_.size(); ++i) {
     const std::string_view name = header_name(i);
-    if (!is_token(name) || !is_field_value(header_value(i))) return 400;
-    if (iequals(name, "Host")) {
-      ++hosts;
-    } else if (iequals(name, "Upgrade")) {
-      if (header_has_token(header_value(i), "websocket")) websocket_ = true;
-    } else if (iequals(name, "Sec-WebSocket-Key")) {
-      ++keys;
-      key = header_value(i);
-    } else if (iequals(name, "Sec-WebSocket-Version")) {
-      ++versions;
-      version = header_value(i);
+    const std::string_view value = header_value(i);
+    if (!is_token(name) || !is_field_value(value)) return 400;
+    headers_[i].role = role_of(name);
+    switch (headers_[i].role) {
+      case header_role::host: ++hosts; break;
+      case header_role::transfer_encoding: transfer_encoding = true; break;
+      case header_role::connection: connection = true; break;
+      case header_role::upgrade:
+        if (header_has_token(value, "websocket")) websocket_ = true;
+        break;
+      case header_role::end_to_end:
+        if (iequals(name, "Sec-WebSocket-Key")) {
+          ++keys;
+          key = value;
+        } else if (iequals(name, "Sec-WebSocket-Version")) {
+          ++versions;
+          version = value;
+        }
+        break;
+      default: break;
     }
   }
   // RFC 9112 3.2: a server must answer 400 to an HTTP/1.1 request without exactly one Host.
@@ -249,15 +301,34 @@ int request_head_parser::validate() {
   // Content-Length, never both; anything else cannot be delimited and must be refused.
   // (http-parser already refuses both together and conflicting Content-Lengths.)
   const bool chunked = (parser_.flags & F_CHUNKED) != 0;
-  if (const auto te = header("Transfer-Encoding"); te && !chunked) return 400;
+  if (transfer_encoding && !chunked) return 400;
   const bool has_body =
       chunked || (parser_.content_length > 0 && parser_.content_length != ULLONG_MAX);
-  if (!websocket_) return 0;
-  if (has_body) return 400;  // nothing may travel between an upgrade request and its answer
-  if (parser_.method != HTTP_GET || parser_.http_minor < 1) return 400;
-  if (versions != 1 || version != "13") return 426;
-  if (keys != 1 || !valid_websocket_key(key)) return 400;
+  if (websocket_) {
+    if (has_body) return 400;  // nothing may travel between an upgrade request and its answer
+    if (parser_.method != HTTP_GET || parser_.http_minor < 1) return 400;
+    if (versions != 1 || version != "13") return 426;
+    if (keys != 1 || !valid_websocket_key(key)) return 400;
+  }
+  if (connection) mark_named_by_connection();
   return 0;
+}
+
+void request_head_parser::mark_named_by_connection() {
+  // RFC 9110 7.6.1: the headers Connection names are hop-by-hop too. Framing and forwarding
+  // headers keep their own rules.
+  for (const header_line& c : headers_) {
+    if (c.role != header_role::connection) continue;
+    std::string_view list = trim(view(c.value));
+    while (!list.empty()) {
+      const std::string_view token = trim(next_piece(list, ','));
+      for (header_line& h : headers_) {
+        if (h.role == header_role::end_to_end && iequals(view(h.name), token)) {
+          h.role = header_role::hop_by_hop;
+        }
+      }
+    }
+  }
 }
 
 bool request_head_parser::start_body() {
@@ -353,65 +424,6 @@ std::optional<std::string_view> request_head_parser::query_param(std::string_vie
   return std::nullopt;
 }
 
-namespace {
-
-// What a request header is to the head wslb forwards.
-enum class header_role {
-  end_to_end,     // passed on as it is
-  framing,        // Host, Content-Length, Transfer-Encoding: never dropped
-  hop_by_hop,     // this connection's business only
-  upgrade,        // Upgrade: passed on for a WebSocket upgrade only
-  xff,            // X-Forwarded-For
-  forwarded,      // Forwarded (RFC 7239)
-  xf_proto,       // X-Forwarded-Proto
-  real_ip,        // X-Real-IP
-  xf_other,       // X-Forwarded-Host, X-Forwarded-Port
-  look_alike,     // a forwarding header spelt with '_' (X_Forwarded_For)
-};
-
-// Case-insensitive, with '_' taken as '-': many frameworks (CGI, WSGI, PHP, Rack) turn both
-// spellings into the same variable, so a client's X_Real_IP would pass for ours.
-bool loose_equals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const char x = a[i] == '_' ? '-' : lower(a[i]);
-    const char y = b[i] == '_' ? '-' : lower(b[i]);
-    if (x != y) return false;
-  }
-  return true;
-}
-
-header_role role_of(std::string_view name) {
-  static constexpr std::pair<std::string_view, header_role> known[] = {
-      {"host", header_role::framing},
-      {"content-length", header_role::framing},
-      {"transfer-encoding", header_role::framing},
-      {"connection", header_role::hop_by_hop},
-      {"keep-alive", header_role::hop_by_hop},
-      {"proxy-connection", header_role::hop_by_hop},
-      {"te", header_role::hop_by_hop},
-      {"upgrade", header_role::upgrade},
-  };
-  static constexpr std::pair<std::string_view, header_role> forwarding_names[] = {
-      {"x-forwarded-for", header_role::xff},
-      {"forwarded", header_role::forwarded},
-      {"x-forwarded-proto", header_role::xf_proto},
-      {"x-real-ip", header_role::real_ip},
-      {"x-forwarded-host", header_role::xf_other},
-      {"x-forwarded-port", header_role::xf_other},
-  };
-  for (const auto& [known_name, role] : known) {
-    if (iequals(name, known_name)) return role;
-  }
-  for (const auto& [known_name, role] : forwarding_names) {
-    if (!loose_equals(name, known_name)) continue;
-    return name.find('_') == std::string_view::npos ? role : header_role::look_alike;
-  }
-  return header_role::end_to_end;
-}
-
-}  // namespace
-
 template <typename Sink>
 void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const {
   char version[16] = "HTTP/";
@@ -424,24 +436,17 @@ void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const 
   sink.put(" ");
   sink.put(std::string_view(version, static_cast<std::size_t>(end - version)));
   sink.put("\r\n");
-  const auto named_by_connection = [&](std::string_view name) {
-    for (std::size_t i = 0; i < headers_.size(); ++i) {
-      if (iequals(header_name(i), "Connection") && header_has_token(header_value(i), name)) {
-        return true;
-      }
-    }
-    return false;
-  };
   const bool trusted = f.add_headers && f.trusted_peer;
   bool kept_proto = false;
   bool kept_real_ip = false;
   for (std::size_t i = 0; i < headers_.size(); ++i) {
-    const std::string_view name = header_name(i);
-    const header_role role = role_of(name);
     bool keep = true;
-    switch (role) {
-      case header_role::end_to_end: keep = !named_by_connection(name); break;
+    switch (headers_[i].role) {
+      case header_role::end_to_end:
+      case header_role::host:
+      case header_role::transfer_encoding:
       case header_role::framing: break;
+      case header_role::connection:
       case header_role::hop_by_hop: keep = false; break;
       case header_role::upgrade: keep = websocket_; break;
       case header_role::xff:
@@ -458,7 +463,7 @@ void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const 
       case header_role::look_alike: keep = !f.add_headers; break;
     }
     if (!keep) continue;
-    sink.put(name);
+    sink.put(header_name(i));
     sink.put(": ");
     sink.put(header_value(i));
     sink.put("\r\n");
@@ -479,7 +484,7 @@ void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const 
     if (!trusted) return;
     for (std::size_t i = 0; i < headers_.size(); ++i) {
       const std::string_view v = header_value(i);
-      if (v.empty() || role_of(header_name(i)) != role) continue;
+      if (v.empty() || headers_[i].role != role) continue;
       sink.put(v);
       sink.put(", ");
     }

@@ -135,9 +135,27 @@ class request_head_parser {
     std::uint32_t off = 0;
     std::uint32_t len = 0;
   };
+  // What a request header is to validate() and to the head wslb forwards, decided once per
+  // head by validate().
+  enum class header_role : std::uint8_t {
+    end_to_end,         // passed on as it is
+    host,               // framing (never dropped), counted by validate()
+    transfer_encoding,  // framing
+    framing,            // Content-Length
+    connection,         // hop-by-hop; names more hop-by-hop headers
+    hop_by_hop,         // Keep-Alive, Proxy-Connection, TE, and whatever Connection names
+    upgrade,            // Upgrade: passed on for a WebSocket upgrade only
+    xff,                // X-Forwarded-For
+    forwarded,          // Forwarded (RFC 7239)
+    xf_proto,           // X-Forwarded-Proto
+    real_ip,            // X-Real-IP
+    xf_other,           // X-Forwarded-Host, X-Forwarded-Port
+    look_alike,         // a forwarding header spelt with '_' (X_Forwarded_For)
+  };
   struct header_line {
     span name;
     span value;
+    header_role role = header_role::end_to_end;
   };
   enum class state : std::uint8_t { reading, complete, error };
 
@@ -151,7 +169,11 @@ class request_head_parser {
   std::string_view view(span s) const { return {head_.data() + s.off, s.len}; }
   void extend(span& s, const char* at, std::size_t len) const;
   head_feed_result fail(int status);
-  int validate();  // 0 when the completed head is acceptable, else the status; sets websocket_
+  // 0 when the completed head is acceptable, else the status; sets websocket_ and, when 0,
+  // every header's role.
+  int validate();
+  static header_role role_of(std::string_view name);
+  void mark_named_by_connection();
   template <typename Sink>
   void emit_forwarded(Sink& sink, const forwarding& f) const;
 

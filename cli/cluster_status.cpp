@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cli/status_view.h"
+#include "common/json_text.h"
 #include "shm/cluster_view.h"
 
 namespace wslb::cli {

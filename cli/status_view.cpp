@@ -8,6 +8,7 @@
 #include "cli/cluster_status.h"
 #include "cli/shaping_view.h"
 #include "common/config.h"
+#include "common/json_text.h"
 #include "shm/cluster_view.h"
 #include "shm/table_ops.h"
 
@@ -57,24 +58,6 @@ std::int64_t ms_left(std::int64_t deadline, std::int64_t now) {
 }
 
 }  // namespace
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
 
 std::string printable_text(std::string_view raw) {
   std::string out;

@@ -31,7 +31,4 @@ std::string shown(const char (&field)[capacity]) {
   return printable_text(std::string_view(field, strnlen(field, capacity)));
 }
 
-// `s` as a JSON string literal, quotes included (control characters escaped).
-std::string json_string(std::string_view s);
-
 }  // namespace wslb::cli

@@ -14,6 +14,16 @@ bool parse_id(const std::string& text, unsigned& out) {
   return ec == std::errc() && end == text.data() + text.size() && !text.empty();
 }
 
+// The entry named `text`, else the one whose numeric id `text` is (getpwnam/getpwuid,
+// getgrnam/getgrgid), else nullptr.
+template <typename Entry, typename Id>
+const Entry* find_entry(const std::string& text, Entry* (*by_name)(const char*),
+                        Entry* (*by_id)(Id)) {
+  if (const Entry* e = by_name(text.c_str())) return e;
+  unsigned id = 0;
+  return parse_id(text, id) ? by_id(static_cast<Id>(id)) : nullptr;
+}
+
 }  // namespace
 
 bool parse_run_as(const std::string& text, run_as_config& out, std::string& error) {
@@ -24,9 +34,7 @@ bool parse_run_as(const std::string& text, run_as_config& out, std::string& erro
     error = "'" + text + "' is not USER or USER:GROUP";
     return false;
   }
-  unsigned id = 0;
-  const passwd* pw = getpwnam(out.user.c_str());
-  if (!pw && parse_id(out.user, id)) pw = getpwuid(id);
+  const passwd* pw = find_entry(out.user, &getpwnam, &getpwuid);
   if (!pw) {
     error = "no user '" + out.user + "'";
     return false;
@@ -34,8 +42,7 @@ bool parse_run_as(const std::string& text, run_as_config& out, std::string& erro
   out.uid = pw->pw_uid;
   out.gid = pw->pw_gid;
   if (!out.group.empty()) {
-    const group* gr = getgrnam(out.group.c_str());
-    if (!gr && parse_id(out.group, id)) gr = getgrgid(id);
+    const group* gr = find_entry(out.group, &getgrnam, &getgrgid);
     if (!gr) {
       error = "no group '" + out.group + "'";
       return false;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -217,10 +218,13 @@ std::string validate_choice(const char* flag, const std::string& text,
   return flag_error(flag, "'" + text + "' is not one of " + names);
 }
 
-bool is_name(const std::string& text) {
+// 1-48 letters, digits and the `punctuation` characters (--name, --node-id).
+bool is_name(const std::string& text, std::string_view punctuation) {
   return !text.empty() && text.size() <= 48 &&
-         text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
-             std::string::npos;
+         std::all_of(text.begin(), text.end(), [&](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  punctuation.find(c) != std::string_view::npos;
+         });
 }
 
 // --cluster, --node-id and --cluster-interval; the node id defaults to the host name.
@@ -239,21 +243,18 @@ std::string validate_cluster(const raw_options& raw, cluster_config& out) {
   }
   if (!parse_redis_url(raw.cluster, out.redis, error)) return flag_error("--cluster", error);
   out.node_id = raw.node_id;
-  if (out.node_id.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    out.node_id = host;
-    if (!is_name(out.node_id)) {
-      return flag_error("--node-id", "the host name '" + out.node_id +
-                                         "' is not a usable node id: give one (1-48 letters, "
-                                         "digits, '.', '-' or '_')");
-    }
-  }
-  if (!is_name(out.node_id)) {
+  if (!out.node_id.empty()) {
+    if (is_name(out.node_id, "_-.")) return {};
     return flag_error("--node-id",
                       "'" + out.node_id + "' must be 1-48 letters, digits, '.', '-' or '_'");
   }
-  return {};
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  out.node_id = host;
+  if (is_name(out.node_id, "_-.")) return {};
+  return flag_error("--node-id", "the host name '" + out.node_id +
+                                     "' is not a usable node id: give one (1-48 letters, "
+                                     "digits, '.', '-' or '_')");
 }
 
 std::string validate(const raw_options& raw, config& out) {
@@ -281,9 +282,7 @@ std::string validate(const raw_options& raw, config& out) {
     out.workers = n;
   }
   if (!parse_balance(raw.balance, out.balance, error)) return flag_error("--balance", error);
-  if (out.name.empty() || out.name.size() > 48 ||
-      out.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
-          std::string::npos) {
+  if (!is_name(out.name, "_-")) {
     return flag_error("--name", "'" + out.name + "' must be 1-48 letters, digits, '-' or '_'");
   }
   std::uint32_t close_code = 0;

@@ -13,7 +13,6 @@
 
 #include "common/config.h"
 #include "shm/layout.h"
-#include "supervisor/reload_transaction.h"
 
 namespace wslb::supervisor {
 
@@ -66,20 +65,6 @@ class override_journal {
   std::string save() const;
   std::string path_;
   override_map overrides_;
-};
-
-// The reload step that applies the journal to the new configuration once it is committed
-// (after the backend rows have taken the configured weights), dropping what no longer matches.
-class overrides_step : public reload_step {
- public:
-  overrides_step(override_journal& journal, shm::table& t) : journal_(journal), table_(t) {}
-  std::string prepare(config&) override { return {}; }
-  void commit(const config& next) override { journal_.apply(table_, next); }
-  void roll_back() override {}
-
- private:
-  override_journal& journal_;
-  shm::table& table_;
 };
 
 }  // namespace wslb::supervisor

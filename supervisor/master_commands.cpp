@@ -57,14 +57,6 @@ void master::restart_workers(control_request_ptr request) {
                            answer(request), now());
 }
 
-reload_transaction master::reload_steps() {
-  reload_transaction tx;
-  tx.add(std::make_unique<backend_rows_step>(table_->get()));
-  tx.add(std::make_unique<check_settings_step>(table_->get()));
-  tx.add(std::make_unique<overrides_step>(journal_, table_->get()));
-  return tx;
-}
-
 void master::reload(control_request_ptr request) {
   const std::string refused = "reload refused, configuration unchanged: ";
   children_->report(transaction_event::started, children_->next_generation(), "reload");
@@ -87,7 +79,7 @@ void master::reload(control_request_ptr request) {
     return fail("--cluster, --node-id and --cluster-interval cannot change on reload (the "
                 "cluster agent keeps them for the instance's life); stop and run again");
   }
-  reload_transaction tx = reload_steps();
+  reload_transaction tx = reload_steps(table_->get(), journal_);
   if (const std::string why = tx.prepare(next); !why.empty()) return fail(why);
   const std::string changes = backend_changes(*children_->serving().cfg(), next);
   std::string summary =

@@ -56,10 +56,6 @@ class master : public child_events {
   std::string state_file_path() const;
   void restart_workers(control_request_ptr request);
   void reload(control_request_ptr request);
-  // The steps of a reload, in the order they are prepared: backend rows, check settings. A
-  // later preparation (runtime overrides to re-apply, certificates to load) is one more step
-  // added here; if its prepare() fails, the reload is refused and the earlier steps undone.
-  reload_transaction reload_steps();
   void begin_stop(bool graceful, control_request_ptr request);
   // `rebalance [dry-run]` and `backend-evacuate ADDRESS MS|cancel` (shaping_commands.cpp).
   void register_shaping_commands();

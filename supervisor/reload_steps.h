@@ -1,8 +1,11 @@
-// The steps of a reload that change the table (see reload_transaction.h): the backend rows and
-// the health-check settings. Master only.
+// The steps of a reload that change the table (see reload_transaction.h): the backend rows, the
+// health-check settings and the operator's runtime overrides. Master only.
 #pragma once
 
+#include <memory>
+
 #include "shm/layout.h"
+#include "supervisor/backend_overrides.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/reload_transaction.h"
 
@@ -33,5 +36,31 @@ class check_settings_step : public reload_step {
  private:
   shm::table& table_;
 };
+
+// Applies the journal to the new configuration once it is committed (after the backend rows
+// have taken the configured weights), dropping what no longer matches.
+class overrides_step : public reload_step {
+ public:
+  overrides_step(override_journal& journal, shm::table& t) : journal_(journal), table_(t) {}
+  std::string prepare(config&) override { return {}; }
+  void commit(const config& next) override { journal_.apply(table_, next); }
+  void roll_back() override {}
+
+ private:
+  override_journal& journal_;
+  shm::table& table_;
+};
+
+// A reload's steps, in the order they are prepared: backend rows, check settings, overrides.
+// A later preparation (certificates to load) is one more step added here; if its prepare()
+// fails, the reload is refused and the earlier steps undone. The master's reload and the unit
+// tests build their transaction here, so both run the same steps.
+inline reload_transaction reload_steps(shm::table& t, override_journal& journal) {
+  reload_transaction tx;
+  tx.add(std::make_unique<backend_rows_step>(t));
+  tx.add(std::make_unique<check_settings_step>(t));
+  tx.add(std::make_unique<overrides_step>(journal, t));
+  return tx;
+}
 
 }  // namespace wslb::supervisor

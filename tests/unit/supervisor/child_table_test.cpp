@@ -4,8 +4,11 @@
 #include "tests/unit/table_image.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <deque>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,7 +16,10 @@
 #include "cli/status_view.h"
 #include "common/child_channel.h"
 #include "common/parse.h"
+#include "shm/cluster_view.h"
+#include "shm/table_ops.h"
 #include "supervisor/child_table.h"
+#include "supervisor/rebalancer.h"
 #include "supervisor/reload_steps.h"
 
 using namespace wslb;
@@ -98,6 +104,7 @@ struct master_fixture {
   std::shared_ptr<const config> first;
   std::vector<std::pair<bool, std::string>> replies;
   std::vector<std::string> events;
+  override_journal journal;  // no file unless a test opens one
 
   master_fixture() {
     generation_context ctx{ops, *table, 7, [this](const std::shared_ptr<const config>& cfg,
@@ -126,11 +133,9 @@ struct master_fixture {
   child_table::reply reply_to() {
     return [this](bool ok, const std::string& m) { replies.emplace_back(ok, m); };
   }
-  // A reload to `next` as the master does it: the steps prepared, then the restart begun.
+  // A reload to `next` as the master does it: its steps prepared, then the restart begun.
   void reload(std::shared_ptr<config> next) {
-    reload_transaction tx;
-    tx.add(std::make_unique<backend_rows_step>(*table));
-    tx.add(std::make_unique<check_settings_step>(*table));
+    reload_transaction tx = reload_steps(*table, journal);
     REQUIRE(tx.prepare(*next) == "");
     children->begin_restart(next, std::move(tx), "reloaded", reply_to(), now);
   }
@@ -227,6 +232,74 @@ TEST_CASE("child_table.a_reload_that_fails_at_each_step_leaves_everything_as_it_
   CHECK(m.table->backends[2].state == shm::backend_state::empty);
   CHECK(m.status() == before);
   CHECK_FALSE(m.children->restart_pending());
+}
+
+TEST_CASE("child_table.a_failed_reload_leaves_overrides_a_rebalance_and_cluster_figures_alone") {
+  master_fixture m;
+  shm::table& t = *m.table;
+  const std::string state_file =
+      "/tmp/wslb-child-table-test-" + std::to_string(getpid()) + ".state";
+  unlink(state_file.c_str());
+  REQUIRE(m.journal.open(state_file) == "");
+  const auto file_text = [&] {
+    std::ifstream in(state_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  // 9002 reweighted by the operator, and a plan under way that sheds from it.
+  backend_override heavier{config_line(m.first->backends[1]), shm::admin_state::ready, 3};
+  REQUIRE(m.journal.set("127.0.0.1:9002", heavier) == "");
+  m.journal.apply(t, *m.first);
+  t.workers[0].backends[0].active = 2;
+  t.workers[1].backends[1].active = 30;
+  shaping_config settings = m.first->shaping;
+  settings.rebalance = rebalance_mode::auto_;
+  rebalancer shaping;
+  shaping.tick(t, settings, m.now.unix_ms);
+  REQUIRE(shaping.plan_now(t, settings).needed());
+  shaping.start(t, shaping.plan_now(t, settings), m.now.unix_ms);
+  REQUIRE(t.backends[1].shed_rate_milli != 0);
+  // Then 9001 drained; and the cluster agent counts the other nodes' connections.
+  backend_override drained{config_line(m.first->backends[0]), shm::admin_state::drain, 0};
+  REQUIRE(m.journal.set("127.0.0.1:9001", drained) == "");
+  m.journal.apply(t, *m.first);
+  shm::copy_fixed(t.cluster.node_id, shm::name_chars, "web-a");
+  shm::set_cluster_link(t, shm::cluster_link::connected, m.now.unix_ms);
+  shm::cluster_peer other{};
+  shm::copy_fixed(other.node_id, shm::name_chars, "web-b");
+  other.seen_ms = m.now.unix_ms;
+  shm::write_cluster_view(t, {other}, "");
+  t.backends[0].cluster_active = 40;
+  t.backends[1].cluster_active = 7;
+  const std::string before = m.status();
+  const override_map overrides = m.journal.overrides();
+  const std::string journal_text = file_text();
+
+  // The reload would drop 9001's override (its line changes), keep 9002's and add 9003.
+  auto next = std::make_shared<config>(
+      *config_with({"127.0.0.1:9001,weight=2", "127.0.0.1:9002", "127.0.0.1:9003"}, 2));
+  m.reload(next);
+  REQUIRE(t.backends[2].state == shm::backend_state::staged);
+  // While it is pending the master's housekeeping goes on, and the agent also counts the staged
+  // backend's connections on the other nodes.
+  t.backends[2].cluster_active = 12;
+  shaping.tick(t, settings, m.now.unix_ms);
+  m.ready(2);
+  m.ops.exit_code(m.ops.pid_of(3), 1);
+  m.children->reap_children(m.now);
+  REQUIRE(m.replies.size() == 1);
+  CHECK(m.replies[0].second.find("generation 2 cannot start") == 0);
+  shaping.tick(t, settings, m.now.unix_ms);
+
+  CHECK(m.status() == before);
+  CHECK(m.journal.overrides() == overrides);
+  CHECK(file_text() == journal_text);
+  CHECK(t.backends[0].admin == shm::admin_state::drain);
+  CHECK(t.backends[1].weight == 3);
+  CHECK(t.backends[1].shed_rate_milli != 0);
+  CHECK(t.header.rebalance_running == 1);
+  unlink(state_file.c_str());
 }
 
 TEST_CASE("child_table.an_old_worker_that_crashes_during_a_reload_comes_back_with_the_old_config") {

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -253,6 +254,30 @@ class Churn:
         await asyncio.gather(*(self._client(i) for i in range(self.concurrency)))
 
 
+def serve_loopback(handle, port=0, backlog=64):
+    """Listens on 127.0.0.1:`port` (0: a free one) and hands every connection it accepts to
+    `handle(conn)` on a thread of its own, until the returned socket is closed."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(backlog)
+    # Closing a socket does not wake a thread blocked in accept() on it (Linux), and the port
+    # would go on listening: the loop wakes every 0.2 s and ends once the socket is closed.
+    sock.settimeout(0.2)
+
+    def accept_loop():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:  # closed
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept_loop, daemon=True).start()
+    return sock
+
+
 def connect_storm(port, total):
     """Starts `total` non-blocking connects to 127.0.0.1:`port` at once (faster than a worker
     drains the listener's queue); returns the sockets, for the caller to close."""
@@ -288,7 +313,6 @@ def echo_through(sock, data, shut_write=False):
     (or EOF). Returns (bytes received, sha256 hex of them). With `shut_write` a FIN follows the
     data and reading goes on to EOF."""
     import hashlib
-    import threading
 
     def writer():
         sock.sendall(data)

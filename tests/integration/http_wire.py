@@ -4,9 +4,9 @@ close-delimited, no body for HEAD / 1xx / 204 / 304), and a scripted backend tha
 every request it gets, as it got it, and answers by request target."""
 
 import json
-import socket
-import threading
 import time
+
+import harness
 
 
 class Stream:
@@ -137,27 +137,19 @@ class ScriptedBackend:
 
     def __init__(self, ident):
         self.ident = ident
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
         self.requests = []
         self.early = []
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.accepted = []  # every connection, appended by its thread (list.append is atomic)
+        self.sock = harness.serve_loopback(self._one)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+    @property
+    def connections(self):
+        return len(self.accepted)
 
     def _one(self, conn):
+        self.accepted.append(conn)
         with conn:
             conn.settimeout(10)
             st = Stream(conn)

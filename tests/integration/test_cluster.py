@@ -10,9 +10,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
 
 import websockets
@@ -367,26 +365,17 @@ class GarbageServer:
     """Accepts TCP connections and answers anything with bytes that are not RESP."""
 
     def __init__(self, port=None):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port or 0))
-        self.sock.listen(16)
+        self.sock = harness.serve_loopback(self._one, port or 0, backlog=16)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
 
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
+    def _one(self, conn):
+        with conn:
             try:
                 conn.settimeout(5)
                 conn.recv(4096)
                 conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
             except OSError:
                 pass
-            conn.close()
 
     def close(self):
         self.sock.close()

@@ -7,8 +7,6 @@ import collections
 import json
 import os
 import signal
-import socket
-import threading
 import time
 
 import websockets
@@ -153,38 +151,24 @@ class _FakeUpgradeServer:
 
     def __init__(self, response):
         self.response = response.encode()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
+        self.sock = h.serve_loopback(self._one)
         self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
 
-    def _serve(self):
-        while not self.stopping:
+    def _one(self, conn):
+        with conn:
+            conn.settimeout(1)
+            data = b""
             try:
-                conn, _ = self.sock.accept()
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(self.response)
             except OSError:
-                continue
-            with conn:
-                conn.settimeout(1)
-                data = b""
-                try:
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                    conn.sendall(self.response)
-                except OSError:
-                    pass
+                pass
 
     def close(self):
-        self.stopping = True
-        self.thread.join(2)
         self.sock.close()
 
 

@@ -10,7 +10,6 @@ import json
 import select
 import socket
 import struct
-import threading
 import time
 
 import websockets
@@ -109,27 +108,10 @@ class RecordingBackend:
     bytes after the PROXY header."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.received = []  # raw bytes of each connection, up to the answer
+        self.sock = h.serve_loopback(self._one)
         self.port = self.sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
-        self.received = []  # raw bytes of each connection, up to the answer
-        self.stop = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        self.sock.settimeout(0.2)
-        while not self.stop:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn):
         with conn:
@@ -156,7 +138,6 @@ class RecordingBackend:
             self.received.append(data)
 
     def close(self):
-        self.stop = True
         self.sock.close()
 
 

@@ -4,14 +4,11 @@ its DevTools protocol with python3-websockets, so a test reads the live page's D
 screenshot.
 """
 
-import asyncio
 import json
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 import urllib.request
 
 import websockets

@@ -6,7 +6,6 @@ in headless Chromium following the live counts, and the bad requests it must sur
 import json
 import os
 import socket
-import time
 
 from prometheus_client.openmetrics.parser import \
     text_string_to_metric_families as openmetrics_families

@@ -6,7 +6,6 @@ kernel's view of the sockets."""
 
 import socket
 import subprocess
-import time
 
 import harness as h
 from http_wire import ScriptedBackend, Stream, read_response

@@ -19,8 +19,8 @@ SOCKETIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "socke
 
 def socketio_backend(ident):
     port = h.free_port()
-    proc = h.start_process(["node", os.path.join(SOCKETIO, "server.js"), str(port), ident],
-                           log_path=os.path.join(h.RUNTIME_DIR, f"sio-{ident}.log"))
+    h.start_process(["node", os.path.join(SOCKETIO, "server.js"), str(port), ident],
+                    log_path=os.path.join(h.RUNTIME_DIR, f"sio-{ident}.log"))
 
     def listening():
         with socket.socket() as s:

@@ -242,6 +242,9 @@ def test_a_draining_worker_ends_kept_alive_connections_between_requests():
     assert read_response(idle_st)["status"] == 200
     busy, busy_st = connect(inst)
     busy.sendall(b"GET /refuse HTTP/1.1\r\nHost: t\r\n\r\n")  # answered after 0.3 s
+    # The request must be in flight when the drain begins, or the connection is idle too.
+    h.wait_until(lambda: any(r["target"] == "/refuse" for r in b.requests), 10,
+                 what="the busy request at the backend")
     old = inst.worker_pids()
     r = h.cli("restart-workers", "--name", inst.name)
     assert r.returncode == 0, r.stderr

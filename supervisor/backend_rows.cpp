@@ -75,6 +75,7 @@ std::size_t row_of(const shm::table& t, const std::string& address) {
 
 std::string backend_rows_change::prepare(shm::table& t, config& next) {
   staged_.clear();
+  high_water_before_ = t.header.backend_high_water.load();
   // Rows a backend of `next` will take, so two new backends never pick the same free row.
   std::array<bool, shm::max_backends> taken{};
   for (auto& b : next.backends) {
@@ -159,6 +160,8 @@ void backend_rows_change::roll_back(shm::table& t) {
   for (std::size_t row : revived_) {
     t.backends[row].state.store(shm::backend_state::removed, std::memory_order_release);
   }
+  // Only staged rows raised it, and they are empty again: readers scan no further than before.
+  if (!staged_.empty()) t.header.backend_high_water = high_water_before_;
   staged_.clear();
   revived_.clear();
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -27,12 +28,13 @@ class backend_rows_change {
   // configured `removed`. A kept row whose name now resolves to another address starts over
   // healthy. `next` is the config prepare() was given.
   void commit(shm::table& t, const config& next);
-  // Frees the rows prepare() staged.
+  // Frees the rows prepare() staged, and lowers the high-water mark to where it was.
   void roll_back(shm::table& t);
 
  private:
   std::vector<std::size_t> staged_;   // new rows, empty again on roll-back
   std::vector<std::size_t> revived_;  // `removed` rows taken back, `removed` again on roll-back
+  std::uint32_t high_water_before_ = 0;  // backend_high_water before the rows were staged
 };
 
 // Master only, at start-up: prepare and commit at once. Returns false with `error` set when

@@ -118,6 +118,7 @@ TEST_CASE("backend_rows.prepare_stages_new_rows_and_roll_back_leaves_no_trace") 
 
   change.roll_back(*t);
   CHECK(t->backends[2].state == shm::backend_state::empty);
+  CHECK(t->header.backend_high_water == before->header.backend_high_water);
   for (std::size_t b = 0; b < 2; ++b) {
     CHECK(std::memcmp(&t->backends[b], &before->backends[b], sizeof(shm::backend_row)) == 0);
   }

@@ -273,6 +273,7 @@ TEST_CASE("child_table.a_failed_reload_leaves_overrides_a_rebalance_and_cluster_
   t.backends[0].cluster_active = 40;
   t.backends[1].cluster_active = 7;
   const std::string before = m.status();
+  const std::uint32_t high_water = t.header.backend_high_water;
   const override_map overrides = m.journal.overrides();
   const std::string journal_text = file_text();
 
@@ -293,6 +294,7 @@ TEST_CASE("child_table.a_failed_reload_leaves_overrides_a_rebalance_and_cluster_
   shaping.tick(t, settings, m.now.unix_ms);
 
   CHECK(m.status() == before);
+  CHECK(t.header.backend_high_water == high_water);
   CHECK(m.journal.overrides() == overrides);
   CHECK(file_text() == journal_text);
   CHECK(t.backends[0].admin == shm::admin_state::drain);

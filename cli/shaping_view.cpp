@@ -1,5 +1,7 @@
 #include "cli/shaping_view.h"
 
+#include "common/config.h"
+
 namespace wslb::cli {
 
 namespace {
@@ -19,12 +21,8 @@ bool evacuating(const shm::backend_row& row) { return row.evacuate_end_ms.load()
 
 std::int64_t left(std::int64_t deadline, std::int64_t now) { return deadline > now ? deadline - now : 0; }
 
-const char* mode_name(std::uint32_t m) {
-  switch (m) {
-    case 0: return "off";
-    case 2: return "auto";
-    default: return "manual";
-  }
+const char* mode_name(const shm::table& t) {
+  return to_string(static_cast<rebalance_mode>(t.header.rebalance_mode.load()));
 }
 
 // Closes with cause rebalance since the current plan began.
@@ -62,7 +60,7 @@ std::string shaping_json(const shm::backend_row& row, const shm::backend_totals&
 std::string rebalance_json(const shm::table& t, std::int64_t now) {
   const auto& h = t.header;
   const bool running = h.rebalance_running.load() != 0;
-  std::string out = ",\"rebalance\":{\"mode\":\"" + std::string(mode_name(h.rebalance_mode.load())) +
+  std::string out = ",\"rebalance\":{\"mode\":\"" + std::string(mode_name(t)) +
                     "\",\"running\":" + (running ? "true" : "false") + ",\"plans\":" +
                     num(std::uint64_t{h.rebalance_plans.load()});
   if (running) {
@@ -97,7 +95,7 @@ std::string shaping_text(const shm::backend_row& row, const shm::backend_totals&
 
 std::string rebalance_text(const shm::table& t, std::int64_t now) {
   const auto& h = t.header;
-  std::string out = "REBALANCE " + std::string(mode_name(h.rebalance_mode.load()));
+  std::string out = "REBALANCE " + std::string(mode_name(t));
   if (h.rebalance_running.load() != 0) {
     out += ", running for " + num((now - h.rebalance_started_ms.load()) / 1000) +
            " s, expected to end in " + num(left(h.rebalance_expected_end_ms.load(), now) / 1000) +

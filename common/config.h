@@ -144,5 +144,6 @@ struct config {
 const char* to_string(balance_mode m);
 const char* to_string(proxy_mode m);
 const char* to_string(check_kind k);
+const char* to_string(rebalance_mode m);
 
 }  // namespace wslb

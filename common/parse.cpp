@@ -274,5 +274,13 @@ const char* to_string(check_kind k) {
   }
   return "?";
 }
+const char* to_string(rebalance_mode m) {
+  switch (m) {
+    case rebalance_mode::off: return "off";
+    case rebalance_mode::manual: return "manual";
+    case rebalance_mode::auto_: return "auto";
+  }
+  return "?";
+}
 
 }  // namespace wslb

@@ -100,3 +100,15 @@ TEST_CASE("status.printable_text_keeps_printable_ascii") {
   CHECK(cli::printable_text(std::string("a\0b", 3)) == "a\\x00b");
   CHECK(cli::printable_text("\xc3\xa9") == "\\xc3\\xa9");
 }
+
+TEST_CASE("status.names_the_rebalance_mode") {
+  auto t = sample_table();
+  const std::pair<std::uint32_t, const char*> modes[] = {{0, "off"}, {1, "manual"}, {2, "auto"}};
+  for (const auto& [mode, name] : modes) {
+    t->header.rebalance_mode = mode;
+    CHECK(cli::render_status_json(*t, 1'005'000).find(std::string("\"rebalance\":{\"mode\":\"") +
+                                                      name + "\"") != std::string::npos);
+    CHECK(cli::render_status_text(*t, 1'005'000).find(std::string("REBALANCE ") + name + ",") !=
+          std::string::npos);
+  }
+}

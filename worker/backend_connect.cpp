@@ -53,21 +53,16 @@ void log_connect_failure(worker_context& ctx, std::size_t index, const std::stri
   ctx.failures_unlogged[index] = 0;
 }
 
-void on_backend_closed_for_retry(uv_handle_t* h) {
+// The session's backend handle is closed: a failed attempt, a kept-alive connection the
+// backend closed, or one given up for another backend. A session that is connecting waited for
+// the handle (connect_backend reuses it), so it connects now: that covers a request routed
+// while the handle of a dropped connection was still closing, not only our own retries.
+void on_backend_closed(uv_handle_t* h) {
   session* s = static_cast<session*>(h->data);
   s->backend_open = false;
-  if (s->dead) {
-    release_handle(s);
-    return;
-  }
-  release_handle(s);
-  connect_backend(s);
-}
-
-void on_dropped_backend_closed(uv_handle_t* h) {
-  session* s = static_cast<session*>(h->data);
-  s->backend_open = false;
-  release_handle(s);
+  const bool connect_now = !s->dead && s->at == phase::connecting;
+  release_handle(s);  // frees a dead session
+  if (connect_now) connect_backend(s);
 }
 
 // The current attempt failed (refused, reset, timed out, or could not even start). Counts it,
@@ -94,7 +89,7 @@ void attempt_failed(session* s, int err, bool backend_fault) {
                reason.c_str());
     }
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed_for_retry);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed);
 }
 
 void give_up(session* s) {
@@ -143,7 +138,10 @@ void on_connect_timeout(session* s) {
 void drop_backend(session* s) {
   uncount_backend(s);
   if (!s->backend_open || uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_dropped_backend_closed);
+  // Its reads end with it: the mask must say so, or the next backend connection's reads
+  // (backend_connected) would be taken as on already and never start.
+  set_reading(s, to_client, false);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed);
 }
 
 namespace {
@@ -227,12 +225,10 @@ void connect_to(session* s, std::size_t index) {
 void connect_backend(session* s) {
   worker_context& ctx = s->ctx();
   if (s->backend_open) {
-    // A kept-alive connection whose next request goes to another backend: the old backend
-    // connection goes first (its handle is reused), then this runs again.
-    uncount_backend(s);
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_backend_closed_for_retry);
-    }
+    // A kept-alive connection whose next request goes to another backend (or one still
+    // closing): the old backend connection goes first (its handle is reused), and its close
+    // runs this again.
+    drop_backend(s);
     return;
   }
   // Those already waiting go first: a newcomer does not take a place freed for them.

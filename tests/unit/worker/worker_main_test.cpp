@@ -29,6 +29,7 @@
 #include "common/parse.h"
 #include "shm/table.h"
 #include "shm/table_ops.h"
+#include "worker/affinity_cookie.h"
 #include "worker/worker_main.h"
 
 using namespace wslb;
@@ -39,25 +40,31 @@ namespace {
 using testing::shared_table;
 using wslb::testing::listen_on_loopback;
 
-// A byte echo backend: one thread per connection, stopped by shutting its listener down.
+// Echoes the bytes of connection `c` until it ends.
+void echo_bytes(int c) {
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(c, buf, sizeof buf);
+    if (n <= 0) break;
+    if (write(c, buf, static_cast<std::size_t>(n)) != n) break;
+  }
+}
+
+// A backend: one thread per connection running `serve` (a byte echo unless told otherwise),
+// stopped by shutting its listener down.
 struct echo_backend {
   int fd = -1;
   int port = 0;
   std::thread acceptor;
   std::vector<std::thread> conns;
-  echo_backend() {
+  explicit echo_backend(std::function<void(int)> serve = echo_bytes) {
     fd = listen_on_loopback(port, false);
-    acceptor = std::thread([this] {
+    acceptor = std::thread([this, serve] {
       for (;;) {
         const int c = accept(fd, nullptr, nullptr);
         if (c < 0) return;
-        conns.emplace_back([c] {
-          char buf[4096];
-          for (;;) {
-            const ssize_t n = read(c, buf, sizeof buf);
-            if (n <= 0) break;
-            if (write(c, buf, static_cast<std::size_t>(n)) != n) break;
-          }
+        conns.emplace_back([c, serve] {
+          serve(c);
           close(c);
         });
       }
@@ -92,11 +99,13 @@ struct forked_worker {
     cfg.drain_timeout_ms = 2000;
     if (tune) tune(cfg);
     shm::table& t = *shared.t;
-    shm::copy_fixed(t.backends[0].address, shm::address_chars, b.where.to_string());
-    t.backends[0].weight = 1;
-    t.backends[0].healthy = 1;
-    t.backends[0].state = shm::backend_state::active;
-    t.header.backend_high_water = 1;
+    for (const backend_config& c : cfg.backends) {  // `tune` may have added some
+      shm::copy_fixed(t.backends[c.row].address, shm::address_chars, c.where.to_string());
+      t.backends[c.row].weight = 1;
+      t.backends[c.row].healthy = 1;
+      t.backends[c.row].state = shm::backend_state::active;
+    }
+    t.header.backend_high_water = static_cast<std::uint32_t>(cfg.backends.size());
     t.header.slot_high_water = 1;
     t.workers[0].state = shm::worker_state::starting;
     t.workers[0].generation = 1;
@@ -271,6 +280,64 @@ TEST_CASE("worker.no_healthy_backend_closes_tcp_and_answers_503_in_http_mode") {
       CHECK(errors[static_cast<std::size_t>(shm::error_kind::no_backend_tcp_close)].load() == 1);
     }
   }
+}
+
+namespace {
+
+// Answers every request head on connection `c` with a 200 whose one-byte body is `who`.
+std::function<void(int)> answer_as(char who) {
+  return [who](int c) {
+    const std::string answer = std::string("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n") + who;
+    std::string got;
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = read(c, buf, sizeof buf);
+      if (n <= 0) return;
+      got.append(buf, static_cast<std::size_t>(n));
+      for (std::size_t end; (end = got.find("\r\n\r\n")) != std::string::npos;) {
+        got.erase(0, end + 4);
+        if (write(c, answer.data(), answer.size()) != static_cast<ssize_t>(answer.size())) return;
+      }
+    }
+  };
+}
+
+}  // namespace
+
+TEST_CASE("worker.kept_alive_connection_follows_its_requests_to_another_backend") {
+  // The affinity cookie sends each request of one kept-alive connection to the backend it
+  // names: the backend connection is replaced, and the new one's answers must be read.
+  echo_backend a(answer_as('A')), b(answer_as('B'));
+  forked_worker w(a.port, proxy_mode::http, [&](config& cfg) {
+    std::string error;
+    backend_config other;
+    REQUIRE(parse_endpoint("127.0.0.1:" + std::to_string(b.port), other.where, error));
+    other.row = 1;
+    cfg.backends.push_back(other);
+    cfg.sticky_cookie.name = "SRV";
+  });
+  REQUIRE(w.receive(3000) == worker::msg_ready);
+  const int client = w.connect_client();
+  std::string got;
+  for (const char want : {'A', 'B', 'A'}) {
+    const int port = want == 'A' ? a.port : b.port;
+    const std::string req = "GET / HTTP/1.1\r\nHost: x\r\nCookie: SRV=" +
+                            worker::affinity_id("SRV", "127.0.0.1:" + std::to_string(port)) +
+                            "\r\n\r\n";
+    REQUIRE(write(client, req.data(), req.size()) == static_cast<ssize_t>(req.size()));
+    char buf[512];
+    std::string answer;
+    while (answer.find("\r\n\r\n") == std::string::npos || answer.back() == '\n') {
+      const ssize_t n = read(client, buf, sizeof buf);
+      if (n <= 0) break;
+      answer.append(buf, static_cast<std::size_t>(n));
+    }
+    CAPTURE(answer);
+    REQUIRE(!answer.empty());
+    got += answer.back();
+  }
+  close(client);
+  CHECK(got == "ABA");
 }
 
 namespace {

@@ -171,16 +171,6 @@ std::size_t child_table::live_helpers() const {
       helpers_.begin(), helpers_.end(), [](const helper_child& h) { return h.pid() != 0; }));
 }
 
-std::int64_t child_table::longest_drain_ms() const {
-  std::int64_t longest = 0;
-  for (const auto& g : generations_) {
-    if (g->live_workers() > 0) {
-      longest = std::max<std::int64_t>(longest, g->cfg()->drain_timeout_ms);
-    }
-  }
-  return longest;
-}
-
 std::vector<std::size_t> child_table::free_rows(std::size_t wanted) const {
   std::vector<std::size_t> rows;
   for (std::size_t row = 0; row < shm::max_worker_slots && rows.size() < wanted; ++row) {

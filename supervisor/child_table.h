@@ -66,8 +66,6 @@ class child_table {
   void stop_helpers();
   std::size_t live_workers() const;
   std::size_t live_helpers() const;
-  // The longest drain timeout among generations with live workers (a graceful stop's wait).
-  std::int64_t longest_drain_ms() const;
 
   const generation& serving() const { return *serving_; }
 

@@ -21,8 +21,6 @@ class systemd_notifier {
   void send(const std::string& state);
   // Sends WATCHDOG=1 when the watchdog is on and half its interval has passed since the last.
   void keep_watchdog_fed(std::int64_t now_monotonic_ms);
-  // The watchdog interval systemd asked for, 0 when none.
-  std::int64_t watchdog_interval_ms() const { return watchdog_ms_; }
 
   ~systemd_notifier();
 

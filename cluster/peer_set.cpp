@@ -1,7 +1,5 @@
 #include "cluster/peer_set.h"
 
-#include <cstring>
-
 #include "shm/cluster_view.h"
 #include "shm/table_ops.h"
 
@@ -30,7 +28,7 @@ void peer_set::publish(shm::table& t, std::string_view error) const {
   const std::size_t rows = shm::backend_rows_in_use(t);
   for (std::size_t b = 0; b < rows; ++b) {
     shm::backend_row& row = t.backends[b];
-    const std::string_view address(row.address, strnlen(row.address, shm::address_chars));
+    const std::string_view address = shm::address_of(row);
     std::uint64_t others = 0;
     for (const auto& [id, p] : peers_) {
       for (const auto& [their_address, n] : p.latest.counts) {

@@ -1,7 +1,7 @@
 #include "cluster/snapshot.h"
 
 #include <charconv>
-#include <cstring>
+#include <cstdio>
 
 #include "shm/table_ops.h"
 
@@ -88,7 +88,7 @@ std::vector<std::pair<std::string, std::uint64_t>> local_counts(const shm::table
   for (std::size_t b = 0; b < rows; ++b) {
     const shm::backend_row& row = t.backends[b];
     if (row.state.load(std::memory_order_acquire) == shm::backend_state::empty) continue;
-    const std::string address(row.address, strnlen(row.address, shm::address_chars));
+    const std::string address(shm::address_of(row));
     const std::uint64_t n = shm::sum_active(t, b);
     bool merged = false;
     for (auto& [known, count] : out) {

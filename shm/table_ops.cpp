@@ -134,6 +134,10 @@ std::uint64_t sum_kind(const table& t, std::size_t b, std::size_t kind) {
   return sum;
 }
 
+std::string_view address_of(const backend_row& row) {
+  return {row.address, strnlen(row.address, address_chars)};
+}
+
 void copy_fixed(char* dst, std::size_t capacity, std::string_view text) {
   const std::size_t n = std::min(text.size(), capacity - 1);
   std::memcpy(dst, text.data(), n);

@@ -61,6 +61,10 @@ std::uint64_t sum_closes(const table& t, std::size_t cause);
 // what exited workers left.
 std::uint64_t sum_kind(const table& t, std::size_t b, std::size_t kind);
 
+// Backend `row`'s "HOST:PORT", never read past its field (whatever a torn or foreign table
+// holds there). Any process.
+std::string_view address_of(const backend_row& row);
+
 // Copies `text` into a fixed char array, truncating, always NUL-terminated.
 void copy_fixed(char* dst, std::size_t capacity, std::string_view text);
 

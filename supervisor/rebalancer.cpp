@@ -1,7 +1,6 @@
 #include "supervisor/rebalancer.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "common/log.h"
 #include "shm/table_ops.h"
@@ -31,7 +30,7 @@ rebalance_plan rebalancer::plan_now(const shm::table& t, const shaping_config& s
     const shm::backend_row& r = t.backends[i];
     if (!in_use(r)) continue;
     backend_load b;
-    b.name = std::string(r.address, strnlen(r.address, shm::address_chars));
+    b.name = shm::address_of(r);
     b.row = i;
     b.current = shm::sum_active(t, i);
     b.weight = std::max<std::uint32_t>(1, r.weight.load(relaxed));
@@ -104,7 +103,7 @@ void rebalancer::tick(shm::table& t, const shaping_config& settings, std::int64_
           !in_use(r)) {
         r.shed_rate_milli.store(0, relaxed);
         log_line(who, "rebalance of %s ends: %llu shed of %llu planned, %llu now (target %llu)",
-                 std::string(r.address, strnlen(r.address, shm::address_chars)).c_str(),
+                 std::string(shm::address_of(r)).c_str(),
                  static_cast<unsigned long long>(shed),
                  static_cast<unsigned long long>(r.rebalance_surplus.load(relaxed)),
                  static_cast<unsigned long long>(current),
@@ -157,7 +156,7 @@ std::string rebalancer::evacuate(shm::table& t, const std::string& address, std:
                                  bool cancel, std::int64_t now_ms, std::string& reply) {
   for (std::size_t i = 0; i < shm::backend_rows_in_use(t); ++i) {
     shm::backend_row& r = t.backends[i];
-    if (!in_use(r) || address != std::string(r.address, strnlen(r.address, shm::address_chars))) {
+    if (!in_use(r) || address != shm::address_of(r)) {
       continue;
     }
     if (cancel) {

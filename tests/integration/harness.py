@@ -94,6 +94,14 @@ def cli(*args, timeout=30, **kwargs):
                           timeout=timeout, **kwargs)
 
 
+def write_config(path, backends, more=""):
+    """Writes a --config file at `path`: the `backend` list (addresses, or objects with an
+    `.address`, as Instance takes them), then the TOML text `more`."""
+    with open(path, "w") as f:
+        f.write("backend = [" + ", ".join(f'"{b if isinstance(b, str) else b.address}"'
+                                           for b in backends) + "]\n" + more)
+
+
 class EchoBackend:
     """A `wslb-echo` process on 127.0.0.1:port (WebSocket echo, HTTP JSON answers, raw echo)."""
 

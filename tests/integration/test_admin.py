@@ -175,16 +175,13 @@ def test_status_page_is_the_status_json_contract():
 def test_reloads_are_counted_and_shown_as_events():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     config = os.path.join(h.RUNTIME_DIR, "reload-count.toml")
-    with open(config, "w") as f:
-        f.write(f'backend = ["{b1.address}"]\n')
+    h.write_config(config, [b1])
     admin = h.free_port()
     inst = h.Instance([], extra=["--config", config, "--admin", f"127.0.0.1:{admin}"])
-    with open(config, "w") as f:
-        f.write(f'backend = ["{b1.address}", "{b2.address}"]\n')
+    h.write_config(config, [b1, b2])
     r = h.cli("reload", "--name", inst.name)
     assert r.returncode == 0, r.stderr
-    with open(config, "w") as f:
-        f.write('backend = ["127.0.0.1:0"]\n')
+    h.write_config(config, ["127.0.0.1:0"])
     assert h.cli("reload", "--name", inst.name).returncode == 1
     m = samples(a.get(admin, "/metrics")[2])
     assert m[("wslb_reloads_total", frozenset([("result", "ok")]))] == 1, m

@@ -96,8 +96,7 @@ def test_drain_keeps_established_connections_and_maint_pauses_checks():
 def test_journal_survives_reload_and_stop_and_run_and_an_edited_line_wins():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     config = os.path.join(h.RUNTIME_DIR, "journal.toml")
-    with open(config, "w") as f:
-        f.write(f'backend = ["{b1.address}", "{b2.address}"]\n')
+    h.write_config(config, [b1, b2])
     name = h.unique_name("journal")
     inst = h.Instance([], name=name, extra=["--config", config])
     assert ctl(inst, "drain", b1.address).returncode == 0
@@ -118,8 +117,7 @@ def test_journal_survives_reload_and_stop_and_run_and_an_edited_line_wins():
     assert inst.backend(s, b2.address)["weight"] == 4, s
 
     # The operator edits b2's line: the edit wins, the reload says which override it dropped.
-    with open(config, "w") as f:
-        f.write(f'backend = ["{b1.address}", "{b2.address},weight=2"]\n')
+    h.write_config(config, [b1, f"{b2.address},weight=2"])
     r = h.cli("reload", "--name", name)
     assert r.returncode == 0, r.stderr
     assert f"runtime override dropped: {b2.address} (its line changed" in r.stdout, r.stdout

@@ -298,10 +298,9 @@ def test_health_survives_restart_workers_and_a_killed_checker():
 
 
 def _write_config(path, backends, interval):
-    with open(path, "w") as f:
-        f.write("backend = [" + ", ".join(f'"{b.address}"' for b in backends) + "]\n")
-        f.write(f'check = "tcp"\ncheck-interval = "{interval}"\ncheck-timeout = "200ms"\n'
-                f'check-rise = "{RISE}"\ncheck-fall = "{FALL}"\n')
+    h.write_config(path, backends,
+                   f'check = "tcp"\ncheck-interval = "{interval}"\ncheck-timeout = "200ms"\n'
+                   f'check-rise = "{RISE}"\ncheck-fall = "{FALL}"\n')
 
 
 def test_health_and_checker_survive_a_reload_with_new_settings():

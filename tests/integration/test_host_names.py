@@ -24,15 +24,10 @@ async def _echo_once(url, text):
         return await ws.recv()
 
 
-def _write_config(path, backends):
-    with open(path, "w") as f:
-        f.write("backend = [" + ", ".join(f'"{b}"' for b in backends) + "]\n")
-
-
 def test_backend_name_relays_and_keeps_its_identity_across_reloads():
     b = NamedEchoBackend(ident="named")
     cfg = os.path.join(h.RUNTIME_DIR, "names.toml")
-    _write_config(cfg, [b.address])
+    h.write_config(cfg, [b.address])
     inst = h.Instance([], workers=1, extra=["--config", cfg])
     assert h.run_async(_echo_once(inst.url, "hello by name"), 10) == "hello by name"
     s = inst.status()
@@ -52,7 +47,7 @@ def test_backend_name_relays_and_keeps_its_identity_across_reloads():
     assert inst.backend(inst.status(), b.address)["total"] == 2
 
     # A name that does not resolve: the reload is refused and nothing changes.
-    _write_config(cfg, ["no-such-host.invalid:80"])
+    h.write_config(cfg, ["no-such-host.invalid:80"])
     r = h.cli("reload", "--name", inst.name)
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert f"config file {cfg}: key 'backend': cannot resolve 'no-such-host.invalid'" \

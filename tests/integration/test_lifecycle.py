@@ -113,9 +113,7 @@ def test_long_lived_connections_drain_and_get_1001_at_the_deadline():
 
 
 def _write_config(path, backends, balance="least-conn"):
-    with open(path, "w") as f:
-        f.write(f'balance = "{balance}"\n')
-        f.write("backend = [" + ", ".join(f'"{b}"' for b in backends) + "]\n")
+    h.write_config(path, backends, f'balance = "{balance}"\n')
 
 
 async def _whoami(url):
@@ -150,8 +148,7 @@ def test_reload_moves_new_connections_and_bad_reload_changes_nothing():
     assert states.get(b1.address, "freed") in ("removed", "freed"), states
     assert states[b2.address] == "active", states
 
-    with open(cfg, "w") as f:
-        f.write('backend = ["127.0.0.1:99999"]\n')
+    h.write_config(cfg, ["127.0.0.1:99999"])
     r = h.cli("reload", "--name", inst.name)
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert f"config file {cfg}: key 'backend'" in r.stderr and "99999" in r.stderr, r.stderr

@@ -317,8 +317,7 @@ def test_reload_adds_a_backend_and_auto_rebalance_evens_the_load():
     one-second window, and no client was shed twice."""
     a, b, c = h.EchoBackend(ident="A"), h.EchoBackend(ident="B"), h.EchoBackend(ident="C")
     conf = os.path.join(h.RUNTIME_DIR, f"rebalance-{os.getpid()}.toml")
-    with open(conf, "w") as f:
-        f.write(f'backend = ["{a.address}", "{b.address}"]\n')
+    h.write_config(conf, [a, b])
     inst = h.Instance([], workers=2,
                       extra=["--config", conf, "--rebalance", "auto", "--rebalance-min-age", "2s",
                              "--rebalance-rate", "5%", "--rebalance-max-rate", "40",
@@ -332,8 +331,7 @@ def test_reload_adds_a_backend_and_auto_rebalance_evens_the_load():
         assert len(clients.placed) == total, len(clients.placed)
         before = clients.by_backend()
         await asyncio.sleep(2.5)  # older than the minimum age
-        with open(conf, "w") as f:
-            f.write(f'backend = ["{a.address}", "{b.address}", "{c.address}"]\n')
+        h.write_config(conf, [a, b, c])
         r = await asyncio.get_running_loop().run_in_executor(
             None, lambda: h.cli("reload", "--name", inst.name))
         assert r.returncode == 0, r

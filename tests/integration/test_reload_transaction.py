@@ -12,11 +12,6 @@ import websockets
 import harness as h
 
 
-def _write_config(path, backends):
-    with open(path, "w") as f:
-        f.write("backend = [" + ", ".join(f'"{b}"' for b in backends) + "]\n")
-
-
 async def _held(url, n):
     conns = [await websockets.connect(url) for _ in range(n)]
     for i, ws in enumerate(conns):
@@ -53,11 +48,11 @@ def _refused_across_a_storm(inst, command):
 def test_a_reload_with_no_free_backend_row_changes_nothing():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     cfg = os.path.join(h.RUNTIME_DIR, "rows.toml")
-    _write_config(cfg, [b1.address, b2.address])
+    h.write_config(cfg, [b1.address, b2.address])
     inst = h.Instance([], workers=2, extra=["--config", cfg])
     before = h.without_counters(inst.status())
     # 63 new backends, while the 2 old ones keep their rows until a reload commits: 62 are free.
-    _write_config(cfg, [f"127.0.0.1:{20000 + i}" for i in range(63)])
+    h.write_config(cfg, [f"127.0.0.1:{20000 + i}" for i in range(63)])
     r, churn = _refused_across_a_storm(inst, "reload")
     h.log(f"across the refused reload: {churn.ok} connections ok, {len(churn.failures)} failed")
     assert r.returncode == 1, (r.stdout, r.stderr)
@@ -66,7 +61,7 @@ def test_a_reload_with_no_free_backend_row_changes_nothing():
     assert churn.ok > 0
     assert h.without_counters(inst.status()) == before
     # The same file with room to spare goes through: nothing was left half-done.
-    _write_config(cfg, [b2.address] + [f"127.0.0.1:{20000 + i}" for i in range(3)])
+    h.write_config(cfg, [b2.address] + [f"127.0.0.1:{20000 + i}" for i in range(3)])
     r = h.cli("reload", "--name", inst.name)
     assert r.returncode == 0, (r.stdout, r.stderr)
     s = inst.status()
@@ -79,13 +74,13 @@ def test_a_reload_with_no_free_backend_row_changes_nothing():
 def test_new_workers_that_exit_78_or_crash_at_start_are_refused_and_the_old_ones_serve_on():
     b1, b2 = h.EchoBackend(ident="one"), h.EchoBackend(ident="two")
     cfg = os.path.join(h.RUNTIME_DIR, "faulty.toml")
-    _write_config(cfg, [b1.address])
+    h.write_config(cfg, [b1.address])
     fault = os.path.join(h.RUNTIME_DIR, "start-fault")
     os.environ["WSLB_FAULT_FOR_TEST"] = fault
     try:
         inst = h.Instance([], workers=2, extra=["--config", cfg], binary=h.WSLB_FAULTY)
         before = h.without_counters(inst.status())
-        _write_config(cfg, [b1.address, b2.address])
+        h.write_config(cfg, [b1.address, b2.address])
         for what, command, cause in [
             ("worker-fatal-config", "reload", "exit code 78 (fatal configuration)"),
             ("worker-crash", "reload", "killed by signal Aborted"),

@@ -73,8 +73,7 @@ def test_sd_notify_ready_reload_status_watchdog_stopping():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     notify = NotifySocket()
     config = os.path.join(h.RUNTIME_DIR, "notify.toml")
-    with open(config, "w") as f:
-        f.write(f'backend = ["{b1.address}"]\n')
+    h.write_config(config, [b1])
     inst = start_notified([], extra=["--config", config],
                           env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"})
     ready = notify.wait_for(lambda m: m.get("READY") == "1", what="READY=1")
@@ -91,8 +90,7 @@ def test_sd_notify_ready_reload_status_watchdog_stopping():
         s.close()
 
     # A reload through SIGHUP, as systemd's ReloadSignal sends it.
-    with open(config, "w") as f:
-        f.write(f'backend = ["{b1.address}", "{b2.address}"]\n')
+    h.write_config(config, [b1, b2])
     inst.proc.send_signal(signal.SIGHUP)
     reloading = notify.wait_for(lambda m: m.get("RELOADING") == "1", what="RELOADING=1")
     usec = int(reloading["MONOTONIC_USEC"])
@@ -102,8 +100,7 @@ def test_sd_notify_ready_reload_status_watchdog_stopping():
     assert b2.address in done["STATUS"], done
 
     # A refused reload also ends with READY=1, saying so.
-    with open(config, "w") as f:
-        f.write('backend = ["127.0.0.1:0"]\n')
+    h.write_config(config, ["127.0.0.1:0"])
     assert h.cli("reload", "--name", inst.name).returncode == 1
     notify.wait_for(lambda m: m.get("RELOADING") == "1", what="RELOADING=1 (refused)")
     refused = notify.wait_for(lambda m: m.get("READY") == "1", what="READY=1 (refused)")

@@ -16,7 +16,7 @@ void master::register_shaping_commands() {
     shm::table& t = table_->get();
     const rebalance_plan plan = rebalancer_.plan_now(t, settings);
     std::istringstream lines(describe_plan(plan));
-    for (std::string line; std::getline(lines, line);) request->send(line);
+    for (std::string line; std::getline(lines, line);) request->send(line + "\n");
     if (arguments == "dry-run") return request->finish(true, "dry run: nothing changed");
     if (settings.rebalance == rebalance_mode::off) {
       return request->finish(false, "rebalancing is off (--rebalance off)");

@@ -10,8 +10,9 @@ rebalance_plan make_plan(const std::vector<backend_load>& loads, const plan_sett
   std::uint64_t weights = 0;
   for (const backend_load& b : loads) {
     if (!b.accepting) continue;
-    plan.total += b.current;
+    plan.total += b.current + b.others;
     weights += b.weight;
+    plan.tier = plan.tier || b.others > 0;
   }
   std::uint64_t rates = 0;
   for (const backend_load& b : loads) {
@@ -20,11 +21,18 @@ rebalance_plan make_plan(const std::vector<backend_load>& loads, const plan_sett
     p.row = b.row;
     p.accepting = b.accepting;
     p.current = b.current;
+    p.tier_current = b.current + b.others;
     if (b.accepting && weights > 0) {
       p.target = (plan.total * b.weight + weights / 2) / weights;
       // Above target x (1 + tolerance), compared without division.
-      if (p.current * 1000 > p.target * (1000 + settings.tolerance_permille)) {
-        p.surplus = p.current - p.target;
+      if (p.tier_current * 1000 > p.target * (1000 + settings.tolerance_permille)) {
+        p.tier_surplus = p.tier_current - p.target;
+        plan.tier_surplus += p.tier_surplus;
+        // Every node takes the part of the surplus it holds, from counts that are at most an
+        // interval apart: the shares add up to the surplus, give or take one per node.
+        p.surplus = (p.tier_surplus * p.current + p.tier_current / 2) / p.tier_current;
+      }
+      if (p.surplus > 0) {
         p.rate_milli = std::max<std::uint64_t>(1000, p.current * settings.rate_permille);
         rates += p.rate_milli;
       }
@@ -49,33 +57,63 @@ rebalance_plan make_plan(const std::vector<backend_load>& loads, const plan_sett
   return plan;
 }
 
-std::string describe_plan(const rebalance_plan& plan) {
-  std::string out;
-  char line[256];
-  std::snprintf(line, sizeof line, "%-24s %8s %8s %8s %10s %10s\n", "BACKEND", "CURRENT", "TARGET",
-                "SURPLUS", "RATE/S", "EXPECTED");
-  out += line;
-  for (const backend_plan& p : plan.backends) {
-    if (!p.accepting) {
-      std::snprintf(line, sizeof line, "%-24s %8llu %8s\n", p.name.c_str(),
-                    static_cast<unsigned long long>(p.current), "-");
-    } else {
-      std::snprintf(line, sizeof line, "%-24s %8llu %8llu %8llu %10.1f %9.1fs\n", p.name.c_str(),
-                    static_cast<unsigned long long>(p.current),
-                    static_cast<unsigned long long>(p.target),
-                    static_cast<unsigned long long>(p.surplus),
-                    static_cast<double>(p.rate_milli) / 1000.0,
-                    static_cast<double>(p.expected_ms) / 1000.0);
-    }
-    out += line;
+namespace {
+
+// One line of the printed plan: the backend's name, then right-aligned columns.
+std::string plan_line(const std::string& name, const std::vector<std::string>& cells) {
+  char cell[64];
+  std::snprintf(cell, sizeof cell, "%-24s", name.c_str());
+  std::string out = cell;
+  for (const std::string& c : cells) {
+    std::snprintf(cell, sizeof cell, " %9s", c.c_str());
+    out += cell;
   }
-  std::snprintf(line, sizeof line, "total %llu connections, %llu to move, expected %.1f s%s",
-                static_cast<unsigned long long>(plan.total),
-                static_cast<unsigned long long>(plan.total_surplus),
-                static_cast<double>(plan.expected_ms) / 1000.0,
-                plan.needed() ? "" : " (balanced within tolerance: nothing to do)");
-  out += line;
-  return out;
+  return out + "\n";
+}
+
+std::string tenths(std::uint64_t milli) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", static_cast<double>(milli) / 1000.0);
+  return text;
+}
+
+}  // namespace
+
+std::string describe_plan(const rebalance_plan& plan) {
+  // In a tier, the tier's count and surplus beside this node's count and share.
+  const bool tier = plan.tier;
+  std::string out = plan_line("BACKEND", tier ? std::vector<std::string>{"HERE", "TIER", "TARGET",
+                                                                         "SURPLUS", "SHED HERE",
+                                                                         "RATE/S", "EXPECTED"}
+                                              : std::vector<std::string>{"CURRENT", "TARGET",
+                                                                         "SURPLUS", "RATE/S",
+                                                                         "EXPECTED"});
+  for (const backend_plan& p : plan.backends) {
+    std::vector<std::string> cells{std::to_string(p.current)};
+    if (tier) cells.push_back(std::to_string(p.tier_current));
+    if (!p.accepting) {
+      cells.push_back("-");
+    } else {
+      cells.push_back(std::to_string(p.target));
+      if (tier) cells.push_back(std::to_string(p.tier_surplus));
+      cells.push_back(std::to_string(p.surplus));
+      cells.push_back(tenths(p.rate_milli));
+      cells.push_back(tenths(p.expected_ms) + "s");
+    }
+    out += plan_line(p.name, cells);
+  }
+  const std::string expected = ", expected " + tenths(plan.expected_ms) + " s";
+  if (!tier) {
+    return out + "total " + std::to_string(plan.total) + " connections, " +
+           std::to_string(plan.total_surplus) + " to move" + expected +
+           (plan.needed() ? "" : " (balanced within tolerance: nothing to do)");
+  }
+  return out + "tier total " + std::to_string(plan.total) + " connections, " +
+         std::to_string(plan.tier_surplus) + " to move tier-wide, " +
+         std::to_string(plan.total_surplus) + " of them from this node" + expected +
+         (plan.tier_surplus == 0 ? " (balanced within tolerance: nothing to do)"
+          : plan.needed()        ? ""
+                                 : " (nothing held here to shed)");
 }
 
 }  // namespace wslb::supervisor

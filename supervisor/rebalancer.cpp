@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "shm/cluster_view.h"
 #include "shm/table_ops.h"
 
 namespace wslb::supervisor {
@@ -22,6 +23,17 @@ bool accepting(const shm::backend_row& r) {
          r.evacuate_end_ms.load(relaxed) == 0 && r.admin.load(relaxed) == shm::admin_state::ready;
 }
 
+// In a tier a plan needs the other nodes' counts on every backend, and a backend that a
+// reload just added has them only once the cluster agent has published after it: true once
+// the agent finished a round after `since_ms`, or is not exchanging now (then the others'
+// figures age out anyway), or three intervals went by.
+bool tier_counts_current(const shm::table& t, std::int64_t since_ms, std::int64_t now_ms) {
+  const shm::cluster_row& c = t.cluster;
+  if (c.link.load(relaxed) != shm::cluster_link::connected) return true;
+  if (c.last_round_ms.load(relaxed) > since_ms) return true;
+  return now_ms > since_ms + 3 * static_cast<std::int64_t>(c.interval_ms.load(relaxed));
+}
+
 }  // namespace
 
 rebalance_plan rebalancer::plan_now(const shm::table& t, const shaping_config& settings) const {
@@ -33,6 +45,7 @@ rebalance_plan rebalancer::plan_now(const shm::table& t, const shaping_config& s
     b.name = shm::address_of(r);
     b.row = i;
     b.current = shm::sum_active(t, i);
+    b.others = r.cluster_active.load(relaxed);
     b.weight = std::max<std::uint32_t>(1, r.weight.load(relaxed));
     b.accepting = accepting(r);
     loads.push_back(b);
@@ -56,6 +69,10 @@ std::string rebalancer::start(shm::table& t, const rebalance_plan& plan, std::in
   auto& h = t.header;
   if (!plan.needed()) {
     h.rebalance_running.store(0, relaxed);
+    if (plan.tier_surplus > 0) {
+      return "nothing to move from this node: the tier's surplus of " +
+             std::to_string(plan.tier_surplus) + " is held by the other nodes";
+    }
     return "balanced within tolerance: nothing to move (" + std::to_string(plan.total) +
            " connections)";
   }
@@ -66,9 +83,11 @@ std::string rebalancer::start(shm::table& t, const rebalance_plan& plan, std::in
   // Connections younger than the minimum age wait for it; beyond twice the plan and a minute
   // more, what is left is not worth chasing.
   deadline_ms_ = now_ms + 2 * static_cast<std::int64_t>(plan.expected_ms) + 60'000;
+  const std::string share =
+      plan.tier ? " (this node's share of " + std::to_string(plan.tier_surplus) + " tier-wide)" : "";
   const std::string summary = "rebalancing: " + std::to_string(plan.total_surplus) + " of " +
-                              std::to_string(plan.total) + " connections to move, expected " +
-                              std::to_string((plan.expected_ms + 999) / 1000) + " s";
+                              std::to_string(plan.total) + " connections to move" + share +
+                              ", expected " + std::to_string((plan.expected_ms + 999) / 1000) + " s";
   log_line(who, "%s", summary.c_str());
   return summary;
 }
@@ -98,7 +117,9 @@ void rebalancer::tick(shm::table& t, const shaping_config& settings, std::int64_
       if (r.shed_rate_milli.load(relaxed) == 0) continue;
       const std::uint64_t all_shed = shm::sum_shed(t, i);
       const std::uint64_t shed = all_shed - std::min(all_shed, r.rebalance_shed_base.load(relaxed));
-      const std::uint64_t current = shm::sum_active(t, i);
+      // The target is the tier's (this node's count without --cluster): a backend the other
+      // nodes have already brought down to it needs nothing more from this one.
+      const std::uint64_t current = shm::tier_active(t, i);
       if (shed >= r.rebalance_surplus.load(relaxed) || current <= r.rebalance_target.load(relaxed) ||
           !in_use(r)) {
         r.shed_rate_milli.store(0, relaxed);
@@ -136,6 +157,7 @@ void rebalancer::tick(shm::table& t, const shaping_config& settings, std::int64_
     if (seen_once_ && (came || reweighted)) {
       const std::int64_t ready = std::max(now_ms, now.up_since_ms + r.slowstart_ms.load(relaxed));
       auto_due_ms_ = std::max(auto_due_ms_, ready);
+      changed_ms_ = now_ms;
     }
     before = now;
   }
@@ -144,7 +166,8 @@ void rebalancer::tick(shm::table& t, const shaping_config& settings, std::int64_
     return;
   }
   if (t.header.rebalance_running.load(relaxed) != 0 ||
-      (last_end_ms_ != 0 && now_ms < last_end_ms_ + settings.min_age_ms)) {
+      (last_end_ms_ != 0 && now_ms < last_end_ms_ + settings.min_age_ms) ||
+      !tier_counts_current(t, changed_ms_, now_ms)) {
     return;
   }
   auto_due_ms_ = 0;

@@ -46,6 +46,7 @@ class rebalancer {
   std::array<seen_row, shm::max_backends> seen_{};
   bool seen_once_ = false;
   std::int64_t auto_due_ms_ = 0;      // 0: nothing pending
+  std::int64_t changed_ms_ = 0;       // when auto mode last saw a change
   std::int64_t last_end_ms_ = 0;
   std::int64_t deadline_ms_ = 0;      // a plan still running then is ended
 };

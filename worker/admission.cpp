@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "shm/cluster_view.h"
 #include "shm/table_ops.h"
 
 namespace wslb::worker {
@@ -24,7 +25,10 @@ bool reserve_place(shm::table& t, shm::worker_row& self, std::size_t backend,
     const shm::worker_row& w = t.workers[s];
     if (&w != &self && w.reserving.load(std::memory_order_acquire) == tag) ++taken;
   }
-  taken += shm::sum_active(t, backend);
+  // The other nodes' counts are as old as the cluster agent's last round: places they took
+  // since are not seen here, so a tier may pass maxconn by what arrived elsewhere within one
+  // interval (README, "maxconn in a tier").
+  taken += shm::tier_active(t, backend);
   const bool admitted = taken <= maxconn;
   if (admitted) mine.store(mine.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   self.reserving.store(0, std::memory_order_release);

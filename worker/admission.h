@@ -1,5 +1,5 @@
 // Whether a backend may take one more connection: its maxconn across every worker of every
-// generation, and its slow-start ramp. Pure over the table (no libuv), so the unit tests drive
+// generation and, with --cluster, the other nodes' last-known counts; and its slow-start ramp. Pure over the table (no libuv), so the unit tests drive
 // it on a plain table image; the worker calls it for each pick (backend_connect.cpp).
 #pragma once
 
@@ -15,7 +15,8 @@ namespace wslb::worker {
 // changed nothing. `maxconn` 0 means no limit (counted at once).
 //
 // Several workers may race for the last place. Each publishes its reservation in its own row,
-// then (after a seq_cst fence) sums every row's live count plus the other reservations for the
+// then (after a seq_cst fence) sums every row's live count, the other nodes' last-known count
+// (backend_row::cluster_active, 0 without --cluster) and the other reservations for the
 // same backend: of two racing workers at least one sees the other (Dekker), so they never
 // both take the last place; at worst both refuse and retry from their queues. A reservation
 // lasts only these few instructions and is released with the row of a worker that dies.

@@ -25,6 +25,18 @@ TEST_CASE("admission.maxconn_counts_every_worker_row") {
   CHECK(reserve_place(*t, t->workers[1], 4, 0));  // no limit on another backend
 }
 
+TEST_CASE("admission.maxconn_counts_the_other_nodes_of_the_tier") {
+  auto t = wslb::testing::fresh_table();
+  t->header.slot_high_water = 2;
+  t->workers[0].backends[3].active = 4;
+  t->backends[3].cluster_active = 5;  // the other nodes' last-known count (the cluster agent's)
+  CHECK(reserve_place(*t, t->workers[1], 3, 10));        // 4 + 5 + ours = 10
+  CHECK_FALSE(reserve_place(*t, t->workers[1], 3, 10));  // 4 + 5 + 1 + ours = 11
+  t->backends[3].cluster_active = 2;                      // places freed on another node
+  CHECK(reserve_place(*t, t->workers[1], 3, 10));
+  CHECK(t->workers[1].backends[3].active == 2);
+}
+
 TEST_CASE("admission.another_workers_reservation_holds_a_place") {
   auto t = wslb::testing::fresh_table();
   t->header.slot_high_water = 2;

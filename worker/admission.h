@@ -1,6 +1,7 @@
 // Whether a backend may take one more connection: its maxconn across every worker of every
-// generation and, with --cluster, the other nodes' last-known counts; and its slow-start ramp. Pure over the table (no libuv), so the unit tests drive
-// it on a plain table image; the worker calls it for each pick (backend_connect.cpp).
+// generation and, with --cluster, the other nodes' last-known counts; and its slow-start ramp.
+// Pure over the table (no libuv), so the unit tests drive it on a plain table image; the
+// worker calls it for each pick (backend_connect.cpp).
 #pragma once
 
 #include <cstddef>

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "cli/commands.h"
@@ -84,6 +85,7 @@ int control_command(const std::string& verb, const args& a) {
   bool json = false;
   std::vector<std::string> words;  // backend: the action and its operands
   app.add_option("--name", name, "Instance name")->capture_default_str();
+  std::string binary;
   if (verb == "stop") app.add_flag("--graceful", graceful, "Close the listener and drain first");
   if (verb == "backend") {
     app.add_option("action", words,
@@ -92,11 +94,26 @@ int control_command(const std::string& verb, const args& a) {
         ->required();
     app.add_flag("--json", json, "Answer in JSON");
   }
+  if (verb == "upgrade") {
+    app.add_option("--binary", binary,
+                   "The wslb binary to re-execute (default: the one the master runs)");
+  }
   if (auto done = parse_subcommand(app, a, verb)) return *done;
   if (verb == "backend") {
     std::string line = "backend";
     for (const auto& w : words) line += " " + w;
     return send_command(name, json ? line + " --json" : line);
+  }
+  if (verb == "upgrade" && !binary.empty()) {
+    // The master resolves nothing relative to the caller's directory.
+    char* resolved = realpath(binary.c_str(), nullptr);
+    if (resolved == nullptr) {
+      std::fprintf(stderr, "wslb upgrade: --binary %s: %s\n", binary.c_str(), strerror(errno));
+      return exit_code::usage;
+    }
+    binary = resolved;
+    std::free(resolved);
+    return send_command(name, "upgrade " + binary);
   }
   return send_command(name, graceful ? "stop graceful" : verb);
 }

@@ -16,6 +16,7 @@ constexpr const char* usage =
     "  wslb restart-workers [--name NAME]\n"
     "  wslb backend list|drain|ready|maint|weight|reset [HOST:PORT [N]] [--name NAME] [--json]\n"
     "  wslb reload [--name NAME]\n"
+    "  wslb upgrade [--name NAME] [--binary PATH]\n"
     "  wslb stop [--name NAME] [--graceful]\n"
     "  wslb rebalance [--name NAME] [--dry-run]\n"
     "  wslb backend evacuate HOST:PORT --over DURATION [--cancel] [--name NAME]\n"
@@ -37,7 +38,8 @@ int main(int argc, char** argv) {
   if (verb == "backend" && !rest.empty() && rest[0] == "evacuate") {
     return wslb::cli::shaping_command("backend evacuate", wslb::cli::args(rest.begin() + 1, rest.end()));
   }
-  if (verb == "restart-workers" || verb == "reload" || verb == "stop" || verb == "backend") {
+  if (verb == "restart-workers" || verb == "reload" || verb == "upgrade" || verb == "stop" ||
+      verb == "backend") {
     return wslb::cli::control_command(verb, rest);
   }
   if (verb == "demo") return wslb::cli::demo_command(rest);

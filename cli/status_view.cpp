@@ -107,7 +107,9 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
                     ",\"listening\":" + (h.listening.load() ? "true" : "false") +
                     ",\"stopping\":" + (h.stopping.load() ? "true" : "false") +
                     ",\"queued\":" + num(shm::sum_queued(t)) + rebalance_json(t, now) +
-                    ",\"workers\":[";
+                    ",\"handover_lost\":" + num(shm::handover_lost(t)) +
+                    ",\"version\":" + json_string(shown(h.master_version)) +
+                    ",\"build_id\":" + json_string(shown(h.master_build_id)) + ",\"workers\":[";
   bool first = true;
   for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
     const auto& w = t.workers[s];
@@ -118,8 +120,10 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
     out += "{\"slot\":" + num(std::uint64_t{s}) + ",\"pid\":" + std::to_string(w.pid.load()) +
            ",\"state\":\"" + to_string(state) + "\",\"generation\":" +
            std::to_string(w.generation.load()) + ",\"connections\":" + num(w.connections.load()) +
-           ",\"accepted\":" + num(w.accepted.load()) + ",\"restarts\":" +
-           std::to_string(w.restarts.load());
+           ",\"accepted\":" + num(w.accepted.load()) + ",\"handed_over\":" +
+           num(w.handed_over.load()) + ",\"handed_in\":" + num(w.handed_in.load()) +
+           ",\"build_id\":" + json_string(shown(w.build_id)) +
+           ",\"restarts\":" + std::to_string(w.restarts.load());
     if (state == shm::worker_state::draining) {
       out += ",\"drain_left_ms\":" + num(ms_left(w.drain_deadline_ms.load(), now));
     }
@@ -192,6 +196,12 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
                 static_cast<long long>(up % 60), h.current_generation.load(),
                 h.workers_per_generation.load());
   out += line;
+  out.insert(out.size() - 2, "  binary " + shown(h.master_version) + " build " +
+                                 shown(h.master_build_id).substr(0, 12));
+  if (const std::uint64_t lost = shm::handover_lost(t); lost > 0) {
+    out += "handover_lost " + num(lost) +
+           " (tunnels sent to a worker that died before taking them in)\n\n";
+  }
   out += "WORKERS\n";
   std::snprintf(line, sizeof line, "  %-4s %-8s %-9s %-4s %11s %10s %8s  %s\n", "SLOT", "PID",
                 "STATE", "GEN", "CONNECTIONS", "ACCEPTED", "RESTARTS", "NOTE");
@@ -207,6 +217,10 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
       note = "next attempt in " + std::to_string(ms_left(w.backoff_until_ms.load(), now)) + " ms";
     } else if (state == shm::worker_state::failed) {
       note = "fatal configuration: not restarted";
+    }
+    if (shown(w.build_id) != shown(h.master_build_id)) {
+      // An upgrade is under way: this worker runs the other build.
+      note += (note.empty() ? "build " : ", build ") + shown(w.build_id).substr(0, 12);
     }
     std::snprintf(line, sizeof line, "  %-4zu %-8d %-9s %-4u %11" PRIu64 " %10" PRIu64 " %8u  %s\n",
                   s, w.pid.load(), to_string(state), w.generation.load(), w.connections.load(),

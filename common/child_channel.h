@@ -9,5 +9,8 @@ namespace wslb::child_channel {
 inline constexpr char msg_ready = 'R';  // worker -> master: accepting now
 inline constexpr char msg_drain = 'D';  // master -> child: stop accepting, drain, then exit
 inline constexpr char msg_stop = 'S';   // master -> child: close everything now and exit
+// master -> old worker: stop accepting, pass established tunnels to the running workers of the
+// newest generation (their handover sockets), drain what cannot move, then exit
+inline constexpr char msg_handover = 'H';
 
 }  // namespace wslb::child_channel

@@ -133,6 +133,8 @@ struct config {
   std::uint32_t max_header_size = 16 * 1024;
   std::uint32_t drain_timeout_ms = 30'000;
   on_down_policy on_down = on_down_policy::keep;
+  // Restarts and reloads pass established tunnels to the new workers (else they drain).
+  bool handover = true;
   check_config check;
   admin_config admin;
   run_as_config run_as;

@@ -43,6 +43,7 @@ struct raw_options {
   std::string max_header_size = "16k";
   std::string drain_timeout = "30s";
   std::string on_down = "keep";
+  std::string handover = "on";
   std::string check = "tcp";
   std::string check_interval = "3s";
   std::string check_rise = "2";
@@ -107,6 +108,9 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
                  "How long a draining worker may keep its clients")
       ->capture_default_str();
   app.add_option("--on-down", raw.on_down, "keep | close established connections of a down backend")
+      ->capture_default_str();
+  app.add_option("--handover", raw.handover,
+                 "on | off: a restart passes established tunnels to the new workers (off: drain)")
       ->capture_default_str();
   app.add_option("--check", raw.check, "tcp | http | websocket | none")->capture_default_str();
   app.add_option("--check-interval", raw.check_interval, "Time between two checks of a backend")
@@ -300,6 +304,7 @@ std::string validate(const raw_options& raw, config& out) {
       validate_choice("--on-down", raw.on_down,
                       {{"keep", on_down_policy::keep}, {"close", on_down_policy::close}},
                       out.on_down),
+      validate_choice("--handover", raw.handover, {{"on", true}, {"off", false}}, out.handover),
       validate_choice("--check", raw.check,
                       {{"tcp", check_kind::tcp},
                        {"http", check_kind::http},

@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 9;
+inline constexpr std::uint32_t layout_version = 10;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -28,6 +28,8 @@ inline constexpr std::size_t max_certificates = 16;  // --tls-cert/--tls-key pai
 inline constexpr std::size_t subject_chars = 160;
 inline constexpr std::size_t key_kind_chars = 24;     // "ECDSA prime256v1", "RSA 2048"
 inline constexpr std::size_t max_cluster_peers = 32; // other nodes of a tier shown and counted
+inline constexpr std::size_t version_chars = 24;      // "0.1.0"
+inline constexpr std::size_t build_id_chars = 48;     // hex of the GNU build id (40 for SHA-1)
 
 // Lifecycle of a worker slot. The master owns this field.
 enum class worker_state : std::uint32_t {
@@ -141,9 +143,12 @@ struct alignas(64) worker_row {
   std::atomic<std::int64_t> started_ms;       // unix ms when forked
   std::atomic<std::int64_t> backoff_until_ms; // next attempt, while state == backoff
   std::atomic<std::int64_t> drain_deadline_ms;// unix ms, while state == draining
+  char build_id[build_id_chars];              // of the binary the worker runs (before `state`)
   // Written by the worker itself.
   std::atomic<std::uint64_t> connections;     // live client connections in this worker
   std::atomic<std::uint64_t> accepted;        // client connections accepted since start
+  std::atomic<std::uint64_t> handed_over;     // tunnels sent to a newer generation (handover)
+  std::atomic<std::uint64_t> handed_in;       // tunnels received from an older generation
   std::atomic<std::uint64_t> errors[error_kinds];
   // Like errors[], these count per instance: a slot's next worker continues from them.
   std::atomic<std::uint64_t> closes[close_causes];
@@ -292,6 +297,14 @@ struct alignas(64) table_header {
   std::atomic<std::int64_t> rebalance_started_ms;
   std::atomic<std::int64_t> rebalance_expected_end_ms;
   std::atomic<std::uint32_t> rebalance_plans;
+  // The binary the master runs; rewritten by a new master after an upgrade.
+  char master_version[version_chars];
+  char master_build_id[build_id_chars];
+  // Handover totals of exited workers, folded in by the master with the rest of their row.
+  // Tunnels sent minus tunnels received (live rows included) is what a handover lost: sent
+  // to a worker that died before taking them in.
+  std::atomic<std::uint64_t> retired_handed_over;
+  std::atomic<std::uint64_t> retired_handed_in;
 };
 
 // One session-ticket key: a 16-byte name (carried in each ticket, to find the key again), a

@@ -96,9 +96,22 @@ void clear_worker_row(table& t, std::size_t slot) {
   }
   w.reserving.store(0);  // a reservation the dead worker held is released with it
   w.queued.store(0, relaxed);
+  t.header.retired_handed_over.fetch_add(w.handed_over.exchange(0, relaxed), relaxed);
+  t.header.retired_handed_in.fetch_add(w.handed_in.exchange(0, relaxed), relaxed);
   // errors[], closes[] and the histograms stay: they count per instance, and the slot's next
   // worker continues from them.
   w.drain_deadline_ms.store(0, relaxed);
+}
+
+std::uint64_t handover_lost(const table& t) {
+  std::uint64_t over = t.header.retired_handed_over.load(relaxed);
+  std::uint64_t in = t.header.retired_handed_in.load(relaxed);
+  const std::size_t rows = worker_rows_in_use(t);
+  for (std::size_t i = 0; i < rows; ++i) {
+    over += t.workers[i].handed_over.load(relaxed);
+    in += t.workers[i].handed_in.load(relaxed);
+  }
+  return over > in ? over - in : 0;
 }
 
 void observe(histogram& h, std::span<const std::uint64_t> bounds, std::uint64_t value_us) {

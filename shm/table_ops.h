@@ -36,6 +36,10 @@ std::uint64_t sum_queued(const table& t);
 // Error answers of `kind` (an error_kind index) summed over every worker row in use.
 std::uint64_t sum_errors(const table& t, std::size_t kind);
 
+// Tunnels handed over that no newer worker took in (it died with them in its socket queue),
+// summed over live rows and exited workers. A handover in flight shows here for a moment.
+std::uint64_t handover_lost(const table& t);
+
 // Master only, after reaping the worker in `slot`: folds the row's totals into the backends'
 // `retired_*` counters, then zeroes the row's counters (its live connections died with it).
 // Leaves pid/state/generation/restarts to the caller.

@@ -18,13 +18,14 @@ helper_child& child_table::add_helper(helper_child h, clock_reading now) {
   return helpers_.back();
 }
 
-void child_table::start_first(std::shared_ptr<const config> cfg, clock_reading now) {
+void child_table::start_first(std::shared_ptr<const config> cfg, clock_reading now,
+                              std::uint32_t number) {
   const unsigned workers = cfg->workers;
   generations_.push_back(
-      std::make_unique<generation>(1, std::move(cfg), generation_state::serving));
+      std::make_unique<generation>(number, std::move(cfg), generation_state::serving));
   serving_ = generations_.back().get();
   serving_->start(ctx_, free_rows(workers), now);  // a failed fork backs off and retries
-  ctx_.table.header.current_generation = 1;
+  ctx_.table.header.current_generation = number;
   ctx_.table.header.workers_per_generation = workers;
 }
 
@@ -72,7 +73,9 @@ void child_table::commit(clock_reading now) {
   // always has someone to serve it.
   const std::size_t draining_workers = previous->live_workers();
   const std::uint64_t draining_connections = previous->connections(ctx_.table);
-  previous->drain(ctx_, now);
+  // The new workers are marked running in the table already: the old ones find them there.
+  const bool hand_over = p.next->cfg()->handover;
+  previous->drain(ctx_, now, hand_over);
   p.next->serve();
   serving_ = p.next;
   ctx_.table.header.workers_per_generation = serving_->cfg()->workers;
@@ -82,7 +85,8 @@ void child_table::commit(clock_reading now) {
                 previous->cfg()->drain_timeout_ms / 1000.0);
   std::string message = "generation " + std::to_string(serving_->number()) + " running " +
                         std::to_string(serving_->cfg()->workers) + " workers; generation " +
-                        std::to_string(previous->number()) + " draining " +
+                        std::to_string(previous->number()) +
+                        (hand_over ? " handing over then draining " : " draining ") +
                         std::to_string(draining_workers) + " workers with " +
                         std::to_string(draining_connections) + " connections (drain timeout " +
                         drain_seconds + " s)";
@@ -156,6 +160,17 @@ void child_table::stop(bool graceful, clock_reading now) {
   forget_finished();
 }
 
+void child_table::hand_over_all(clock_reading now) {
+  if (pending_) roll_back("the master is being replaced by an upgrade", now, false);
+  for (auto& g : generations_) g->drain(ctx_, now, /*hand_over=*/true);
+  forget_finished();
+}
+
+bool child_table::holds_row(std::size_t row) const {
+  return std::any_of(generations_.begin(), generations_.end(),
+                     [row](const auto& g) { return g->holds_row(row); });
+}
+
 void child_table::stop_helpers() {
   for (auto& h : helpers_) h.stop(ctx_.ops);
 }
@@ -174,9 +189,10 @@ std::size_t child_table::live_helpers() const {
 std::vector<std::size_t> child_table::free_rows(std::size_t wanted) const {
   std::vector<std::size_t> rows;
   for (std::size_t row = 0; row < shm::max_worker_slots && rows.size() < wanted; ++row) {
-    const bool held = std::any_of(generations_.begin(), generations_.end(),
-                                  [row](const auto& g) { return g->holds_row(row); });
-    if (!held) rows.push_back(row);
+    // A row none of ours holds may still be a previous master's during an upgrade: its state
+    // shows until that master has reaped the worker.
+    const bool shown = ctx_.table.workers[row].state.load() != shm::worker_state::empty;
+    if (!holds_row(row) && !shown) rows.push_back(row);
   }
   return rows;
 }

@@ -42,8 +42,9 @@ class child_table {
   // The number the next generation will have.
   std::uint32_t next_generation() const { return serving_->number() + 1; }
 
-  // Starts generation 1 with `cfg`, serving at once: there is nothing to roll back to.
-  void start_first(std::shared_ptr<const config> cfg, clock_reading now);
+  // Starts generation `number` (1, or the next one after an upgrade) with `cfg`, serving at
+  // once: there is nothing to roll back to.
+  void start_first(std::shared_ptr<const config> cfg, clock_reading now, std::uint32_t number = 1);
 
   // Starts the next generation with `next`, whose reload steps `tx` has prepared. The
   // generation is committed (tx committed, old generation drained, `done(true, ...)`) once
@@ -62,6 +63,10 @@ class child_table {
 
   // Rolls back a pending restart, then drains (graceful) or stops every generation.
   void stop(bool graceful, clock_reading now);
+  // An upgraded master serves now: every generation hands its tunnels over to its workers.
+  void hand_over_all(clock_reading now);
+  // Whether one of this master's generations holds table row `row`.
+  bool holds_row(std::size_t row) const;
   // Stops the helpers; the master does this once no worker is left.
   void stop_helpers();
   std::size_t live_workers() const;

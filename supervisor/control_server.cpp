@@ -93,15 +93,21 @@ void control_request::finish(bool ok, const std::string& line) {
   }
 }
 
-void control_server::start(uv_loop_t* loop, const std::string& path, command_handler on_command) {
+void control_server::start(uv_loop_t* loop, const std::string& path, command_handler on_command,
+                           int inherited_fd) {
   on_command_ = std::move(on_command);
   path_ = path;
-  unlink(path.c_str());  // a socket file left by a crashed master; we hold the instance lock
   uv_pipe_init(loop, &server_, 0);
   server_.data = this;
-  const mode_t old_mask = umask(0077);
-  int rc = uv_pipe_bind(&server_, path.c_str());
-  umask(old_mask);
+  int rc = 0;
+  if (inherited_fd >= 0) {
+    rc = uv_pipe_open(&server_, inherited_fd);
+  } else {
+    unlink(path.c_str());  // a socket file left by a crashed master; we hold the instance lock
+    const mode_t old_mask = umask(0077);
+    rc = uv_pipe_bind(&server_, path.c_str());
+    umask(old_mask);
+  }
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, on_connection);
   if (rc != 0) {
     uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
@@ -111,11 +117,23 @@ void control_server::start(uv_loop_t* loop, const std::string& path, command_han
   listening_ = true;
 }
 
-void control_server::stop() {
+void control_server::stop(bool remove_file) {
   if (!listening_) return;
   listening_ = false;
+  if (!remove_file) {
+    // libuv unlinks the path a pipe was bound to when the handle closes; after an upgrade that
+    // file is the new master's socket. Forgetting the name keeps it (a few bytes stay
+    // allocated until this retiring master exits).
+    server_.pipe_fname = nullptr;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
-  unlink(path_.c_str());
+  if (remove_file) unlink(path_.c_str());
+}
+
+int control_server::fd() const {
+  uv_os_fd_t fd = -1;
+  if (!listening_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&server_), &fd) != 0) return -1;
+  return fd;
 }
 
 void control_server::on_connection(uv_stream_t* server, int status) {

@@ -65,11 +65,15 @@ class control_server {
   using command_handler = std::function<void(const std::string& command, control_request_ptr)>;
   static constexpr std::uint64_t command_wait_ms = 5'000;
 
-  // Binds `path` (replacing a stale socket file) with mode 0600. `on_command` runs on the
-  // master's loop. Start-up code: throws std::runtime_error on failure.
-  void start(uv_loop_t* loop, const std::string& path, command_handler on_command);
-  // Closes the listening socket and removes its file.
-  void stop();
+  // Binds `path` (replacing a stale socket file) with mode 0600, or, with `inherited_fd`, serves
+  // the socket a master being upgraded passed on (bound to `path` already). `on_command` runs
+  // on the master's loop. Start-up code: throws std::runtime_error on failure.
+  void start(uv_loop_t* loop, const std::string& path, command_handler on_command,
+             int inherited_fd = -1);
+  // Closes the listening socket and, unless a new master serves it now, removes its file.
+  void stop(bool remove_file = true);
+  // The listening socket's descriptor (to pass on at an upgrade), or -1.
+  int fd() const;
 
  private:
   static void on_connection(uv_stream_t* server, int status);

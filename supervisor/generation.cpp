@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/build_info.h"
 #include "common/child_channel.h"
 #include "common/log.h"
 #include "shm/table_ops.h"
@@ -52,6 +53,7 @@ void generation::publish(generation_context& ctx, slot& s, slot_phase phase, clo
   row.generation.store(number_, relaxed);
   switch (phase) {
     case slot_phase::starting:
+      shm::copy_fixed(row.build_id, shm::build_id_chars, binary_build_id());
       row.started_ms.store(now.unix_ms, relaxed);
       row.backoff_until_ms.store(0, relaxed);
       break;
@@ -190,7 +192,7 @@ void generation::ask_to_exit(generation_context& ctx, slot& s, char message,
   if (s.kill_at_ms == 0 || kill_at_ms < s.kill_at_ms) s.kill_at_ms = kill_at_ms;
 }
 
-void generation::drain(generation_context& ctx, clock_reading now) {
+void generation::drain(generation_context& ctx, clock_reading now, bool hand_over) {
   if (state_ != generation_state::gone) state_ = generation_state::draining;
   const std::int64_t drain_ms = cfg_->drain_timeout_ms;
   for (auto& s : slots_) {
@@ -200,7 +202,7 @@ void generation::drain(generation_context& ctx, clock_reading now) {
       continue;
     }
     if (s.phase != slot_phase::starting && s.phase != slot_phase::running) continue;
-    ask_to_exit(ctx, s, child_channel::msg_drain,
+    ask_to_exit(ctx, s, hand_over ? child_channel::msg_handover : child_channel::msg_drain,
                 now.monotonic_ms + drain_ms + drain_kill_grace_ms);
     publish(ctx, s, slot_phase::draining, now, now.unix_ms + drain_ms);
   }

@@ -89,8 +89,9 @@ class generation {
   // pending -> serving.
   void serve();
   // Every live worker stops accepting and drains (until cfg.drain_timeout, then is killed);
-  // slots without a process are released. -> draining.
-  void drain(generation_context& ctx, clock_reading now);
+  // slots without a process are released. With `hand_over` the workers first pass their
+  // established tunnels to the serving generation (msg_handover). -> draining.
+  void drain(generation_context& ctx, clock_reading now, bool hand_over = false);
   // Every live worker closes everything at once (killed after stop_kill_grace_ms). -> draining.
   void stop(generation_context& ctx, clock_reading now);
   // Roll-back of a pending generation: its workers are ended (a ready one told to stop, the

@@ -2,14 +2,17 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <stdexcept>
 
 #include "checker/checker_main.h"
-#include "supervisor/agent_child.h"
+#include "common/build_info.h"
 #include "common/log.h"
 #include "shm/table_ops.h"
+#include "supervisor/agent_child.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/instance_files.h"
 #include "supervisor/master_state.h"
@@ -43,9 +46,12 @@ int master::run() {
   uv_loop_init(&loop_);
   loop_.data = this;
   try {
+    inherited_ = take_inherited_fds();
     start();
   } catch (const std::exception& e) {
     log_line(who, "%s", e.what());
+    // An upgrade's predecessor hears why; it serves on and its files stay as they are.
+    if (inherited_) report_upgrade(inherited_->report, false, e.what());
     exit_code_ = exit_code::cannot_start;
     // Whatever start() had opened is closed, then the loop runs only to finish those closes.
     if (ops_) ops_->close_all_channels();
@@ -61,6 +67,9 @@ void master::open_sockets_and_drop_privileges() {
   const config& cfg = *cfg_;
   // Reaching systemd's notify socket, like binding a privileged port, may need root.
   operations_.open_notify_socket();
+  // An upgraded master serves the listener its predecessor passed on (adopt_lock_and_table),
+  // and runs as the user that one already was.
+  if (inherited_) return;
   std::string error;
   instance_sockets sockets;
   if (!open_instance_sockets(cfg, sockets, error)) throw std::runtime_error(error);
@@ -72,7 +81,48 @@ void master::open_sockets_and_drop_privileges() {
            cfg.run_as.gid);
 }
 
+void master::write_binary_identity() {
+  shm::table& t = table_->get();
+  t.header.master_pid = getpid();
+  shm::copy_fixed(t.header.master_version, shm::version_chars, binary_version());
+  shm::copy_fixed(t.header.master_build_id, shm::build_id_chars, binary_build_id());
+  executable_ = own_executable();
+}
+
+void master::adopt_lock_and_table() {
+  const config& cfg = *cfg_;
+  const std::string lock_path = lock_file_path(cfg.name);
+  struct stat held{}, named{};
+  if (fstat(inherited_->lock, &held) != 0 || stat(lock_path.c_str(), &named) != 0 ||
+      held.st_ino != named.st_ino || held.st_dev != named.st_dev) {
+    throw std::runtime_error("upgrade: the inherited lock is not " + lock_path);
+  }
+  int accepting = 0;
+  socklen_t len = sizeof accepting;
+  if (getsockopt(inherited_->listen, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 ||
+      !accepting) {
+    throw std::runtime_error("upgrade: the inherited listener is not a listening socket");
+  }
+  lock_fd_ = inherited_->lock;
+  listen_fd_ = inherited_->listen;
+  raise_descriptor_limit();
+  // attach() refuses a table of another layout, saying what differs: the upgrade then rolls
+  // back and the old master, whose layout it is, serves on.
+  segment_ = recorded_table(cfg.name);
+  table_.emplace(shm::table_mapping::attach(segment_, shm::access::read_write));
+  table_->get().header.master_started_ms = unix_ms();
+  write_binary_identity();
+  config with_rows = cfg;
+  std::string error;
+  if (!apply_backends(table_->get(), with_rows, error)) throw std::runtime_error(error);
+  cfg_ = std::make_shared<const config>(std::move(with_rows));
+  apply_check_settings(table_->get(), cfg.check);
+  log_line(who, "upgrade: adopted the listener, lock, control socket and table of generation %u",
+           table_->get().header.current_generation.load());
+}
+
 void master::take_lock_and_table() {
+  if (inherited_) return adopt_lock_and_table();
   // A copy of the pointer: cfg_ is replaced below once backend rows are assigned.
   const std::shared_ptr<const config> initial = cfg_;
   const config& cfg = *initial;
@@ -101,8 +151,8 @@ void master::take_lock_and_table() {
   shm::table& t = table_->get();
   shm::copy_fixed(t.header.name, shm::name_chars, cfg.name);
   shm::copy_fixed(t.header.listen, shm::address_chars, cfg.listen.to_string());
-  t.header.master_pid = getpid();
   t.header.master_started_ms = unix_ms();
+  write_binary_identity();
   t.header.listening = 1;
   config with_rows = cfg;
   std::string error;
@@ -115,11 +165,12 @@ void master::start_children() {
   ops_ = make_ops_(&loop_, *this);
   shm::table& t = table_->get();
   generation_context ctx{*ops_, t, listen_fd_,
-                         [&t, fd = listen_fd_](const std::shared_ptr<const config>& cfg,
-                                               std::size_t row, std::uint32_t number) {
+                         [&t, fd = listen_fd_, dir = runtime_dir()](
+                             const std::shared_ptr<const config>& cfg, std::size_t row,
+                             std::uint32_t number) {
     // The child runs on its copy of the snapshot: fork copies what `cfg` points to.
-    return std::function<int(int)>([cfg, &t, fd, row, number](int master_fd) {
-      return worker::run_worker(worker::launch{*cfg, t, fd, master_fd, row, number});
+    return std::function<int(int)>([cfg, &t, fd, row, number, dir](int master_fd) {
+      return worker::run_worker(worker::launch{*cfg, t, fd, master_fd, row, number, dir});
     });
   }};
   children_.emplace(std::move(ctx));
@@ -127,7 +178,8 @@ void master::start_children() {
     operations_.on_transaction(e, text);
   });
   children_->reap_children(now());  // children a previous life of this pid left (none in practice)
-  children_->start_first(cfg_, now());
+  // After an upgrade the generations go on counting from the predecessor's.
+  children_->start_first(cfg_, now(), inherited_ ? t.header.current_generation + 1 : 1);
   // The checker starts with the serving generation's configuration, and so does each respawn.
   children_->add_helper(
       helper_child(
@@ -154,7 +206,8 @@ void master::start() {
                  [this](const std::string& line, control_request_ptr r) {
                    log_line(who, "control: %s", line.c_str());
                    commands_.dispatch(line, std::move(r));
-                 });
+                 },
+                 inherited_ ? inherited_->control : -1);
   std::string error;
   if (!operations_.start(&loop_, *cfg_, table_->get(), admin_fd_, error)) {
     throw std::runtime_error(error);
@@ -205,6 +258,14 @@ void master::housekeeping() {
 
 void master::on_child_message(child_id id, char message) {
   children_->on_child_message(id, message, now());
+  if (inherited_ && inherited_->report >= 0 && children_->serving().all_ready()) {
+    const std::string text = "master pid " + std::to_string(getpid()) + " (wslb " +
+                             binary_version() + ", build " + binary_build_id() +
+                             ") serves generation " +
+                             std::to_string(children_->serving().number());
+    log_line(who, "upgrade: %s", text.c_str());
+    report_upgrade(inherited_->report, true, text);
+  }
 }
 
 void master::on_signal(int signum) {

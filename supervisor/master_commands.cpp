@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "common/run_options.h"
+#include "shm/table_ops.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/instance_files.h"
 #include "supervisor/master_state.h"
@@ -37,6 +38,9 @@ void master::register_commands() {
     backend_command(arguments, std::move(request));
   });
   register_shaping_commands();
+  commands_.add("upgrade", [this](const std::string& arguments, control_request_ptr request) {
+    upgrade(arguments, std::move(request));
+  });
   commands_.add("stop", [this](const std::string& arguments, control_request_ptr request) {
     if (arguments != "" && arguments != "graceful") {
       return request->finish(false, "stop takes no argument but 'graceful'");
@@ -92,8 +96,65 @@ void master::reload(control_request_ptr request) {
                            summary, answer(request, refused), now());
 }
 
+void master::upgrade(const std::string& binary_argument, control_request_ptr request) {
+  const std::string binary = binary_argument.empty() ? executable_ : binary_argument;
+  const auto refuse = [&](const std::string& why) {
+    log_line(who, "upgrade refused: %s", why.c_str());
+    answer(request)(false, "upgrade refused: " + why);
+  };
+  if (stopping_) return refuse("the instance is stopping");
+  if (children_->restart_pending()) return refuse("a restart is in progress");
+  if (binary.empty() || binary.front() != '/') return refuse("'" + binary + "' is not an absolute path");
+  const inherited_fds fds{listen_fd_, lock_fd_, control_.fd(), -1};
+  const std::string why = upgrade_.start(
+      &loop_, binary, run_args_, fds, [this, request](bool ok, const std::string& message) {
+        if (ok) {
+          retire_after_upgrade(request, message);
+        } else {
+          recover_from_failed_upgrade(request, message);
+        }
+      });
+  if (!why.empty()) refuse(why);
+}
+
+void master::retire_after_upgrade(control_request_ptr request, const std::string& message) {
+  log_line(who, "upgrade: %s; this master's workers hand over, then it exits", message.c_str());
+  retiring_ = true;
+  stopping_ = true;  // no more commands or restarts here: the new master has them
+  control_.stop(/*remove_file=*/false);
+  children_->hand_over_all(now());
+  children_->stop_helpers();
+  helpers_asked_to_stop_ = true;
+  answer(request)(true, "upgraded: " + message);
+  check_stop_progress();
+}
+
+void master::recover_from_failed_upgrade(control_request_ptr request, const std::string& why) {
+  // The new master may have taken rows, the header and the checker row before it failed.
+  shm::table& t = table_->get();
+  for (std::size_t row = 0; row < shm::max_worker_slots; ++row) {
+    shm::worker_row& w = t.workers[row];
+    if (children_->holds_row(row) || w.state.load() == shm::worker_state::empty) continue;
+    shm::clear_worker_row(t, row);
+    w.pid = 0;
+    w.state = shm::worker_state::empty;
+  }
+  write_binary_identity();
+  t.header.current_generation = children_->serving().number();
+  t.header.workers_per_generation = children_->serving().cfg()->workers;
+  const std::string message = "upgrade failed, master pid " + std::to_string(getpid()) +
+                              " keeps serving: " + why;
+  log_line(who, "%s", message.c_str());
+  answer(request)(false, message);
+}
+
 void master::begin_stop(bool graceful, control_request_ptr request) {
   if (request) stop_requests_.push_back(request);
+  if (retiring_) {
+    // The listener and the table serve the new master: only this one's workers are hurried.
+    children_->stop(graceful, now());
+    return check_stop_progress();
+  }
   // A graceful stop may be hurried by a fast one, not the other way round.
   if (stopping_ && graceful) return check_stop_progress();
   if (!stopping_) {
@@ -128,16 +189,23 @@ void master::finish_stop() {
   if (stopped_) return;
   stopped_ = true;
   uv_timer_stop(&housekeeping_timer_);
-  shm::table_mapping::remove(segment_);
-  forget_table(cfg_->name);
-  control_.stop();
+  // After an upgrade the table and the control socket are the new master's.
+  if (!retiring_) {
+    shm::table_mapping::remove(segment_);
+    forget_table(cfg_->name);
+  }
+  control_.stop(!retiring_);
   operations_.stop();
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
   if (lock_fd_ >= 0) {
     // The lock file stays: removing it would let the next two masters lock two inodes.
     close(lock_fd_);
     lock_fd_ = -1;
   }
-  log_line(who, "stopped");
+  log_line(who, retiring_ ? "handed over to the upgraded master: exiting" : "stopped");
   for (auto& r : stop_requests_) r->finish(true, "stopped");
   stop_requests_.clear();
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);

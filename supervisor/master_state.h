@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/exit_codes.h"
 #include "shm/table.h"
+#include "supervisor/binary_upgrade.h"
 #include "supervisor/child_table.h"
 #include "supervisor/control_server.h"
 #include "supervisor/master.h"
@@ -46,6 +47,10 @@ class master : public child_events {
   // else is created, so that all the rest belongs to --user.
   void open_sockets_and_drop_privileges();
   void take_lock_and_table();
+  // Upgrade start-up: the predecessor's lock, listener and table instead of new ones.
+  void adopt_lock_and_table();
+  // Writes this master's pid, version and build id into the table header.
+  void write_binary_identity();
   void start_children();
 
   // Commands (master_commands.cpp).
@@ -56,6 +61,11 @@ class master : public child_events {
   std::string state_file_path() const;
   void restart_workers(control_request_ptr request);
   void reload(control_request_ptr request);
+  void upgrade(const std::string& binary, control_request_ptr request);
+  // The new master serves: this one's workers hand over, then it leaves the files to it.
+  void retire_after_upgrade(control_request_ptr request, const std::string& message);
+  // The new master failed: it is killed, and the table rows and header it took are ours again.
+  void recover_from_failed_upgrade(control_request_ptr request, const std::string& why);
   void begin_stop(bool graceful, control_request_ptr request);
   // `rebalance [dry-run]` and `backend-evacuate ADDRESS MS|cancel` (shaping_commands.cpp).
   void register_shaping_commands();
@@ -82,6 +92,10 @@ class master : public child_events {
   operations operations_;
   override_journal journal_;
   rebalancer rebalancer_;
+  std::optional<inherited_fds> inherited_;  // set when an upgrade started this master
+  std::string executable_;                  // the binary `upgrade` re-executes by default
+  binary_upgrade upgrade_;
+  bool retiring_ = false;  // an upgraded master serves: hand over, leave the files to it
   bool stopping_ = false;
   bool stopped_ = false;
   bool helpers_asked_to_stop_ = false;

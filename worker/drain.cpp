@@ -6,6 +6,8 @@
 #include "worker/acceptor.h"
 #include "worker/connection_flow.h"
 #include "worker/connection_stats.h"
+#include "worker/handover_receive.h"
+#include "worker/handover_send.h"
 #include "worker/session.h"
 
 namespace wslb::worker {
@@ -112,6 +114,8 @@ void check_drained(worker_context& ctx) {
 
 void finish_loop(worker_context& ctx) {
   flush_byte_counters(ctx);
+  close_handover_links(ctx);
+  close_handover_socket(ctx);
   if (ctx.accept_open) stop_accepting(ctx);
   uv_timer_stop(&ctx.accept_timer);
   close_handle(reinterpret_cast<uv_handle_t*>(&ctx.accept_timer));

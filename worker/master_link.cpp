@@ -9,6 +9,7 @@
 #include "common/exit_codes.h"
 #include "common/log.h"
 #include "worker/drain.h"
+#include "worker/handover_send.h"
 #include "worker/worker_main.h"
 
 namespace wslb::worker {
@@ -36,6 +37,7 @@ void on_master_readable(uv_poll_t* poll, int status, int events) {
     }
     for (ssize_t i = 0; i < n; ++i) {
       if (buf[i] == msg_drain) begin_drain(ctx);
+      if (buf[i] == msg_handover) begin_handover(ctx);
       if (buf[i] == msg_stop) {
         stop_now(ctx, "asked to stop", exit_code::ok);
         return;

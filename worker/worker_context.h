@@ -21,6 +21,8 @@
 namespace wslb::worker {
 
 struct session;
+struct handover_sender;
+struct handover_receiver;
 
 enum class worker_phase : std::uint8_t {
   running,   // accepting and relaying
@@ -92,6 +94,11 @@ struct worker_context {
   waiting_room waiting;
   // Rebalance and evacuation closes.
   shedder shedding;
+  // Handover (handover_send.h, handover_receive.h): the instance's private runtime directory
+  // holding the handover sockets, and each side's state while it is in use.
+  std::string runtime_dir;
+  handover_sender* sender = nullptr;
+  handover_receiver* receiver = nullptr;
 
   backend_picker picker;
   affinity_cookie affinity;  // --sticky-cookie (off when not configured)

@@ -14,6 +14,7 @@
 #include "worker/acceptor.h"
 #include "worker/connection_stats.h"
 #include "worker/drain.h"
+#include "worker/handover_receive.h"
 #include "worker/master_link.h"
 #include "worker/session.h"
 #include "worker/worker_context.h"
@@ -110,6 +111,7 @@ int run_worker(const launch& how) {
   ctx->listen_fd = how.listen_fd;
   ctx->master_fd = how.master_fd;
   ctx->signal_fd = signal_fd;
+  ctx->runtime_dir = how.runtime_dir;
   // Two descriptors per session (client and backend).
   const std::size_t fds = descriptor_limit();
   ctx->max_sessions = max_connections_for(fds);
@@ -138,6 +140,7 @@ int run_worker(const launch& how) {
           ? housekeeping_ms
           : std::clamp<std::uint64_t>(ctx->cfg.idle_timeout_ms / 4, 10, housekeeping_ms);
   uv_timer_start(&ctx->housekeeping, on_housekeeping, tick, tick);
+  open_handover_socket(*ctx);  // before ready: an old worker may hand over right after
   log_line(who, "accepting (generation %u, %s mode, %s, up to %zu connections)",
            how.generation, to_string(how.cfg.mode), to_string(how.cfg.balance.mode),
            ctx->max_sessions);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "common/child_channel.h"
 #include "common/config.h"
@@ -12,6 +13,7 @@
 namespace wslb::worker {
 
 using child_channel::msg_drain;
+using child_channel::msg_handover;
 using child_channel::msg_ready;
 using child_channel::msg_stop;
 
@@ -22,6 +24,7 @@ struct launch {
   int master_fd;            // socketpair end; EOF means the master is gone: exit
   std::size_t slot;         // this worker's row in table.workers
   std::uint32_t generation;
+  std::string runtime_dir = {};  // where handover sockets live; empty: no handover
 };
 
 // How many client connections one worker holds under a descriptor limit of `fd_limit` (two
@@ -39,6 +42,8 @@ std::size_t max_connections_for(std::size_t fd_limit);
 //   - msg_drain (or SIGQUIT): stops accepting and closes its copy of listen_fd at once, writes
 //     its row's drain_deadline_ms (now + cfg.drain_timeout_ms), relays on, exits 0 when its last
 //     connection closes; at the deadline closes what is left cleanly within about 4.5 s;
+//   - msg_handover: as msg_drain, and established tunnels move to the newest generation's
+//     running workers (worker/handover_send.h) instead of waiting for the deadline;
 //   - msg_stop, SIGTERM, SIGINT, EOF on master_fd: closes everything at once and exits 0;
 //   - it writes only its own row: connections, accepted, errors[], backends[].active/total/
 //     bytes_in/bytes_out/failures, drain_deadline_ms; and, for passive health, a backend row's

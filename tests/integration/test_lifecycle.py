@@ -49,7 +49,8 @@ def test_churn_across_five_restarts_has_zero_failures():
 def test_long_lived_connections_drain_and_get_1001_at_the_deadline():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     drain_s = 3
-    inst = h.Instance([b1, b2], workers=2, extra=["--drain-timeout", f"{drain_s}s"])
+    inst = h.Instance([b1, b2], workers=2,
+                      extra=["--drain-timeout", f"{drain_s}s", "--handover", "off"])
     out = {}
 
     async def scenario():

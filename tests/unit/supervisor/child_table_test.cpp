@@ -90,6 +90,7 @@ std::shared_ptr<const config> config_with(std::initializer_list<const char*> bac
   auto c = std::make_shared<config>(testing::config_with_backends(backends));
   c->workers = workers;
   c->drain_timeout_ms = 30'000;
+  c->handover = false;  // these tests follow the drain; the handover's messages have their own
   return c;
 }
 
@@ -423,4 +424,24 @@ TEST_CASE("helper_child.respawns_with_backoff_and_stops_for_good") {
   checker.tick(ops, now);
   CHECK(checker.pid() == 0);
   CHECK_FALSE(checker.on_exit(ops, exited_child{4242, 0}, now));
+}
+
+TEST_CASE("child_table.with_handover_on_the_old_workers_are_asked_to_hand_over_not_a_stop") {
+  master_fixture m;
+  auto next = std::make_shared<config>(*m.first);
+  next->handover = true;
+  m.children->begin_restart(next, reload_transaction{}, "", m.reply_to(), m.now);
+  m.ready(2);
+  CHECK_FALSE(m.ops.was_sent(0, child_channel::msg_handover));  // not before all are ready
+  m.ready(3);
+  REQUIRE(m.replies.size() == 1);
+  CHECK(m.replies[0].second.find("generation 1 handing over then draining 2") != std::string::npos);
+  CHECK(m.ops.was_sent(0, child_channel::msg_handover));
+  CHECK(m.ops.was_sent(1, child_channel::msg_handover));
+  CHECK_FALSE(m.ops.was_sent(0, child_channel::msg_drain));
+  CHECK(m.state_of(0) == shm::worker_state::draining);
+  // A graceful stop drains: nobody is left to take the tunnels.
+  m.children->stop(true, m.now);
+  CHECK(m.ops.was_sent(2, child_channel::msg_drain));
+  CHECK_FALSE(m.ops.was_sent(2, child_channel::msg_handover));
 }

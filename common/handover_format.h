@@ -1,0 +1,72 @@
+// The handover wire format: what an old worker sends a new one about each established tunnel it
+// passes on (the two descriptors travel beside it, as SCM_RIGHTS), and the hello the receiver
+// answers first, so that a sender never sends a record the receiver cannot read. One message
+// per SOCK_SEQPACKET packet; integers little-endian; every record starts with the magic and the
+// format version. Pure: encoding and decoding only, no sockets. Used by the workers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace wslb::handover {
+
+inline constexpr std::uint32_t magic = 0x4F485357;  // "WSHO" little-endian
+// Bump on ANY change to the records below (or to the meaning of an opaque field such as the
+// stream watch): a receiver of another version is not sent anything; the sender drains.
+inline constexpr std::uint16_t format_version = 1;
+// The largest unwritten remainder a record carries per direction; a connection with more
+// queued stays where it is until it has written some.
+inline constexpr std::size_t max_unwritten = 64 * 1024;
+inline constexpr std::size_t max_watch_bytes = 64;
+inline constexpr std::size_t max_record_bytes = 256 + max_watch_bytes + 2 * max_unwritten;
+
+// The receiver's first message on a new handover connection.
+struct hello {
+  std::uint16_t version = format_version;
+  std::uint32_t generation = 0;  // the receiving worker's generation
+};
+
+// One tunnel's state, as the sending worker's session holds it.
+struct tunnel_record {
+  std::uint8_t kind = 0;            // worker::connection_kind
+  std::uint8_t flags = 0;           // flag_* below
+  std::uint8_t eof_mask = 0;        // per direction bits, as in worker::session
+  std::uint8_t shut_sent_mask = 0;
+  std::uint8_t shut_done_mask = 0;
+  std::uint8_t finishing_mask = 0;
+  std::uint8_t done_mask = 0;
+  std::uint16_t backend_row = 0;    // the backend's row in the shared table
+  std::uint16_t last_status = 0;
+  std::uint32_t requests = 0;
+  std::uint32_t idle_ms = 0;        // since the last read (the idle timeout goes on from there)
+  std::uint32_t close_in_ms = 0;    // graceful close: time left before it gives up waiting
+  std::string backend_address;      // "HOST:PORT", checked against the receiver's row
+  std::string watch;                // the stream watch (sniffer or frame trackers), opaque
+  std::string unwritten[2];         // bytes queued but not yet written, by direction
+};
+
+inline constexpr std::uint8_t flag_upgraded = 1;
+inline constexpr std::uint8_t flag_sniffing = 2;
+inline constexpr std::uint8_t flag_graceful = 4;
+
+std::string encode(const hello& h);
+std::string encode(const tunnel_record& r);
+
+// Decoding says why a message is refused, in words for the log.
+struct decode_error {
+  std::string why;
+};
+
+// A hello of any version decodes (the caller compares versions); a bad magic or length does not.
+std::optional<hello> decode_hello(std::string_view bytes, decode_error& error);
+// Only a record of format_version decodes.
+std::optional<tunnel_record> decode_record(std::string_view bytes, decode_error& error);
+
+// Where the worker in `row` of instance `name` listens for handovers, inside the instance's
+// private runtime directory `dir`.
+std::string socket_path(const std::string& dir, const std::string& name, std::size_t row);
+
+}  // namespace wslb::handover

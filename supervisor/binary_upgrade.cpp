@@ -1,0 +1,230 @@
+#include "supervisor/binary_upgrade.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include "common/log.h"
+
+namespace wslb::supervisor {
+
+namespace {
+
+constexpr const char* who = "master";
+
+struct named_fd {
+  const char* name;
+  int inherited_fds::*field;
+};
+constexpr named_fd fd_names[] = {{"listen", &inherited_fds::listen},
+                                 {"lock", &inherited_fds::lock},
+                                 {"control", &inherited_fds::control},
+                                 {"report", &inherited_fds::report}};
+
+}  // namespace
+
+std::string format_inherited_fds(const inherited_fds& fds) {
+  std::string out;
+  for (const named_fd& n : fd_names) {
+    out += (out.empty() ? "" : ",") + std::string(n.name) + "=" + std::to_string(fds.*n.field);
+  }
+  return out;
+}
+
+std::optional<inherited_fds> parse_inherited_fds(std::string_view text, std::string& error) {
+  inherited_fds fds;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    const std::size_t eq = item.find('=');
+    const std::string_view name = item.substr(0, eq);
+    const named_fd* slot = nullptr;
+    for (const named_fd& n : fd_names) {
+      if (name == n.name) slot = &n;
+    }
+    if (slot == nullptr || eq == std::string_view::npos) {
+      error = "unknown item '" + std::string(item) + "'";
+      return std::nullopt;
+    }
+    const std::string number(item.substr(eq + 1));
+    char* end = nullptr;
+    const long v = std::strtol(number.c_str(), &end, 10);
+    if (number.empty() || *end != '\0' || v < 0 || v > 1'000'000) {
+      error = "bad descriptor '" + number + "' for " + std::string(name);
+      return std::nullopt;
+    }
+    fds.*slot->field = static_cast<int>(v);
+  }
+  for (const named_fd& n : fd_names) {
+    if (fds.*n.field < 0) {
+      error = std::string("no ") + n.name + " descriptor";
+      return std::nullopt;
+    }
+  }
+  return fds;
+}
+
+std::optional<inherited_fds> take_inherited_fds() {
+  const char* text = std::getenv(inherited_fds_variable);
+  if (text == nullptr) return std::nullopt;
+  const std::string copy = text;
+  unsetenv(inherited_fds_variable);
+  std::string error;
+  std::optional<inherited_fds> fds = parse_inherited_fds(copy, error);
+  if (!fds) {
+    throw std::runtime_error(std::string(inherited_fds_variable) + "='" + copy + "': " + error);
+  }
+  for (const named_fd& n : fd_names) {
+    const int fd = (*fds).*n.field;
+    if (fcntl(fd, F_GETFD) < 0) {
+      throw std::runtime_error(std::string(inherited_fds_variable) + ": " + n.name +
+                               " descriptor " + std::to_string(fd) + " is not open");
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);  // not for this master's own children
+  }
+  return fds;
+}
+
+void report_upgrade(int& fd, bool ready, const std::string& text) {
+  if (fd < 0) return;
+  const std::string line = std::string(ready ? "R " : "E ") + text + "\n";
+  [[maybe_unused]] const ssize_t n = write(fd, line.data(), line.size());
+  close(fd);
+  fd = -1;
+}
+
+std::string own_executable() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  std::string path(buf, static_cast<std::size_t>(n));
+  // A binary replaced on disk since start (the usual way to deploy one) reads "(deleted)".
+  constexpr std::string_view deleted = " (deleted)";
+  if (path.size() > deleted.size() && path.ends_with(deleted)) {
+    path.resize(path.size() - deleted.size());
+  }
+  return path;
+}
+
+// The pipe from the new master and the ready deadline, until one of them decides.
+struct upgrade_watch {
+  binary_upgrade* owner = nullptr;
+  uv_poll_t poll{};
+  uv_timer_t timer{};
+  int read_fd = -1;
+  int open_handles = 2;
+  std::string got;
+  binary_upgrade::done_fn done;
+  bool finished = false;
+};
+
+void finish_upgrade(upgrade_watch* w, bool ok, const std::string& message) {
+  if (w->finished) return;
+  w->finished = true;
+  binary_upgrade* owner = w->owner;
+  owner->state_ = nullptr;
+  // A new master that failed is killed: whatever it started dies with it (its workers have
+  // PDEATHSIG); the caller repairs the table rows it took.
+  if (!ok && owner->pid_ > 0) kill(owner->pid_, SIGKILL);
+  const auto close_cb = [](uv_handle_t* h) {
+    auto* st = static_cast<upgrade_watch*>(h->data);
+    if (--st->open_handles == 0) {
+      close(st->read_fd);
+      delete st;
+    }
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), close_cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->timer), close_cb);
+  const binary_upgrade::done_fn done = std::move(w->done);
+  done(ok, message);
+}
+
+namespace {
+
+void on_report_readable(uv_poll_t* h, int status, int) {
+  auto* w = static_cast<upgrade_watch*>(h->data);
+  char buf[1024];
+  const ssize_t n = status < 0 ? 0 : read(w->read_fd, buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n > 0) {
+    w->got.append(buf, static_cast<std::size_t>(n));
+    const std::size_t end = w->got.find('\n');
+    if (end == std::string::npos) return;
+    const std::string line = w->got.substr(0, end);
+    finish_upgrade(w, line.rfind("R ", 0) == 0, line.size() > 2 ? line.substr(2) : line);
+    return;
+  }
+  // EOF: the new binary is gone without a word (its own error went to the log).
+  finish_upgrade(w, false, "the new binary exited before it was ready");
+}
+
+void on_ready_timeout(uv_timer_t* t) {
+  finish_upgrade(static_cast<upgrade_watch*>(t->data), false,
+                 "the new master was not ready within " +
+                     std::to_string(upgrade_ready_timeout_ms / 1000) + " s; killed it");
+}
+
+}  // namespace
+
+std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
+                                  const std::vector<std::string>& run_args, inherited_fds fds,
+                                  done_fn done) {
+  if (state_ != nullptr) return "an upgrade is already in progress";
+  if (access(binary.c_str(), X_OK) != 0) {
+    return "cannot execute " + binary + ": " + strerror(errno);
+  }
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return std::string("pipe: ") + strerror(errno);
+  fds.report = pipe_fds[1];
+  std::vector<std::string> argv_text{binary, "run"};
+  argv_text.insert(argv_text.end(), run_args.begin(), run_args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string variable = format_inherited_fds(fds);
+
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return std::string("fork: ") + strerror(errno);
+  }
+  if (pid == 0) {
+    // The new master: not a child that dies with this one (no PDEATHSIG), default signals.
+    for (int sig : {SIGCHLD, SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT, SIGPIPE}) {
+      signal(sig, SIG_DFL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const named_fd& n : fd_names) fcntl(fds.*n.field, F_SETFD, 0);
+    setenv(inherited_fds_variable, variable.c_str(), 1);
+    execv(binary.c_str(), argv.data());
+    int report = fds.report;
+    report_upgrade(report, false, "cannot execute " + binary + ": " + strerror(errno));
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  pid_ = pid;
+  auto* w = new upgrade_watch{};
+  w->owner = this;
+  w->read_fd = pipe_fds[0];
+  w->done = std::move(done);
+  state_ = w;
+  log_line(who, "upgrade: started %s as pid %d", binary.c_str(), pid);
+  uv_poll_init(loop, &w->poll, w->read_fd);
+  w->poll.data = w;
+  uv_timer_init(loop, &w->timer);
+  w->timer.data = w;
+  uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_report_readable);
+  uv_timer_start(&w->timer, on_ready_timeout, upgrade_ready_timeout_ms, 0);
+  return {};
+}
+
+}  // namespace wslb::supervisor

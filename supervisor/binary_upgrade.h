@@ -1,0 +1,73 @@
+// `wslb upgrade`: the master re-executes a binary (the one it was started from, or another)
+// in place. The old master forks; the child clears close-on-exec on the listener, the instance
+// lock, the control socket and a report pipe, names them in WSLB_INHERITED_FDS (as nginx's
+// NGINX variable does) and execs `BINARY run ARGS...`. The new master adopts them and the
+// table (by name; attach checks the layout), starts the next generation in free rows and
+// reports on the pipe: "R <text>" once every new worker is ready, or "E <why>" when it cannot
+// start. Only then does the old master hand its workers' tunnels over and leave; a binary that
+// fails, exits or is not ready within upgrade_ready_timeout_ms is killed and the old master
+// serves on (the listener was open in both all along). Master only.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wslb::supervisor {
+
+inline constexpr const char* inherited_fds_variable = "WSLB_INHERITED_FDS";
+inline constexpr std::int64_t upgrade_ready_timeout_ms = 30'000;
+
+// The descriptors an upgrading master hands its successor.
+struct inherited_fds {
+  int listen = -1;
+  int lock = -1;
+  int control = -1;
+  int report = -1;  // write end of the pipe the new master reports on
+
+  bool operator==(const inherited_fds&) const = default;
+};
+
+// "listen=3,lock=4,control=5,report=7" and back. Pure. parse returns nullopt with `error` set
+// when a name is unknown, missing or a number is bad.
+std::string format_inherited_fds(const inherited_fds& fds);
+std::optional<inherited_fds> parse_inherited_fds(std::string_view text, std::string& error);
+
+// New master, at start-up: the descriptors its predecessor named, or nullopt when it was not
+// started by an upgrade. Removes the variable (its workers must not see it). Throws
+// std::runtime_error when the variable is malformed or names a closed descriptor.
+std::optional<inherited_fds> take_inherited_fds();
+
+// New master: tells the old one it serves ("R ...") or cannot start ("E ..."); closes `fd`.
+void report_upgrade(int& fd, bool ready, const std::string& text);
+
+// Old master: the path of the running executable (the default `upgrade` binary).
+std::string own_executable();
+
+struct upgrade_watch;
+
+// Old master: one upgrade in flight, from the fork to the new master's report.
+class binary_upgrade {
+ public:
+  using done_fn = std::function<void(bool ok, const std::string& message)>;
+
+  // Forks and execs `binary run run_args...` with `fds` inherited (report is made here).
+  // Returns "" once started (`done` is called later, once), else why not (`done` is not).
+  std::string start(uv_loop_t* loop, const std::string& binary,
+                    const std::vector<std::string>& run_args, inherited_fds fds, done_fn done);
+  bool in_progress() const { return state_ != nullptr; }
+  pid_t new_master() const { return pid_; }
+
+ private:
+  friend void finish_upgrade(upgrade_watch* w, bool ok, const std::string& message);
+  upgrade_watch* state_ = nullptr;
+  pid_t pid_ = 0;
+};
+
+}  // namespace wslb::supervisor

@@ -1,0 +1,284 @@
+"""Issue 14, zero-close restarts: established tunnels move to the new generation on
+restart-workers and reload (descriptors over SCM_RIGHTS plus their state), byte-exact; a
+receiving worker killed with -9 loses nothing silently. Real binary, real clients (python3-
+websockets and raw sockets), loopback.
+
+Scale: the issue asks for 2,000 echoing + 1,000 idle WebSocket connections and a kill -9 during
+a handover of 5,000. The shared 2-core CI machine runs these at WSLB_HANDOVER_SCALE (default
+0.25: 500 + 250, and 1,250); WSLB_HANDOVER_SCALE=1 runs the issue's numbers."""
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import threading
+import time
+
+import websockets
+
+import harness as h
+
+SCALE = float(os.environ.get("WSLB_HANDOVER_SCALE", "0.25"))
+
+
+def _scaled(n):
+    return max(20, int(n * SCALE))
+
+
+class Echoer:
+    """One WebSocket connection sending sequence-numbered messages and checking each answer:
+    any close, loss, duplicate or reordering is recorded as a failure."""
+
+    def __init__(self, url, ident, pause):
+        self.url, self.ident, self.pause = url, ident, pause
+        self.ws = None
+        self.sent = 0
+        self.failures = []
+        self.stop = asyncio.Event()
+
+    async def open(self):
+        self.ws = await websockets.connect(self.url, open_timeout=30, close_timeout=5,
+                                           ping_interval=None, max_queue=None)
+
+    async def run(self):
+        try:
+            while not self.stop.is_set():
+                self.sent += 1
+                msg = f"{self.ident}:{self.sent}"
+                await self.ws.send(msg)
+                got = await asyncio.wait_for(self.ws.recv(), 30)
+                if got != msg:
+                    self.failures.append(f"{self.ident}: got {got!r} for {msg!r}")
+                    return
+                await asyncio.sleep(self.pause)
+        except Exception as e:  # noqa: BLE001 - every failure is a finding
+            self.failures.append(f"{self.ident}: {type(e).__name__}: {e}")
+
+
+async def _open_all(url, n, prefix, pause):
+    clients = [Echoer(url, f"{prefix}{i}", pause) for i in range(n)]
+    for i in range(0, n, 100):
+        await asyncio.gather(*(c.open() for c in clients[i:i + 100]))
+    return clients
+
+
+async def _idle_still_open(clients):
+    """Each idle connection answers one message now: it was neither closed nor lost."""
+    bad = []
+
+    async def probe(c):
+        try:
+            await c.ws.send(f"{c.ident}:probe")
+            got = await asyncio.wait_for(c.ws.recv(), 30)
+            if got != f"{c.ident}:probe":
+                bad.append(f"{c.ident}: {got!r}")
+        except Exception as e:  # noqa: BLE001
+            bad.append(f"{c.ident}: {type(e).__name__}: {e}")
+
+    for i in range(0, len(clients), 200):
+        await asyncio.gather(*(probe(c) for c in clients[i:i + 200]))
+    return bad
+
+
+def _live_connections(status):
+    return sum(w["connections"] for w in status["workers"])
+
+
+def _only_generation_left(inst, gen):
+    s = inst.status()
+    return s if s and all(w["generation"] == gen for w in s["workers"]) else None
+
+
+def test_websockets_survive_restarts_and_reloads_without_a_close():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1, b2], workers=2, extra=["--drain-timeout", "60s"])
+    echoing, idle = _scaled(2000), _scaled(1000)
+    steps = ["restart-workers"] * 5 + ["reload"] * 2
+    report = {}
+
+    async def scenario():
+        active = await _open_all(inst.url, echoing, "e", pause=0.2)
+        resting = await _open_all(inst.url, idle, "i", pause=0)
+        open_count = echoing + idle
+        tasks = [asyncio.create_task(c.run()) for c in active]
+        storms = []
+        for step in steps:
+            gen = (await asyncio.to_thread(inst.status))["generation"]
+            churn = h.Churn(inst.url, concurrency=6)
+            storm = asyncio.create_task(churn.run())
+            started = time.monotonic()
+            r = await asyncio.to_thread(h.cli, step, "--name", inst.name)
+            assert r.returncode == 0, (step, r.stdout, r.stderr)
+            await asyncio.to_thread(h.wait_until, lambda: _only_generation_left(inst, gen + 1),
+                                    60, 0.1, "the old generation to hand over and exit")
+            took = time.monotonic() - started
+            churn.stop.set()
+            await storm
+            storms.append((step, churn.ok, len(churn.failures), round(took, 2)))
+            await asyncio.sleep(1)  # the echoing goes on between steps too
+            assert not churn.failures, (step, churn.failures[:5])
+            # Once the storm's own connections have closed, the table counts exactly ours.
+            s = await asyncio.to_thread(
+                h.wait_until,
+                lambda: (lambda s: s if _live_connections(s) == open_count and
+                         sum(b["active"] for b in s["backends"]) == open_count else None)(
+                    inst.status()), 20, 0.1, f"active == {open_count} after {step}")
+            assert s["handover_lost"] == 0, s
+            failures = [f for c in active for f in c.failures]
+            assert not failures, (step, failures[:5])
+        for c in active:
+            c.stop.set()
+        await asyncio.gather(*tasks)
+        report["messages"] = sum(c.sent for c in active)
+        report["storms"] = storms
+        report["idle_bad"] = await _idle_still_open(resting)
+        report["failures"] = [f for c in active for f in c.failures]
+        for c in active + resting:
+            await c.ws.close()
+
+    h.run_async(scenario(), timeout=900)
+    h.log(f"{echoing} echoing + {idle} idle through {steps}: {report['messages']} messages; "
+          f"storms (step, ok, failed, seconds to old generation gone): {report['storms']}")
+    assert not report["failures"], report["failures"][:5]
+    assert not report["idle_bad"], report["idle_bad"][:5]
+    assert "handing over" in inst.log() and "tunnels passed on" in inst.log()
+    inst.stop()
+
+
+def test_tcp_64_mib_each_way_across_a_restart_keeps_checksums():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=2, extra=["--mode", "tcp", "--drain-timeout", "60s"])
+    data = os.urandom(64 << 20)
+    sock = socket.create_connection(("127.0.0.1", inst.port))
+    restarted = {}
+
+    def restart_midway():
+        # Once the stream is going (a few MiB relayed), the old worker hands it over mid-flight.
+        h.wait_until(lambda: sum(b["bytes_in"] for b in inst.status()["backends"]) > 4 << 20,
+                     60, 0.05, "bytes relayed before the restart")
+        gen = inst.status()["generation"]
+        restarted["r"] = h.cli("restart-workers", "--name", inst.name)
+        h.wait_until(lambda: _only_generation_left(inst, gen + 1), 60, 0.1,
+                     "the old generation gone")
+        restarted["at"] = sum(b["bytes_in"] for b in inst.status()["backends"])
+
+    t = threading.Thread(target=restart_midway)
+    t.start()
+    got, digest = h.echo_through(sock, data)
+    t.join()
+    sock.close()
+    h.log(f"tcp: {got} bytes back; restart done after {restarted.get('at')} bytes relayed")
+    assert restarted["r"].returncode == 0, restarted["r"]
+    assert got == len(data)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert restarted["at"] < 2 * len(data), "the restart came after the stream had finished"
+    inst.stop()
+
+
+def test_a_websockets_client_keeps_its_connection_across_a_restart():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1, extra=["--drain-timeout", "60s"])
+
+    async def scenario():
+        async with websockets.connect(inst.url) as ws:
+            await ws.send("before")
+            assert await ws.recv() == "before"
+            old = inst.worker_pids()
+            r = await asyncio.to_thread(h.cli, "restart-workers", "--name", inst.name)
+            assert r.returncode == 0, r
+            await asyncio.to_thread(h.wait_until, lambda: all(h.process_gone(p) for p in old),
+                                    30, 0.05, "the old worker to exit")
+            await ws.send("after")
+            assert await ws.recv() == "after"
+            s = await asyncio.to_thread(inst.status)
+            assert [w["handed_in"] for w in s["workers"]] == [1], s["workers"]
+
+    h.run_async(scenario(), timeout=60)
+    inst.stop()
+
+
+def test_kill_9_of_a_receiving_worker_leaves_every_connection_served_or_closed_and_counted():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=2, extra=["--mode", "tcp", "--drain-timeout", "60s"])
+    n = _scaled(5000)
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", inst.port))
+        socks.append(s)
+    h.wait_until(lambda: _live_connections(inst.status()) == n, 30, 0.1, f"{n} connections")
+    gen = inst.status()["generation"]
+    r = h.cli("restart-workers", "--name", inst.name)
+    assert r.returncode == 0, r
+    # The new workers are running (the restart committed) and the tunnels are moving: one of
+    # them is stopped, so that records pile up unread in its socket, then killed.
+    victim = [w["pid"] for w in inst.status()["workers"]
+              if w["generation"] == gen + 1 and w["state"] == "running"][0]
+    os.kill(victim, signal.SIGSTOP)
+    time.sleep(0.5)
+    os.kill(victim, signal.SIGKILL)
+    settled = h.wait_until(
+        lambda: (lambda s: s if all(w["generation"] > gen for w in s["workers"]) else None)(
+            inst.status()), 60, 0.1, "the old generation gone")
+    # Every connection the table counts is one the new workers read; every other one is closed.
+    counted = _live_connections(settled)
+    served, closed, silent = 0, 0, []
+    for i, s in enumerate(socks):
+        s.settimeout(10)
+        msg = f"probe {i}\n".encode()
+        try:
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                chunk = s.recv(len(msg) - len(got))
+                if not chunk:
+                    break
+                got += chunk
+            if got == msg:
+                served += 1
+            elif not got:
+                closed += 1
+            else:
+                silent.append((i, got))
+        except (ConnectionResetError, BrokenPipeError):
+            closed += 1
+        except socket.timeout:
+            silent.append((i, "no answer"))
+        s.close()
+    s = h.wait_until(lambda: (lambda s: s if _live_connections(s) == 0 else None)(inst.status()),
+                     30, 0.1, "every probed connection closed")
+    lost = settled["handover_lost"]
+    h.log(f"kill -9 during a handover of {n}: {served} served, {closed} closed, "
+          f"handover_lost {lost}")
+    assert not silent, silent[:5]
+    assert served + closed == n
+    assert served == counted, (served, counted)
+    assert lost <= closed, (lost, closed)
+    assert s["handover_lost"] == lost, "a loss counted after the handover had settled"
+    inst.stop()
+
+
+def test_handover_off_keeps_the_drain():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1, extra=["--drain-timeout", "1s", "--handover", "off"])
+
+    async def scenario():
+        async with websockets.connect(inst.url) as ws:
+            r = await asyncio.to_thread(h.cli, "restart-workers", "--name", inst.name)
+            assert r.returncode == 0, r
+            await asyncio.wait_for(ws.wait_closed(), 15)
+            return ws.close_code
+
+    assert h.run_async(scenario(), timeout=60) == 1001
+    assert "handover" not in inst.log().replace("--handover", "")
+    inst.stop()
+
+
+def test_a_bad_handover_value_exits_2_naming_the_flag():
+    r = h.cli("run", "--backend", "127.0.0.1:1", "--handover", "maybe")
+    assert r.returncode == 2, r
+    assert "--handover" in r.stderr and "maybe" in r.stderr, r.stderr
+
+
+if __name__ == "__main__":
+    h.main(globals())

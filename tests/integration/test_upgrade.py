@@ -1,0 +1,129 @@
+"""Issue 14, in-place binary upgrade: `wslb upgrade` re-executes the binary keeping the
+listener, lock, control socket and table; the old workers hand their tunnels to the new
+master's workers; a binary that fails leaves the old instance serving. Real binary, real
+clients (python3-websockets), loopback."""
+
+import asyncio
+import os
+import shutil
+import stat
+
+import websockets
+
+import harness as h
+from test_handover import Echoer, _open_all
+
+
+def _build_copy_with_another_id(build_id, name):
+    """A copy of the wslb binary whose GNU build id note holds other bytes: another build, as
+    far as the instance can tell."""
+    path = os.path.join(h.RUNTIME_DIR, name)
+    with open(h.WSLB, "rb") as f:
+        image = f.read()
+    old = bytes.fromhex(build_id)
+    assert image.count(old) >= 1, "build id bytes not found in the binary"
+    new = bytes(b ^ 0x5A for b in old)
+    with open(path, "wb") as f:
+        f.write(image.replace(old, new, 1))
+    os.chmod(path, stat.S_IRWXU)
+    return path, new.hex()
+
+
+def _upgrade(inst, binary=None):
+    args = ["upgrade", "--name", inst.name] + (["--binary", binary] if binary else [])
+    return h.cli(*args, timeout=60)
+
+
+def test_upgrade_to_another_build_keeps_every_connection():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1, b2], workers=2, extra=["--drain-timeout", "60s"])
+    first = inst.status()
+    assert first["build_id"] not in ("", "unknown"), first["build_id"]
+    other, other_id = _build_copy_with_another_id(first["build_id"], "wslb-other-build")
+    report = {}
+
+    async def scenario():
+        active = await _open_all(inst.url, 100, "e", pause=0.1)
+        tasks = [asyncio.create_task(c.run()) for c in active]
+        async with websockets.connect(inst.url) as third_party:
+            for binary, build in ((other, other_id), (h.WSLB, first["build_id"])):
+                before = await asyncio.to_thread(inst.status)
+                churn = h.Churn(inst.url, concurrency=6)
+                storm = asyncio.create_task(churn.run())
+                r = await asyncio.to_thread(_upgrade, inst, binary)
+                assert r.returncode == 0, (r.stdout, r.stderr)
+                assert "upgraded" in r.stdout, r.stdout
+                after = await asyncio.to_thread(inst.status)
+                assert after["master_pid"] != before["master_pid"], after
+                assert after["build_id"] == build, (after["build_id"], build)
+                assert after["generation"] == before["generation"] + 1
+                await asyncio.to_thread(
+                    h.wait_until, lambda: h.process_gone(before["master_pid"]), 60, 0.1,
+                    "the old master to hand over and exit")
+                churn.stop.set()
+                await storm
+                assert not churn.failures, churn.failures[:5]
+                s = await asyncio.to_thread(
+                    h.wait_until,
+                    lambda: (lambda s: s if sum(w["connections"] for w in s["workers"]) == 101
+                             else None)(inst.status()), 20, 0.1, "101 connections counted")
+                assert all(w["build_id"] == build for w in s["workers"]), s["workers"]
+                assert s["handover_lost"] == 0, s
+                await third_party.send(f"after {build[:8]}")
+                assert await third_party.recv() == f"after {build[:8]}"
+                report.setdefault("storms", []).append(churn.ok)
+                await asyncio.sleep(1)  # the echoing goes on between the upgrades too
+        for c in active:
+            c.stop.set()
+        await asyncio.gather(*tasks)
+        report["failures"] = [f for c in active for f in c.failures]
+        report["messages"] = sum(c.sent for c in active)
+
+    h.run_async(scenario(), timeout=300)
+    h.log(f"two upgrades: {report['messages']} messages on 100 echoing connections, "
+          f"storm connections {report.get('storms')}")
+    assert not report["failures"], report["failures"][:5]
+    assert inst.proc.wait(5) == 0, "the first master did not exit cleanly"
+    r = h.cli("stop", "--name", inst.name)
+    assert r.returncode == 0, r
+
+
+def test_a_binary_that_exits_at_start_rolls_back_and_the_old_instance_serves_on():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=2)
+    broken = os.path.join(h.RUNTIME_DIR, "wslb-broken")
+    with open(broken, "w") as f:
+        f.write("#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n")
+    os.chmod(broken, stat.S_IRWXU)
+    before = inst.status()
+
+    async def scenario():
+        async with websockets.connect(inst.url) as ws:
+            churn = h.Churn(inst.url, concurrency=6)
+            storm = asyncio.create_task(churn.run())
+            r = await asyncio.to_thread(_upgrade, inst, broken)
+            await asyncio.sleep(0.5)
+            churn.stop.set()
+            await storm
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+            return r, churn
+
+    r, churn = h.run_async(scenario(), timeout=120)
+    h.log(f"rollback: exit {r.returncode}, {r.stderr.strip()!r}; storm {churn.ok} ok")
+    assert r.returncode == 1, r
+    assert "upgrade failed" in r.stderr and "exited before it was ready" in r.stderr, r.stderr
+    assert not churn.failures, churn.failures[:5]
+    after = inst.status()
+    assert after["master_pid"] == before["master_pid"] == inst.proc.pid
+    assert after["generation"] == before["generation"]
+    assert h.without_counters(after) == h.without_counters(before)
+    # Still upgradable and stoppable as before.
+    r = _upgrade(inst, "relative/path")
+    assert r.returncode == 2 and "relative/path" in r.stderr, r
+    inst.stop()
+    assert inst.proc.returncode == 0
+
+
+if __name__ == "__main__":
+    h.main(globals())

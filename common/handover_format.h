@@ -43,6 +43,8 @@ struct tunnel_record {
   std::uint32_t requests = 0;
   std::uint32_t idle_ms = 0;        // since the last read (the idle timeout goes on from there)
   std::uint32_t close_in_ms = 0;    // graceful close: time left before it gives up waiting
+  std::uint64_t source_key = 0;     // the client's source as --max-connections-per-source
+                                    // counts it (0: not counted)
   std::string backend_address;      // "HOST:PORT", checked against the receiver's row
   std::string watch;                // the stream watch (sniffer or frame trackers), opaque
   std::string unwritten[2];         // bytes queued but not yet written, by direction

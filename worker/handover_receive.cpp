@@ -12,6 +12,7 @@
 
 #include "common/handover_format.h"
 #include "common/log.h"
+#include "worker/connection_limits.h"
 #include "worker/row_counters.h"
 #include "worker/session.h"
 
@@ -129,6 +130,9 @@ bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int c
   if (watched) std::memcpy(static_cast<void*>(&s->watch), rec.watch.data(), sizeof s->watch);
   counter_add(ctx.row.backends[ctx.cfg.backends[index].row].active, 1);
   s->counted = true;
+  // The source's count moves with it (the sender's row dropped it as it let go); a full source
+  // table here only means the limit cannot see this one.
+  if (rec.source_key != 0 && add_source(ctx.row, rec.source_key)) s->source_key = rec.source_key;
   const auto now = static_cast<std::uint32_t>(uv_now(&ctx.loop));
   s->last_active_ms = now - rec.idle_ms;
   if (rec.flags & handover::flag_graceful) {

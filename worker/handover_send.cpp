@@ -142,6 +142,7 @@ bool describe_tunnel(worker_context& ctx, session* s, handover::tunnel_record& r
   rec.idle_ms = now - s->last_active_ms;
   const auto left = static_cast<std::int32_t>(s->close_at_ms - now);
   rec.close_in_ms = s->graceful && left > 0 ? static_cast<std::uint32_t>(left) : 0;
+  rec.source_key = s->source_key;
   if (s->upgraded || s->sniffing) {
     rec.watch.assign(reinterpret_cast<const char*>(&s->watch), sizeof s->watch);
   }

@@ -217,9 +217,11 @@ def test_kill_9_of_a_receiving_worker_leaves_every_connection_served_or_closed_a
     os.kill(victim, signal.SIGSTOP)
     time.sleep(0.5)
     os.kill(victim, signal.SIGKILL)
+    # Settled: the old generation gone, and the victim reaped (its row cleared).
     settled = h.wait_until(
-        lambda: (lambda s: s if all(w["generation"] > gen for w in s["workers"]) else None)(
-            inst.status()), 60, 0.1, "the old generation gone")
+        lambda: (lambda s: s if all(w["generation"] > gen and w["pid"] != victim
+                                    for w in s["workers"]) else None)(inst.status()),
+        60, 0.1, "the old generation gone and the killed worker reaped")
     # Every connection the table counts is one the new workers read; every other one is closed.
     counted = _live_connections(settled)
     served, closed, silent = 0, 0, []

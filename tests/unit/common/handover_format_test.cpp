@@ -22,6 +22,7 @@ handover::tunnel_record sample_record() {
   r.requests = 3;
   r.idle_ms = 1234;
   r.close_in_ms = 800;
+  r.source_key = 0xFEDCBA9876543210ull;
   r.backend_address = "127.0.0.1:9001";
   r.watch = std::string("\x01\x00\x7f\xff", 4);
   r.unwritten[0] = "to the backend";
@@ -50,6 +51,7 @@ TEST_CASE("handover_format.record_round_trips_every_field") {
   CHECK(out->requests == in.requests);
   CHECK(out->idle_ms == in.idle_ms);
   CHECK(out->close_in_ms == in.close_in_ms);
+  CHECK(out->source_key == in.source_key);
   CHECK(out->backend_address == in.backend_address);
   CHECK(out->watch == in.watch);
   CHECK(out->unwritten[0] == in.unwritten[0]);

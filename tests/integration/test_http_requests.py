@@ -206,7 +206,9 @@ def test_client_bytes_sent_before_the_101_are_frame_tracked():
     # would read the frame's tail as a frame header and never find the boundary where the
     # drain's close frame goes.
     b = RawWebSocketBackend()
-    inst = h.Instance([b.address], workers=1, extra=["--check", "none", "--drain-timeout", "300ms"])
+    # The drain is under test here: a handover would move the tunnel instead of closing it.
+    inst = h.Instance([b.address], workers=1,
+                      extra=["--check", "none", "--drain-timeout", "300ms", "--handover", "off"])
     frame = masked_text_frame(b"0123456789")
     s, st = connect(inst)
     s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

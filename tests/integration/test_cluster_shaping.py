@@ -58,7 +58,7 @@ def test_maxconn_counts_the_other_nodes_connections():
     redis = Redis()
     backend = h.EchoBackend()
     spec = f"{backend.address},maxconn=50"
-    extra = ["--queue-timeout", "3s"]
+    extra = ["--queue-timeout", "5s"]  # the other node's closes take up to two intervals to show
     a = loopback_node("a", redis, [spec], extra)
     b = loopback_node("b", redis, [spec], extra)
 

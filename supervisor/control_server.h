@@ -26,7 +26,8 @@ class control_request : public std::enable_shared_from_this<control_request> {
  public:
   // Sends the final line ("ok ..." or "error ...") and closes the connection. Idempotent.
   void finish(bool ok, const std::string& line);
-  // Sends one progress line before the final one.
+  // Sends progress before the final line: `text` is whole lines, each ending in '\n' (the
+  // CLI splits the reply at newlines and reads only the last line as the outcome).
   void send(std::string text);
   // Called as each of the request's libuv handles finishes closing; the last lets it go.
   void handle_closed();

@@ -35,21 +35,27 @@ backend_picker::backend_picker(const std::vector<backend_config>& backends, bala
   }
 }
 
-bool backend_picker::eligible(const shm::table& t, std::size_t index) const {
-  const shm::backend_row& row = t.backends[backends_[index].row];
-  // A staged row is one this worker's generation brings: the master has not committed the
-  // reload yet, but this generation's configuration has the backend.
+bool takes_new_connections(const shm::backend_row& row) {
+  // A staged row is one a new generation brings: the master has not committed the reload
+  // yet, but that generation's configuration has the backend.
   const shm::backend_state state = row.state.load(std::memory_order_acquire);
   return (state == shm::backend_state::active || state == shm::backend_state::staged) &&
          row.healthy.load(relaxed) == 1 && row.evacuate_end_ms.load(relaxed) == 0 &&
          row.admin.load(relaxed) == shm::admin_state::ready;
 }
 
+std::uint32_t ring_weight(const shm::backend_row& row, std::uint32_t configured) {
+  const std::uint32_t weight = row.weight.load(relaxed);
+  return weight != 0 ? weight : configured;
+}
+
+bool backend_picker::eligible(const shm::table& t, std::size_t index) const {
+  return takes_new_connections(t.backends[backends_[index].row]);
+}
+
 std::uint64_t backend_picker::weight_now(const shm::table& t, std::size_t i) const {
   const entry& e = backends_[i];
-  // A row without a weight (a test's table) has the configured one.
-  const std::uint32_t row_weight = t.backends[e.row].weight.load(relaxed);
-  const std::uint32_t weight = row_weight != 0 ? row_weight : e.weight;
+  const std::uint32_t weight = ring_weight(t.backends[e.row], e.weight);
   if (now_ms_ < 0 || e.slowstart_ms == 0) return std::uint64_t{weight} * 1000;
   return ramped_weight_milli(weight, t.backends[e.row].up_since_ms.load(std::memory_order_acquire),
                              e.slowstart_ms, now_ms_);
@@ -148,13 +154,20 @@ std::size_t backend_picker::pick_sticky(const shm::table& t, tried_set tried, st
     if (eligible(t, i)) members |= std::uint64_t{1} << i;
   }
   if (members == 0) return no_backend;
-  if (!ring_built_ || members != ring_members_) {
+  bool reweighted = ring_weights_.size() != backends_.size();
+  ring_weights_.resize(backends_.size());
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    const std::uint32_t w = ring_weight(t.backends[backends_[i].row], backends_[i].weight);
+    reweighted = reweighted || w != ring_weights_[i];
+    ring_weights_[i] = w;
+  }
+  if (!ring_built_ || members != ring_members_ || reweighted) {
     // Every configured backend is passed, healthy or not, so that a health change moves only
     // the keys of the backend that changed.
     ring_scratch_.clear();
     for (std::size_t i = 0; i < backends_.size(); ++i) {
       ring_scratch_.push_back(
-          ring_member{backends_[i].row, backends_[i].address, backends_[i].weight, in_set(members, i)});
+          ring_member{backends_[i].row, backends_[i].address, ring_weights_[i], in_set(members, i)});
     }
     ring_.rebuild(ring_scratch_);
     ring_members_ = members;

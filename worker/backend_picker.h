@@ -22,6 +22,17 @@ using tried_set = std::uint64_t;
 
 inline constexpr std::size_t no_backend = static_cast<std::size_t>(-1);
 
+// True when the backend of `row` may get new connections now: its row active (or staged: a
+// generation's new backend before the reload commits), healthy, not being evacuated, and
+// ready as far as the operator is concerned. The one rule for the picker and the shedder's
+// ring (serving_ring.h).
+bool takes_new_connections(const shm::backend_row& row);
+
+// The weight the backend of `row` has on the sticky ring: the row's (the configured one, or
+// the operator's `wslb backend weight`), or `configured` for a row without one (a test's
+// table). No slow-start ramp: keys are placed by the ring, not by load.
+std::uint32_t ring_weight(const shm::backend_row& row, std::uint32_t configured);
+
 class backend_picker {
  public:
   // `backends` is the worker's configuration (their `row` indexes the table); `mode` its
@@ -44,11 +55,6 @@ class backend_picker {
   std::size_t pick(shm::table& t, tried_set tried, std::optional<std::uint64_t> sticky_key,
                    std::int64_t now_ms = -1);
 
-  // The backend the sticky ring maps `key` to now (no_backend when none is eligible). Used by
-  // rebalancing: in the sticky modes only a connection whose key maps elsewhere is shed.
-  std::size_t sticky_choice(const shm::table& t, std::uint64_t key) {
-    return pick_sticky(t, 0, key);
-  }
   bool sticky() const { return mode_ != balance_mode::least_conn && mode_ != balance_mode::round_robin; }
 
   // True when this backend may get new connections now (row active and healthy, not being
@@ -72,11 +78,12 @@ class backend_picker {
 
   std::vector<entry> backends_;
   balance_mode mode_;
-  // The ring holds the backends that were eligible when it was built; it is rebuilt when that
-  // set changes (a health transition or a removed row), so only the keys of the backend that
-  // came or went move.
+  // The ring holds the backends that were eligible when it was built, with their weights then;
+  // it is rebuilt when that set changes (a health transition or a removed row) or a weight
+  // does, so only the keys of the backend that came, went or was reweighted move.
   sticky_ring ring_;
   std::uint64_t ring_members_ = 0;
+  std::vector<std::uint32_t> ring_weights_;
   bool ring_built_ = false;
   std::vector<ring_member> ring_scratch_;
 };

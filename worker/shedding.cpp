@@ -36,9 +36,11 @@ bool may_shed(worker_context& ctx, const session* s, const victim_rule& rule, st
     return false;
   }
   if (static_cast<std::uint32_t>(now - s->opened_ms) < rule.min_age_ms) return false;
-  if (rule.moved_keys_only && s->has_sticky_key &&
-      ctx.picker.sticky_choice(ctx.table, s->sticky_key) == rule.index) {
-    return false;
+  if (rule.moved_keys_only && s->has_sticky_key) {
+    // Where the serving configuration sends the key now, not this worker's own (an older
+    // generation's does not have the backends a reload added). Nowhere to go: stay.
+    const std::optional<std::size_t> row = ctx.shedding.serving.row_for(ctx.table, s->sticky_key);
+    return row && *row != ctx.cfg.backends[rule.index].row;
   }
   return true;
 }

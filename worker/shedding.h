@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "shm/layout.h"
+#include "worker/serving_ring.h"
 
 namespace wslb::worker {
 
@@ -33,6 +34,7 @@ struct shedder {
   bool open = false;
   std::uint64_t last_tick_ms = 0;  // loop time
   std::array<shed_state, shm::max_backends> backends{};
+  serving_ring serving;  // hash modes: where a key belongs now
 };
 
 // Starts the tick (at worker start) / closes it (when the loop finishes).

@@ -61,9 +61,9 @@ struct rebalance_plan {
 // share at that rate of this node's connections, so every node's share takes about as long);
 // when those paces add up to more than the cap, all are scaled down alike to fit under it.
 // The cap the paces add up to is 80 % of `max_rate` less one per worker and shedding backend:
-// each worker pays its share in whole closes on a 100 ms tick, so any one second may see one
-// more per worker and backend than the pace (and the closes' timing jitters), and the cap must
-// hold in every second.
+// each worker pays its share in whole closes on a 100 ms tick, owing for at most two ticks at
+// a time (a worker that did not run for a while does not catch up), so any one second may see
+// 1.2 x the pace plus one per worker and backend, which stays under the cap in every second.
 rebalance_plan make_plan(const std::vector<backend_load>& loads, const plan_settings& settings);
 
 // The plan as `wslb rebalance --dry-run` prints it: one line per backend (current, target,

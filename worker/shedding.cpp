@@ -14,6 +14,7 @@ namespace wslb::worker {
 namespace {
 
 constexpr std::uint64_t tick_ms = 100;
+constexpr std::uint64_t max_owed_ms = 2 * tick_ms;
 constexpr auto relaxed = std::memory_order_relaxed;
 
 // Seeded on first use, after the fork: each worker draws its own victims.
@@ -132,8 +133,14 @@ void rebalance(worker_context& ctx, std::size_t index, shed_state& st, std::uint
   const std::uint64_t here = mine.active.load(relaxed);
   const std::uint64_t everywhere = shm::sum_active(ctx.table, row);
   if (here == 0 || everywhere == 0) return;
+  // A worker the kernel did not run for a while (a loaded machine, a SIGSTOP) does not pay
+  // for the time it missed: added to the other workers' steady pace, closes owed over a
+  // second or two and paid at once would break the instance-wide cap in that second. So a
+  // tick owes for at most two ticks, and any one second sees at most 1.2 x this worker's pace
+  // (the plan allows for that, see rebalance_plan.h). The plan then ends a little later.
+  const std::uint64_t paid_ms = std::min(elapsed_ms, max_owed_ms);
   // connections/s x 1000 x ms / 1000 = thousandths of a connection.
-  const std::uint64_t owed = rate_milli * here / everywhere * elapsed_ms / 1000;
+  const std::uint64_t owed = rate_milli * here / everywhere * paid_ms / 1000;
   // At most a tick and a bit owed at once: no burst after a stretch without victims.
   st.budget_milli = std::min(st.budget_milli + owed, std::max<std::uint64_t>(owed, 1000) + 999);
   const std::size_t want = st.budget_milli / 1000;

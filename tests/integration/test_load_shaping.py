@@ -4,63 +4,13 @@ backends, python3-websockets clients (the reconnecting ones behave like client l
 reconnect after a short random delay when the server closes)."""
 
 import asyncio
-import json
 import os
-import random
-import threading
+import signal
 import time
 
-import websockets
-
 import harness as h
-
-
-class Sampler:
-    """Samples `wslb status --json` in a thread until stopped; keeps every sample with its
-    time, so a test can check a bound held all along, not only at the end."""
-
-    def __init__(self, inst, interval=0.05):
-        self.inst = inst
-        self.interval = interval
-        self.samples = []  # (monotonic time, status)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            s = self.inst.status()
-            if s:
-                self.samples.append((time.monotonic(), s))
-            self._stop.wait(self.interval)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(10)
-        return self.samples
-
-
-def active_of(status, address):
-    for b in status["backends"]:
-        if b["address"] == address:
-            return b["active"]
-    return 0
-
-
-async def try_connect(url, results, holders, hold_until):
-    """Opens a WebSocket; records ("open", t) or ("status", code, retry_after, t) and keeps an
-    open one until `hold_until` (an asyncio.Event) is set."""
-    t0 = time.monotonic()
-    try:
-        ws = await websockets.connect(url, open_timeout=30, close_timeout=1, ping_interval=None)
-    except websockets.exceptions.InvalidStatusCode as e:
-        results.append(("status", e.status_code, e.headers.get("Retry-After"),
-                        time.monotonic() - t0))
-        return
-    results.append(("open", None, None, time.monotonic() - t0))
-    holders.append(ws)
-    await hold_until.wait()
-    await ws.close()
+from shaping_clients import (ReconnectingClients, Sampler, active_of, max_in_window, poll_status,
+                             run_cli, try_connect)
 
 
 def test_maxconn_storm_across_workers_queue_then_503():
@@ -178,82 +128,66 @@ def test_maxconn_tcp_mode_closes_after_queue_timeout():
     inst.stop()
 
 
-class ReconnectingClients:
-    """`count` WebSocket clients that behave like client libraries: connect, ask the echo
-    backend who it is, stay until the server closes, then reconnect after a short random delay
-    (50-500 ms). Records every close with its code and time, and every connection's backend."""
+def test_slow_start_backend_coming_up_during_storms_follows_its_ramp():
+    """B (slowstart=30s) is down while 200 clients hold connections to A; it comes up (its
+    health check passes) and storms of 120 clients arrive at once as its ramp goes on: after
+    each storm B holds about its ramp's share of A's count (least-conn against the ramped
+    weight), not every new client at once as a backend without a ramp would; after the ramp, a
+    storm evens them. Bounds come from the ramp status showed before and after each storm (the
+    ramp goes on while a storm connects), with 10 points and 4 connections of slack."""
+    a, b = h.EchoBackend(ident="A"), h.EchoBackend(ident="B")
+    b.kill()
+    inst = h.Instance([a.address, f"{b.address},slowstart=30s"], workers=2,
+                      extra=["--check-interval", "200ms", "--check-rise", "1", "--check-fall", "1"])
+    h.wait_until(lambda: not inst.backend(inst.status(), b.address)["healthy"], 10,
+                 what="B marked down")
 
-    def __init__(self, url, count):
-        self.url = url
-        self.count = count
-        self.closes = []            # (monotonic time, client, close code)
-        self.placed = {}            # client -> backend id of its current connection
-        self.connects = 0
-        self._stop = None
+    def counts():
+        s = inst.status()
+        row = inst.backend(s, b.address)
+        ramp = row.get("ramp_pct", 100) if row["healthy"] else 0
+        return active_of(s, a.address), active_of(s, b.address), ramp
 
-    async def _client(self, i):
-        while not self._stop.is_set():
-            try:
-                ws = await websockets.connect(self.url, open_timeout=20, close_timeout=2,
-                                              ping_interval=None)
-            except Exception:
-                await asyncio.sleep(random.uniform(0.05, 0.5))
-                continue
-            self.connects += 1
-            try:
-                await ws.send("whoami")
-                self.placed[i] = json.loads(await ws.recv())["id"]
-                stop_wait = asyncio.ensure_future(self._stop.wait())
-                closed = asyncio.ensure_future(ws.wait_closed())
-                await asyncio.wait([stop_wait, closed], return_when=asyncio.FIRST_COMPLETED)
-                stop_wait.cancel()
-                if closed.done():
-                    self.closes.append((time.monotonic(), i, ws.close_code))
-                else:
-                    closed.cancel()
-                    await ws.close()
-                    return
-            except websockets.exceptions.ConnectionClosed:
-                self.closes.append((time.monotonic(), i, ws.close_code))
-            finally:
-                self.placed.pop(i, None)
-            await asyncio.sleep(random.uniform(0.05, 0.5))
+    async def scenario():
+        hold = asyncio.Event()
+        results, holders, tasks = [], [], []
 
-    async def run(self, body):
-        """Starts the clients (in small batches), runs `body(self)` (a coroutine function) and
-        stops them."""
-        self._stop = asyncio.Event()
-        tasks = []
-        for i in range(self.count):
-            tasks.append(asyncio.create_task(self._client(i)))
-            if i % 50 == 49:
+        async def storm(n):
+            tasks.extend(asyncio.create_task(try_connect(inst.url, results, holders, hold))
+                         for _ in range(n))
+            expected = len(tasks)
+            deadline = time.monotonic() + 60
+            while len(results) < expected and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-        try:
-            return await body(self)
-        finally:
-            self._stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            assert len(holders) == expected, results[-n:]
 
-    def by_backend(self):
-        counts = {}
-        for ident in self.placed.values():
-            counts[ident] = counts.get(ident, 0) + 1
-        return counts
+        await storm(200)
+        assert (await poll_status(inst)) and counts()[:2] == (200, 0), counts()
+        b.start()
+        steps = []  # (ramp before, ramp after, A, B) after each storm
+        for ramp_at in (10, 40, 70, 100):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                before = counts()[2]
+                if before >= ramp_at:
+                    break
+                await asyncio.sleep(0.1)
+            await storm(120)
+            on_a, on_b, after = counts()
+            steps.append((before, after, on_a, on_b))
+        hold.set()
+        await asyncio.gather(*tasks)
+        return steps
 
-
-async def poll_status(inst):
-    return await asyncio.get_running_loop().run_in_executor(None, inst.status)
-
-
-def max_in_window(times, window=1.0):
-    """The most events in any `window`-second stretch (a sliding window)."""
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] < t - window + 1e-9:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
+    steps = h.run_async(scenario(), timeout=240)
+    h.log("slow start: (ramp % before, after, A, B) per storm: " + ", ".join(map(str, steps)))
+    for before, after, on_a, on_b in steps:
+        assert on_b <= (after / 100 + 0.1) * on_a + 4, ("B above its ramp", steps)
+        assert on_b >= (before / 100 - 0.1) * on_a - 4, ("B below its ramp", steps)
+    # Without a ramp B would have taken all 120 of the first storm.
+    assert steps[0][3] < 80, steps
+    assert steps[1][3] > steps[0][3] and steps[2][3] > steps[1][3], steps
+    inst.stop()
 
 
 def test_evacuate_500_connections_over_20s_at_a_steady_pace():
@@ -385,6 +319,60 @@ def test_reload_adds_a_backend_and_auto_rebalance_evens_the_load():
     assert max(per_client.values()) == 1, "a client was shed twice"
     server_shed = sum(x["closed"]["rebalance"] for x in final["backends"])
     assert server_shed == len(shed), (server_shed, len(shed))
+    inst.stop()
+
+
+def test_workers_stopped_mid_plan_do_not_burst_over_the_cap():
+    """600 clients on A and B, a reload adds C, `wslb rebalance` (cap 40/s): two seconds into
+    the plan the workers holding the connections are stopped (SIGSTOP) for 2 s, as a
+    loaded machine may leave a process unscheduled. When they run again they go on at their
+    pace instead of paying the closes they missed at once: no one-second window above the cap
+    (before the fix, 83 in one second)."""
+    a, b, c = (h.EchoBackend(ident=x) for x in "ABC")
+    conf = os.path.join(h.RUNTIME_DIR, f"stall-{os.getpid()}.toml")
+    h.write_config(conf, [a, b])
+    inst = h.Instance([], workers=2,
+                      extra=["--config", conf, "--rebalance", "manual", "--rebalance-min-age", "1s",
+                             "--rebalance-rate", "10%", "--rebalance-max-rate", "40",
+                             "--drain-timeout", "10m"])
+    total = 600
+
+    async def body(clients):
+        assert await clients.wait_placed(total, 60) == total
+        await asyncio.sleep(1.5)
+        h.write_config(conf, [a, b, c])
+        r = await run_cli("reload", "--name", inst.name)
+        assert r.returncode == 0, r
+        s = await poll_status(inst)
+        # Old workers that drain, or new ones the tunnels were handed to.
+        holding = [w["pid"] for w in s["workers"] if w["connections"] > 0]
+        assert len(holding) == 2, s["workers"]
+        r = await run_cli("rebalance", "--name", inst.name)
+        assert r.returncode == 0 and "rebalancing: 200 of 600" in r.stdout, r
+        await asyncio.sleep(2)
+        for pid in holding:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(2)
+        finally:
+            for pid in holding:
+                os.kill(pid, signal.SIGCONT)
+        s = await poll_status(inst)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and s["rebalance"]["running"]:
+            await asyncio.sleep(0.2)
+            s = await poll_status(inst)
+        await asyncio.sleep(1)
+        return s
+
+    clients = ReconnectingClients(inst.url, total)
+    final = h.run_async(clients.run(body), timeout=240)
+    shed = [t for t, _, code in clients.closes if code == 1012]
+    peak = max_in_window(shed)
+    h.log(f"stopped workers: {len(shed)} shed, busiest second {peak}")
+    assert not final["rebalance"]["running"], final["rebalance"]
+    assert 150 <= len(shed) <= 1.2 * 200, len(shed)
+    assert peak <= 40, peak
     inst.stop()
 
 

@@ -65,6 +65,7 @@ std::string rebalancer::start(shm::table& t, const rebalance_plan& plan, std::in
     r.rebalance_surplus.store(p.surplus, relaxed);
     r.rebalance_shed_base.store(shm::sum_shed(t, p.row), relaxed);
     r.shed_rate_milli.store(static_cast<std::uint32_t>(p.rate_milli), relaxed);
+    progress_[p.row] = progress{0, now_ms};
   }
   auto& h = t.header;
   if (!plan.needed()) {
@@ -90,6 +91,11 @@ std::string rebalancer::start(shm::table& t, const rebalance_plan& plan, std::in
                               ", expected " + std::to_string((plan.expected_ms + 999) / 1000) + " s";
   log_line(who, "%s", summary.c_str());
   return summary;
+}
+
+std::int64_t stall_ms_for(std::uint64_t rate_milli) {
+  if (rate_milli == 0) return 5'000;
+  return std::max<std::int64_t>(5'000, static_cast<std::int64_t>(5'000'000 / rate_milli));
 }
 
 void rebalancer::finish(shm::table& t, std::int64_t now_ms, const char* why) {
@@ -120,15 +126,25 @@ void rebalancer::tick(shm::table& t, const shaping_config& settings, std::int64_
       // The target is the tier's (this node's count without --cluster): a backend the other
       // nodes have already brought down to it needs nothing more from this one.
       const std::uint64_t current = shm::tier_active(t, i);
+      progress& p = progress_[i];
+      if (shed > p.shed) p = progress{shed, now_ms};
+      // Connections too young at the start have come of age by start + min age: only then
+      // does a backend without closes have nothing left to shed.
+      const bool stalled =
+          now_ms - p.since_ms >= stall_ms_for(r.shed_rate_milli.load(relaxed)) &&
+          now_ms - t.header.rebalance_started_ms.load(relaxed) >= settings.min_age_ms;
       if (shed >= r.rebalance_surplus.load(relaxed) || current <= r.rebalance_target.load(relaxed) ||
-          !in_use(r)) {
+          !in_use(r) || stalled) {
         r.shed_rate_milli.store(0, relaxed);
-        log_line(who, "rebalance of %s ends: %llu shed of %llu planned, %llu now (target %llu)",
+        log_line(who, "rebalance of %s ends: %llu shed of %llu planned, %llu now (target %llu)%s",
                  std::string(shm::address_of(r)).c_str(),
                  static_cast<unsigned long long>(shed),
                  static_cast<unsigned long long>(r.rebalance_surplus.load(relaxed)),
                  static_cast<unsigned long long>(current),
-                 static_cast<unsigned long long>(r.rebalance_target.load(relaxed)));
+                 static_cast<unsigned long long>(r.rebalance_target.load(relaxed)),
+                 stalled ? "; nothing left to shed (the rest stay by their key or cookie, or are "
+                           "younger than the minimum age)"
+                         : "");
       } else {
         shedding = true;
       }

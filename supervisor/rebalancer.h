@@ -23,8 +23,9 @@ class rebalancer {
   // Starts `plan` (replacing one under way). Returns the reply for the operator.
   std::string start(shm::table& t, const rebalance_plan& plan, std::int64_t now_ms);
 
-  // Every housekeeping tick: ends backends (and the plan) that shed their surplus or reached
-  // their target, or a plan that ran far past its expected time; in auto mode starts a plan
+  // Every housekeeping tick: ends backends (and the plan) that shed their surplus, reached
+  // their target or have nothing left to shed (see stall_ms_for), or a
+  // plan that ran far past its expected time; in auto mode starts a plan
   // once something changed (a backend added, back up after its slow start, a new weight).
   void tick(shm::table& t, const shaping_config& settings, std::int64_t now_ms);
 
@@ -44,11 +45,25 @@ class rebalancer {
     std::uint32_t healthy = 0;
   };
   std::array<seen_row, shm::max_backends> seen_{};
+  // Per backend row under a plan: its shed count when it last went up, and when.
+  struct progress {
+    std::uint64_t shed = 0;
+    std::int64_t since_ms = 0;
+  };
+  std::array<progress, shm::max_backends> progress_{};
   bool seen_once_ = false;
   std::int64_t auto_due_ms_ = 0;      // 0: nothing pending
   std::int64_t changed_ms_ = 0;       // when auto mode last saw a change
   std::int64_t last_end_ms_ = 0;
   std::int64_t deadline_ms_ = 0;      // a plan still running then is ended
 };
+
+// How long a backend shedding at `rate_milli` (connections/s x 1000) may go without a single
+// close before its part of the plan ends as having nothing left to shed: five closes' worth of
+// its pace, at least 5 s, and not before the plan is as old as the minimum age (what was too
+// young at the start has come of age). Its remaining connections stay by their key (hash
+// modes) or their affinity cookie; without this it would run on to the plan's deadline (twice
+// its expected time and a minute), shedding nothing and holding off auto.
+std::int64_t stall_ms_for(std::uint64_t rate_milli);
 
 }  // namespace wslb::supervisor

@@ -90,3 +90,48 @@ TEST_CASE("rebalancer.auto_in_a_tier_waits_for_the_agents_round_after_a_change")
   CHECK(t->header.rebalance_running == 1);
   CHECK(t->backends[0].rebalance_surplus == 50);  // 150 over the target, a third of it here
 }
+
+TEST_CASE("rebalancer.a_backend_with_nothing_left_to_shed_ends_its_part") {
+  // Hash modes: the plan's surplus counts connections, but only those whose key now maps
+  // elsewhere may go. Once they are gone the workers find no victim: that part of the plan
+  // ends after five closes' worth of its pace without one, not at the plan's deadline, but
+  // never before the plan is as old as the minimum age (young connections come of age).
+  auto t = wslb::testing::fresh_table();
+  t->header.slot_high_water = 1;
+  add_backend(*t, 0, "10.0.0.1:80");
+  add_backend(*t, 1, "10.0.0.2:80");
+  t->workers[0].backends[0].active = 150;
+  t->workers[0].backends[1].active = 50;
+  shaping_config settings;
+  settings.rebalance = rebalance_mode::manual;
+  settings.min_age_ms = 8'000;
+  rebalancer shaping;
+  const rebalance_plan plan = shaping.plan_now(*t, settings);
+  REQUIRE(plan.backends[0].surplus == 50);
+  const std::int64_t stall = stall_ms_for(plan.backends[0].rate_milli);
+  CHECK(stall == 5'000);  // 3 closes/s: five of them take less than the 5 s floor
+
+  // No close at all: past the stall but within the minimum age, it waits; then it ends.
+  shaping.start(*t, plan, 0);
+  shaping.tick(*t, settings, 7'900);
+  CHECK(t->header.rebalance_running == 1);
+  shaping.tick(*t, settings, 8'000);
+  CHECK(t->header.rebalance_running == 0);
+
+  // Closes keep coming: it runs on past both; once they stop, it ends a stall later.
+  shaping.start(*t, plan, 100'000);
+  std::int64_t now = 100'000;
+  for (int i = 0; i < 20; ++i) {
+    now += 1'000;
+    t->workers[0].backends[0].shed.fetch_add(1);
+    t->workers[0].backends[0].active.fetch_sub(1);
+    shaping.tick(*t, settings, now);
+    REQUIRE(t->header.rebalance_running == 1);
+  }
+  shaping.tick(*t, settings, now + stall - 100);
+  CHECK(t->header.rebalance_running == 1);
+  shaping.tick(*t, settings, now + stall);
+  CHECK(t->backends[0].shed_rate_milli == 0);
+  CHECK(t->header.rebalance_running == 0);
+  CHECK(stall_ms_for(100) == 50'000);  // one close every 10 s: five of them
+}

@@ -102,6 +102,8 @@ std::string encode(const tunnel_record& rec) {
   w.put(rec.idle_ms);
   w.put(rec.close_in_ms);
   w.put(rec.source_key);
+  w.put(rec.age_ms);
+  w.put(rec.sticky_key);
   w.put_bytes(rec.backend_address);
   w.put_bytes(rec.watch);
   w.put_bytes(rec.unwritten[0]);
@@ -134,7 +136,8 @@ std::optional<tunnel_record> decode_record(std::string_view bytes, decode_error&
                   r.get(rec.shut_sent_mask) && r.get(rec.shut_done_mask) &&
                   r.get(rec.finishing_mask) && r.get(rec.done_mask) && r.get(rec.backend_row) &&
                   r.get(rec.last_status) && r.get(rec.requests) && r.get(rec.idle_ms) &&
-                  r.get(rec.close_in_ms) && r.get(rec.source_key) && r.get_bytes(rec.backend_address, 256) &&
+                  r.get(rec.close_in_ms) && r.get(rec.source_key) && r.get(rec.age_ms) &&
+                  r.get(rec.sticky_key) && r.get_bytes(rec.backend_address, 256) &&
                   r.get_bytes(rec.watch, max_watch_bytes) &&
                   r.get_bytes(rec.unwritten[0], max_unwritten) &&
                   r.get_bytes(rec.unwritten[1], max_unwritten) && r.done();

@@ -16,7 +16,7 @@ namespace wslb::handover {
 inline constexpr std::uint32_t magic = 0x4F485357;  // "WSHO" little-endian
 // Bump on ANY change to the records below (or to the meaning of an opaque field such as the
 // stream watch): a receiver of another version is not sent anything; the sender drains.
-inline constexpr std::uint16_t format_version = 1;
+inline constexpr std::uint16_t format_version = 2;
 // The largest unwritten remainder a record carries per direction; a connection with more
 // queued stays where it is until it has written some.
 inline constexpr std::size_t max_unwritten = 64 * 1024;
@@ -45,6 +45,11 @@ struct tunnel_record {
   std::uint32_t close_in_ms = 0;    // graceful close: time left before it gives up waiting
   std::uint64_t source_key = 0;     // the client's source as --max-connections-per-source
                                     // counts it (0: not counted)
+  // What rebalancing asks of a tunnel (worker/shedding.h): how long ago it was accepted (the
+  // minimum age, and no client shed twice within it), and the hash-balancing key it was placed
+  // by (flag_sticky_key; in the hash modes only a key that now maps elsewhere is shed).
+  std::uint32_t age_ms = 0;
+  std::uint64_t sticky_key = 0;
   std::string backend_address;      // "HOST:PORT", checked against the receiver's row
   std::string watch;                // the stream watch (sniffer or frame trackers), opaque
   std::string unwritten[2];         // bytes queued but not yet written, by direction
@@ -53,6 +58,8 @@ struct tunnel_record {
 inline constexpr std::uint8_t flag_upgraded = 1;
 inline constexpr std::uint8_t flag_sniffing = 2;
 inline constexpr std::uint8_t flag_graceful = 4;
+inline constexpr std::uint8_t flag_sticky_key = 8;  // sticky_key holds the key it was placed by
+inline constexpr std::uint8_t flag_pinned = 16;     // placed by the affinity cookie: never shed
 
 std::string encode(const hello& h);
 std::string encode(const tunnel_record& r);

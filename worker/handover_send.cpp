@@ -129,7 +129,9 @@ bool describe_tunnel(worker_context& ctx, session* s, handover::tunnel_record& r
   rec.kind = static_cast<std::uint8_t>(s->kind);
   rec.flags = static_cast<std::uint8_t>((s->upgraded ? handover::flag_upgraded : 0) |
                                         (s->sniffing ? handover::flag_sniffing : 0) |
-                                        (s->graceful ? handover::flag_graceful : 0));
+                                        (s->graceful ? handover::flag_graceful : 0) |
+                                        (s->has_sticky_key ? handover::flag_sticky_key : 0) |
+                                        (s->pinned ? handover::flag_pinned : 0));
   rec.eof_mask = s->eof_mask;
   rec.shut_sent_mask = s->shut_sent_mask;
   rec.shut_done_mask = s->shut_done_mask;
@@ -143,6 +145,8 @@ bool describe_tunnel(worker_context& ctx, session* s, handover::tunnel_record& r
   const auto left = static_cast<std::int32_t>(s->close_at_ms - now);
   rec.close_in_ms = s->graceful && left > 0 ? static_cast<std::uint32_t>(left) : 0;
   rec.source_key = s->source_key;
+  rec.age_ms = now - s->opened_ms;
+  rec.sticky_key = s->sticky_key;
   if (s->upgraded || s->sniffing) {
     rec.watch.assign(reinterpret_cast<const char*>(&s->watch), sizeof s->watch);
   }

@@ -11,7 +11,8 @@ namespace {
 handover::tunnel_record sample_record() {
   handover::tunnel_record r;
   r.kind = 2;
-  r.flags = handover::flag_upgraded | handover::flag_graceful;
+  r.flags = handover::flag_upgraded | handover::flag_graceful | handover::flag_sticky_key |
+            handover::flag_pinned;
   r.eof_mask = 1;
   r.shut_sent_mask = 2;
   r.shut_done_mask = 2;
@@ -23,6 +24,8 @@ handover::tunnel_record sample_record() {
   r.idle_ms = 1234;
   r.close_in_ms = 800;
   r.source_key = 0xFEDCBA9876543210ull;
+  r.age_ms = 61'000;
+  r.sticky_key = 0x0123456789ABCDEFull;
   r.backend_address = "127.0.0.1:9001";
   r.watch = std::string("\x01\x00\x7f\xff", 4);
   r.unwritten[0] = "to the backend";
@@ -52,6 +55,8 @@ TEST_CASE("handover_format.record_round_trips_every_field") {
   CHECK(out->idle_ms == in.idle_ms);
   CHECK(out->close_in_ms == in.close_in_ms);
   CHECK(out->source_key == in.source_key);
+  CHECK(out->age_ms == in.age_ms);
+  CHECK(out->sticky_key == in.sticky_key);
   CHECK(out->backend_address == in.backend_address);
   CHECK(out->watch == in.watch);
   CHECK(out->unwritten[0] == in.unwritten[0]);

@@ -6,6 +6,8 @@ reconnect after a short random delay when the server closes)."""
 import asyncio
 import os
 import signal
+import socket
+import threading
 import time
 
 import harness as h
@@ -109,7 +111,6 @@ def test_maxconn_queued_clients_get_in_as_others_close():
 
 def test_maxconn_tcp_mode_closes_after_queue_timeout():
     """tcp mode: a client over maxconn waits, then is closed (no answer), counted."""
-    import socket
     a = h.EchoBackend()
     inst = h.Instance([f"{a.address},maxconn=1"], workers=1,
                       extra=["--mode", "tcp", "--queue-timeout", "1s"])
@@ -126,6 +127,77 @@ def test_maxconn_tcp_mode_closes_after_queue_timeout():
     first.close()
     second.close()
     inst.stop()
+
+
+class CountingBackend:
+    """A raw TCP backend that counts the connections it holds at once, and the most it ever
+    held: the backend's own view of maxconn, not wslb's. Holds each until its peer closes."""
+
+    def __init__(self):
+        self.live = self.peak = self.total = 0
+        self._lock = threading.Lock()
+        self.sock = h.serve_loopback(self._handle, backlog=256)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _handle(self, conn):
+        with self._lock:
+            self.live += 1
+            self.total += 1
+            self.peak = max(self.peak, self.live)
+        try:
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self.live -= 1
+            conn.close()
+
+
+def test_maxconn_holds_at_the_backends_under_storms_over_four_workers():
+    """tcp mode, maxconn 30 on two backends that count what they hold, four workers, three
+    storms of 80 connects started at once: the backends themselves never hold more than 30
+    each, 60 get through every time, the other 20 are closed after the 1 s queue timeout and
+    counted, and more than one worker took part."""
+    a, b = CountingBackend(), CountingBackend()
+    inst = h.Instance([f"{a.address},maxconn=30", f"{b.address},maxconn=30"], workers=4,
+                      extra=["--mode", "tcp", "--queue-timeout", "1s", "--check", "none"])
+    rounds = []
+    for _ in range(3):
+        sockets = h.connect_storm(inst.port, 80)
+        try:
+            h.wait_until(lambda: a.live + b.live == 60 and inst.status()["queued"] == 20, 30,
+                         what="60 through and 20 queued")
+            closed = 0
+            for s in sockets:
+                s.setblocking(True)
+                s.settimeout(0.05)
+            h.wait_until(lambda: inst.status()["queued"] == 0, 10, what="the queue timed out")
+            for s in sockets:
+                try:
+                    if s.recv(1) == b"":
+                        closed += 1
+                except (socket.timeout, BlockingIOError):
+                    pass
+                except OSError:
+                    closed += 1
+            rounds.append((a.peak, b.peak, closed))
+        finally:
+            for s in sockets:
+                s.close()
+        h.wait_until(lambda: a.live + b.live == 0, 10, what="the backends emptied")
+    s = inst.status()
+    h.log(f"maxconn at the backends: (peak A, peak B, closed by the queue) per storm {rounds}; "
+          f"accepted per worker {[w['accepted'] for w in s['workers']]}")
+    assert a.peak <= 30 and b.peak <= 30, rounds
+    assert all(closed == 20 for _, _, closed in rounds), rounds
+    assert s["errors"]["tcp_queue_timeout_close"] == 60, s["errors"]
+    assert a.total + b.total == 180, (a.total, b.total)
+    assert sum(1 for w in s["workers"] if w["accepted"] > 0) >= 2, s["workers"]
+    inst.stop()
+    a.sock.close()
+    b.sock.close()
 
 
 def test_slow_start_backend_coming_up_during_storms_follows_its_ramp():

@@ -12,5 +12,6 @@ inline constexpr char msg_stop = 'S';   // master -> child: close everything now
 // master -> old worker: stop accepting, pass established tunnels to the running workers of the
 // newest generation (their handover sockets), drain what cannot move, then exit
 inline constexpr char msg_handover = 'H';
+inline constexpr char msg_reopen_logs = 'L';  // master -> worker: reopen the access log (SIGUSR1)
 
 }  // namespace wslb::child_channel

@@ -140,6 +140,7 @@ struct config {
   run_as_config run_as;
   shaping_config shaping;
   std::string state_file;  // --state-file; empty: <runtime dir>/NAME.state
+  std::string access_log;  // --access-log PATH, "-" (standard output); empty: off
   cluster_config cluster;
 };
 

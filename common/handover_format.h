@@ -16,7 +16,8 @@ namespace wslb::handover {
 inline constexpr std::uint32_t magic = 0x4F485357;  // "WSHO" little-endian
 // Bump on ANY change to the records below (or to the meaning of an opaque field such as the
 // stream watch): a receiver of another version is not sent anything; the sender drains.
-inline constexpr std::uint16_t format_version = 2;
+// 3: the frame trackers in the stream watch keep the first close frame's code (access log).
+inline constexpr std::uint16_t format_version = 3;
 // The largest unwritten remainder a record carries per direction; a connection with more
 // queued stays where it is until it has written some.
 inline constexpr std::size_t max_unwritten = 64 * 1024;

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/access_log_file.h"
 #include "common/config_file.h"
 #include "common/parse.h"
 #include "common/run_as.h"
@@ -128,6 +129,8 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
                  "Bearer token the admin listener requires (better in the --config file)");
   app.add_option("--state-file", out.state_file,
                  "Journal of runtime backend changes (default: in the runtime directory)");
+  app.add_option("--access-log", out.access_log,
+                 "PATH, or - for standard output: one JSON line per request or connection");
   app.add_option("--user", raw.user, "USER[:GROUP] to run as once the sockets are bound (as root)");
   app.add_option("--queue-timeout", raw.queue_timeout,
                  "How long a client waits when every backend is at its maxconn")
@@ -373,6 +376,12 @@ std::string validate(const raw_options& raw, config& out) {
   out.admin.token = raw.admin_token;
   if (!raw.user.empty() && !parse_run_as(raw.user, out.run_as, error))
     return flag_error("--user", error);
+  if (!out.access_log.empty()) {
+    // Opened (and created) now, so that a path that cannot work stops the start or the reload
+    // here rather than every worker later.
+    if (auto e = prepare_access_log_file(out.access_log, out.run_as); !e.empty())
+      return flag_error("--access-log", e);
+  }
   if (!parse_size(raw.max_header_size, out.max_header_size, error))
     return flag_error("--max-header-size", error);
   if (out.max_header_size < 256 || out.max_header_size > 1024 * 1024)

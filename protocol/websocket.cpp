@@ -146,6 +146,14 @@ bool decode_frame_header(const std::uint8_t* data, std::size_t len, frame_header
 
 void frame_tracker::feed(const std::uint8_t* data, std::size_t len) {
   while (len > 0) {
+    while (code_left_ > 0 && payload_left_ > 0 && len > 0) {
+      close_code_ = static_cast<std::uint16_t>(
+          (close_code_ << 8) | (*data ^ code_mask_[2 - code_left_]));
+      --code_left_;
+      --payload_left_;
+      ++data;
+      --len;
+    }
     if (payload_left_ > 0) {
       const std::size_t skip =
           payload_left_ < len ? static_cast<std::size_t>(payload_left_) : len;
@@ -172,6 +180,11 @@ void frame_tracker::feed(const std::uint8_t* data, std::size_t len) {
       header_have_ = 0;
     }
     payload_left_ = h.payload_len;
+    if (h.op == opcode::close && !saw_close_ && h.payload_len >= 2) {
+      code_left_ = 2;
+      code_mask_[0] = h.mask[0];  // zero when unmasked
+      code_mask_[1] = h.mask[1];
+    }
     if (h.op == opcode::close) saw_close_ = true;
   }
 }

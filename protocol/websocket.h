@@ -78,12 +78,19 @@ class frame_tracker {
   std::uint64_t bytes_to_boundary() const { return payload_left_; }
   // True when a close frame has been seen in the stream (either direction's peer said goodbye).
   bool saw_close() const { return saw_close_; }
+  // The status code of the first close frame, once its two payload bytes have gone by (for
+  // the access log); 0 before that, or when that frame carried no code.
+  std::uint16_t close_code() const { return code_left_ == 0 ? close_code_ : 0; }
 
  private:
   std::uint64_t payload_left_ = 0;
   std::uint8_t header_[max_frame_header] = {};
   std::uint8_t header_have_ = 0;
   bool saw_close_ = false;
+  // The first close frame's code, gathered (and unmasked) as its payload streams by.
+  std::uint8_t code_left_ = 0;  // code bytes still to read
+  std::uint8_t code_mask_[2] = {};
+  std::uint16_t close_code_ = 0;
 };
 
 }  // namespace wslb::protocol

@@ -92,6 +92,9 @@ enum class close_cause : std::uint32_t {
   count_
 };
 inline constexpr std::size_t close_causes = static_cast<std::size_t>(close_cause::count_);
+// Their names in metrics labels and the access log, by close_cause.
+inline constexpr const char* close_cause_names[close_causes] = {
+    "client", "backend", "drain", "timeout", "error", "rebalance", "evacuate"};
 
 // Histogram bucket bounds in microseconds (upper bounds, inclusive; one more bucket for what
 // is above the last). Accept to 101 and backend connects: 0.5 ms to 10 s; whole connections:

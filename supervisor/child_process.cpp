@@ -32,7 +32,7 @@ void close_other_fds(std::initializer_list<int> keep) {
 
 void reset_signals() {
   // libuv's handlers in the master write to the master loop's pipe; the child must not run them.
-  for (int sig : {SIGCHLD, SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT, SIGPIPE}) {
+  for (int sig : {SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGTERM, SIGINT, SIGPIPE}) {
     signal(sig, SIG_DFL);
   }
   sigset_t none;

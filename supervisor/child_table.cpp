@@ -175,6 +175,12 @@ void child_table::stop_helpers() {
   for (auto& h : helpers_) h.stop(ctx_.ops);
 }
 
+std::size_t child_table::tell_workers(char message) {
+  std::size_t told = 0;
+  for (auto& g : generations_) told += g->tell_workers(ctx_, message);
+  return told;
+}
+
 std::size_t child_table::live_workers() const {
   std::size_t n = 0;
   for (const auto& g : generations_) n += g->live_workers();

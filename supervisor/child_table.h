@@ -69,6 +69,9 @@ class child_table {
   bool holds_row(std::size_t row) const;
   // Stops the helpers; the master does this once no worker is left.
   void stop_helpers();
+  // Sends `message` to every live worker of every generation (SIGUSR1: reopen the access
+  // log); returns how many.
+  std::size_t tell_workers(char message);
   std::size_t live_workers() const;
   std::size_t live_helpers() const;
 

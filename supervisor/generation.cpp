@@ -208,6 +208,19 @@ void generation::drain(generation_context& ctx, clock_reading now, bool hand_ove
   }
 }
 
+std::size_t generation::tell_workers(generation_context& ctx, char message) {
+  std::size_t told = 0;
+  for (auto& s : slots_) {
+    if (s.pid == 0 || (s.phase != slot_phase::starting && s.phase != slot_phase::running &&
+                       s.phase != slot_phase::draining)) {
+      continue;
+    }
+    ctx.ops.send(s.row, message);
+    ++told;
+  }
+  return told;
+}
+
 void generation::stop(generation_context& ctx, clock_reading now) {
   if (state_ != generation_state::gone) state_ = generation_state::draining;
   for (auto& s : slots_) {

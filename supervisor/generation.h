@@ -98,6 +98,9 @@ class generation {
   // others killed) and its rows show empty at once. -> gone.
   void roll_back(generation_context& ctx, clock_reading now);
 
+  // Sends `message` to every live worker (one that drains included); returns how many.
+  std::size_t tell_workers(generation_context& ctx, char message);
+
   bool all_ready() const;
   bool holds_row(std::size_t row) const;
   // No slot holds a process or a row any more: the object can go.

@@ -213,7 +213,7 @@ void master::start() {
     throw std::runtime_error(error);
   }
 
-  const int signums[] = {SIGCHLD, SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT};
+  const int signums[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGTERM, SIGINT};
   for (std::size_t i = 0; i < signals_.size(); ++i) {
     uv_signal_init(&loop_, &signals_[i]);
     signals_[i].data = this;
@@ -275,6 +275,7 @@ void master::on_signal(int signum) {
       if (stopping_) check_stop_progress();
       break;
     case SIGHUP: reload(nullptr); break;
+    case SIGUSR1: reopen_logs(); break;
     case SIGUSR2: restart_workers(nullptr); break;
     case SIGQUIT: begin_stop(true, nullptr); break;
     case SIGTERM:

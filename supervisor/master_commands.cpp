@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include "common/child_channel.h"
 #include "common/log.h"
 #include "common/run_options.h"
 #include "shm/table_ops.h"
@@ -59,6 +60,13 @@ void master::restart_workers(control_request_ptr request) {
   // Same configuration, nothing to prepare: the transaction has no steps.
   children_->begin_restart(children_->serving().cfg(), reload_transaction{}, "",
                            answer(request), now());
+}
+
+void master::reopen_logs() {
+  // The workers write the access log; the master only passes the word on, over the channel
+  // (a signal could reach a freshly forked worker before it blocks SIGUSR1, and kill it).
+  const std::size_t told = children_->tell_workers(child_channel::msg_reopen_logs);
+  log_line(who, "SIGUSR1: %zu workers reopen the access log", told);
 }
 
 void master::reload(control_request_ptr request) {

@@ -67,6 +67,8 @@ class master : public child_events {
   // The new master failed: it is killed, and the table rows and header it took are ours again.
   void recover_from_failed_upgrade(control_request_ptr request, const std::string& why);
   void begin_stop(bool graceful, control_request_ptr request);
+  // SIGUSR1: every live worker reopens its access log (log rotation).
+  void reopen_logs();
   // `rebalance [dry-run]` and `backend-evacuate ADDRESS MS|cancel` (shaping_commands.cpp).
   void register_shaping_commands();
   void check_stop_progress();
@@ -100,7 +102,7 @@ class master : public child_events {
   bool stopped_ = false;
   bool helpers_asked_to_stop_ = false;
   std::vector<control_request_ptr> stop_requests_;
-  std::array<uv_signal_t, 6> signals_{};
+  std::array<uv_signal_t, 7> signals_{};
   uv_timer_t housekeeping_timer_{};
   int exit_code_ = exit_code::ok;
 };

@@ -231,10 +231,8 @@ std::string render_metrics(const shm::table& t, const master_counters& master,
   w.family("wslb_closes_total", family_type::counter,
            "Connections ended, by cause: client, backend, drain, timeout, error, rebalance, "
            "evacuate.");
-  constexpr const char* causes[shm::close_causes] = {"client", "backend", "drain", "timeout",
-                                                     "error", "rebalance", "evacuate"};
   for (std::size_t c = 0; c < shm::close_causes; ++c) {
-    w.sample("wslb_closes_total", std::string("cause=\"") + causes[c] + "\"",
+    w.sample("wslb_closes_total", std::string("cause=\"") + shm::close_cause_names[c] + "\"",
              shm::sum_closes(t, c));
   }
   w.family("wslb_responses_total", family_type::counter,

@@ -4,6 +4,7 @@
 
 #include "protocol/http_response.h"
 #include "protocol/proxy_protocol.h"
+#include "worker/access_record.h"
 #include "worker/backend_connect.h"
 #include "worker/connection_limits.h"
 #include "worker/connection_stats.h"
@@ -174,6 +175,7 @@ void route_request(session* s) {
   worker_context& ctx = s->ctx();
   front_state* hs = s->hs;
   uv_timer_stop(&hs->timer);
+  note_access_request(s);
   hs->tried = 0;
   hs->last_error = 0;
   hs->preferred = no_backend_index;
@@ -260,6 +262,7 @@ void response_done(session* s) {
     end_connection(s, response_linger_ms);
     return;
   }
+  write_request_line(s);
   await_request(s);
 }
 
@@ -438,6 +441,7 @@ void tunnel_read(session* s, direction d, ssize_t nread, const char* data) {
 void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer) {
   session* s = open_session(ctx, fd);
   if (s == nullptr) return;
+  open_access_record(s, peer);
   if (!within_limits(s, peer)) return;
   if (!open_front_state(s, peer)) {
     close_session(s);
@@ -492,6 +496,7 @@ void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
 }
 
 void client_input(session* s, ssize_t nread, const char* data) {
+  if (nread > 0) note_access_in(s, static_cast<std::size_t>(nread));
   if (s->at == phase::tunnel) {
     tunnel_read(s, to_backend, nread, data);
     return;

@@ -125,6 +125,7 @@ void finish_loop(worker_context& ctx) {
   close_handle(reinterpret_cast<uv_handle_t*>(&ctx.drain_timer));
   close_waiting_room(ctx);
   stop_shedding(ctx);
+  ctx.access.stop_timer();
 }
 
 }  // namespace wslb::worker

@@ -148,6 +148,7 @@ bool describe_tunnel(worker_context& ctx, session* s, handover::tunnel_record& r
   rec.age_ms = now - s->opened_ms;
   rec.sticky_key = s->sticky_key;
   if (s->upgraded || s->sniffing) {
+    static_assert(sizeof s->watch <= handover::max_watch_bytes, "the receiver refuses a longer watch");
     rec.watch.assign(reinterpret_cast<const char*>(&s->watch), sizeof s->watch);
   }
   return true;

@@ -38,6 +38,7 @@ void on_master_readable(uv_poll_t* poll, int status, int events) {
     for (ssize_t i = 0; i < n; ++i) {
       if (buf[i] == msg_drain) begin_drain(ctx);
       if (buf[i] == msg_handover) begin_handover(ctx);
+      if (buf[i] == child_channel::msg_reopen_logs) ctx.access.reopen();
       if (buf[i] == msg_stop) {
         stop_now(ctx, "asked to stop", exit_code::ok);
         return;
@@ -55,6 +56,9 @@ void on_signal_readable(uv_poll_t* poll, int status, int) {
     switch (info.ssi_signo) {
       case SIGQUIT:
         begin_drain(ctx);
+        break;
+      case SIGUSR1:  // the master forwards it over the channel; a direct one works as well
+        ctx.access.reopen();
         break;
       case SIGTERM:
       case SIGINT:
@@ -77,6 +81,7 @@ int take_over_signals() {
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGQUIT);
+  sigaddset(&mask, SIGUSR1);
   if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return -1;
   return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }

@@ -9,7 +9,7 @@
 
 namespace wslb::worker {
 
-// Blocks SIGTERM, SIGINT and SIGQUIT (they are read from a signalfd instead), ignores SIGPIPE
+// Blocks SIGTERM, SIGINT, SIGQUIT and SIGUSR1 (they are read from a signalfd instead), ignores SIGPIPE
 // (a write to a reset peer is an error code, not a death), and ignores SIGHUP and SIGUSR2,
 // which are meant for the master. Returns the signalfd, or -1 with errno set.
 int take_over_signals();
@@ -17,6 +17,7 @@ int take_over_signals();
 // Starts watching master_fd and signal_fd. Returns a libuv error code, 0 on success.
 //   msg_drain, SIGQUIT          -> begin_drain
 //   msg_stop, SIGTERM, SIGINT   -> stop_now (exit 0)
+//   msg_reopen_logs, SIGUSR1    -> the access log is opened again (log rotation)
 //   EOF or error on master_fd   -> stop_now (the master is gone)
 int watch_master_and_signals(worker_context& ctx);
 

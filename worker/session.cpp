@@ -10,6 +10,7 @@
 #include <new>
 
 #include "common/log.h"
+#include "worker/access_record.h"
 #include "worker/connection_limits.h"
 #include "worker/connection_stats.h"
 #include "worker/front_state.h"
@@ -166,6 +167,7 @@ std::size_t advance_to_boundary(protocol::frame_tracker& t, const std::uint8_t* 
 void relay_bytes(session* s, direction d, const char* data, std::size_t len) {
   // Write straight through first; queue at most one remainder per direction.
   if (len == 0) return;
+  if (d == to_client) note_access_out(s, len);
   uv_stream_t* dest = s->stream(d, false);
   std::size_t written = 0;
   if (s->pending[d] == nullptr) {
@@ -429,6 +431,7 @@ void close_session(session* s) {
   s->dead = true;
   worker_context& ctx = s->ctx();
   record_end(s);
+  close_access_record(s);
   unlink_session(ctx, s);
   uncount_backend(s);
   if (s->hs != nullptr) release_front_state(s);
@@ -466,6 +469,7 @@ void close_session_gracefully(session* s) {
 }
 
 bool queue_control_write(session* s, direction d, const void* data, std::size_t len) {
+  if (d == to_client) note_access_out(s, len);
   return queue_write(s, s->stream(d, false), d, true, data, len) != nullptr;
 }
 

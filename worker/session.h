@@ -29,6 +29,7 @@
 namespace wslb::worker {
 
 struct front_state;
+struct access_record;
 
 // Where a connection is in its life. One phase at a time; the per-direction details of the
 // relay (FIN seen, shut down, paused) stay in the small masks below.
@@ -76,6 +77,7 @@ struct session {
   session* prev = nullptr;
   session* next = nullptr;
   front_state* hs = nullptr;  // from accept until the tunnel starts (HTTP, connect); else null
+  access_record* access = nullptr;  // with --access-log: what its next line says
   write_chunk* pending[2] = {nullptr, nullptr};  // by direction: at most one queued remainder
   stream_watch watch;
   std::uint32_t last_active_ms = 0;  // loop time (truncated) of the last read: idle timeout

@@ -13,6 +13,7 @@
 
 #include "common/config.h"
 #include "shm/layout.h"
+#include "worker/access_log.h"
 #include "worker/affinity_cookie.h"
 #include "worker/backend_picker.h"
 #include "worker/connect_queue.h"
@@ -102,6 +103,7 @@ struct worker_context {
 
   backend_picker picker;
   affinity_cookie affinity;  // --sticky-cookie (off when not configured)
+  access_log access;         // --access-log (off when not configured)
   // Backend addresses ("127.0.0.1:9001") for log lines, by configured index.
   std::vector<std::string> backend_names;
   // Bytes relayed since the last flush, by configured index: the hot path adds here and the

@@ -122,6 +122,13 @@ int run_worker(const launch& how) {
     return exit_code::fatal_config;
   }
   ctx->loop.data = ctx.get();
+  if (!ctx->cfg.access_log.empty()) {
+    std::string error;
+    if (!ctx->access.open(&ctx->loop, ctx->cfg.access_log, ctx->who, error)) {
+      log_line(who, "cannot start: %s", error.c_str());
+      return exit_code::fatal_config;
+    }
+  }
   uv_timer_init(&ctx->loop, &ctx->accept_timer);
   uv_timer_init(&ctx->loop, &ctx->housekeeping);
   uv_timer_init(&ctx->loop, &ctx->drain_timer);
@@ -151,6 +158,7 @@ int run_worker(const launch& how) {
 
   uv_run(&ctx->loop, UV_RUN_DEFAULT);
   flush_byte_counters(*ctx);
+  ctx->access.finish();
   const int code = ctx->exit_code;
   if (uv_loop_close(&ctx->loop) != 0) {
     // Something is still open (it cannot be, but the process is ending anyway): do not free

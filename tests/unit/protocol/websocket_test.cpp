@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "protocol/websocket.h"
@@ -182,4 +183,60 @@ TEST_CASE("websocket.frame_tracker_byte_by_byte") {
   CHECK(u.bytes_to_boundary() == 0);
   u.feed(stream.data() + 12, 7);  // completes the 10-byte header
   CHECK(u.bytes_to_boundary() == 65536);
+}
+
+namespace {
+
+// A text frame, then a close frame with `code` and a reason, as a client (masked) or a
+// server (unmasked) sends them.
+std::vector<std::uint8_t> text_then_close(std::uint16_t code, bool masked) {
+  std::vector<std::uint8_t> out;
+  const std::uint8_t mask[4] = {0xA1, 0xB2, 0xC3, 0xD4};
+  const std::uint8_t text[] = {'h', 'i'};
+  const std::uint8_t close[] = {static_cast<std::uint8_t>(code >> 8),
+                                static_cast<std::uint8_t>(code & 0xFF), 'b', 'y', 'e'};
+  for (const auto& [op, payload, len] :
+       {std::tuple{opcode::text, text, sizeof text}, std::tuple{opcode::close, close, sizeof close}}) {
+    std::uint8_t header[max_frame_header];
+    const std::size_t n = write_frame_header(header, op, len, masked ? mask : nullptr);
+    out.insert(out.end(), header, header + n);
+    for (std::size_t i = 0; i < len; ++i) {
+      out.push_back(static_cast<std::uint8_t>(payload[i] ^ (masked ? mask[i % 4] : 0)));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("websocket.tracker_reads_the_close_code_at_any_split") {
+  for (const bool masked : {true, false}) {
+    const std::vector<std::uint8_t> stream = text_then_close(4321, masked);
+    for (std::size_t step = 1; step <= stream.size(); ++step) {
+      frame_tracker t;
+      for (std::size_t at = 0; at < stream.size(); at += step) {
+        t.feed(stream.data() + at, std::min(step, stream.size() - at));
+        if (at + step < stream.size() - 3) CHECK(t.close_code() == 0);
+      }
+      CHECK(t.saw_close());
+      CHECK(t.at_boundary());
+      CHECK(t.close_code() == 4321);
+    }
+  }
+}
+
+TEST_CASE("websocket.tracker_keeps_the_first_close_code") {
+  std::vector<std::uint8_t> stream = text_then_close(1000, true);
+  const std::vector<std::uint8_t> second = text_then_close(1011, true);
+  stream.insert(stream.end(), second.begin(), second.end());
+  frame_tracker t;
+  t.feed(stream.data(), stream.size());
+  CHECK(t.close_code() == 1000);
+  // A close frame without a payload has no code.
+  frame_tracker bare;
+  std::uint8_t header[max_frame_header];
+  const std::size_t n = write_frame_header(header, opcode::close, 0, nullptr);
+  bare.feed(header, n);
+  CHECK(bare.saw_close());
+  CHECK(bare.close_code() == 0);
 }

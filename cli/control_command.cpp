@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/subcommand.h"
 #include "common/exit_codes.h"
+#include "common/parse.h"
 #include "supervisor/instance_files.h"
 
 namespace wslb::cli {
@@ -84,14 +85,19 @@ int control_command(const std::string& verb, const args& a) {
   bool graceful = false;
   bool json = false;
   std::vector<std::string> words;  // backend: the action and its operands
+  std::string drain;               // backend remove --drain DURATION
   app.add_option("--name", name, "Instance name")->capture_default_str();
   std::string binary;
   if (verb == "stop") app.add_flag("--graceful", graceful, "Close the listener and drain first");
   if (verb == "backend") {
     app.add_option("action", words,
-                   "list | drain HOST:PORT | ready HOST:PORT | maint HOST:PORT | "
+                   "list | add HOST:PORT[,weight=N][,maxconn=N][,slowstart=D] | "
+                   "remove HOST:PORT | drain HOST:PORT | ready HOST:PORT | maint HOST:PORT | "
                    "weight HOST:PORT N | reset")
         ->required();
+    app.add_option("--drain", drain,
+                   "remove: close its connections evenly over this long (like 30s) instead of "
+                   "waiting for them to close");
     app.add_flag("--json", json, "Answer in JSON");
   }
   if (verb == "upgrade") {
@@ -102,6 +108,18 @@ int control_command(const std::string& verb, const args& a) {
   if (verb == "backend") {
     std::string line = "backend";
     for (const auto& w : words) line += " " + w;
+    if (!drain.empty()) {
+      std::uint32_t drain_ms = 0;
+      std::string error;
+      if (words[0] != "remove") error = "goes with 'remove' only";
+      else if (!parse_duration_ms(drain, drain_ms, error)) {}
+      else if (drain_ms == 0 || drain_ms > 86'400'000) error = "'" + drain + "' is not 1ms to 24h";
+      if (!error.empty()) {
+        std::fprintf(stderr, "wslb backend: --drain: %s\n", error.c_str());
+        return exit_code::usage;
+      }
+      line += " drain=" + std::to_string(drain_ms);
+    }
     return send_command(name, json ? line + " --json" : line);
   }
   if (verb == "upgrade" && !binary.empty()) {

@@ -15,6 +15,7 @@ constexpr const char* usage =
     "  wslb status [--name NAME] [--json]\n"
     "  wslb restart-workers [--name NAME]\n"
     "  wslb backend list|drain|ready|maint|weight|reset [HOST:PORT [N]] [--name NAME] [--json]\n"
+    "  wslb backend add HOST:PORT[,weight=N] | remove HOST:PORT [--drain DURATION] [--name NAME] [--json]\n"
     "  wslb reload [--name NAME]\n"
     "  wslb upgrade [--name NAME] [--binary PATH]\n"
     "  wslb stop [--name NAME] [--graceful]\n"

@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 10;
+inline constexpr std::uint32_t layout_version = 11;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -290,6 +290,9 @@ struct alignas(64) table_header {
   std::atomic<std::uint32_t> current_generation;
   std::atomic<std::uint32_t> slot_high_water;   // rows [0, slot_high_water) may be in use
   std::atomic<std::uint32_t> backend_high_water;// rows [0, backend_high_water) may be in use
+  // Bumped by the master (release) after it has made a backend row active, removed or freed it:
+  // a worker that sees it move looks at the rows again (worker/backend_set.h).
+  std::atomic<std::uint32_t> backend_epoch;
   std::atomic<std::uint64_t> round_robin_next;  // shared rotation for round-robin and ties
   std::atomic<std::uint32_t> stopping;          // 1 once a stop has begun
   std::atomic<std::uint32_t> listening;         // 1 while the listener is open

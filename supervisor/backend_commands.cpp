@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 #include <vector>
 
@@ -23,7 +24,12 @@ namespace {
 constexpr auto relaxed = std::memory_order_relaxed;
 
 constexpr const char* backend_usage =
-    "backend list | drain|ready|maint HOST:PORT | weight HOST:PORT N | reset  [--json]";
+    "backend list | add HOST:PORT[,weight=N] | remove HOST:PORT [drain=MS] | "
+    "drain|ready|maint HOST:PORT | weight HOST:PORT N | reset  [--json]";
+
+// The backends of a generation that is starting are the reload's: runtime changes wait.
+constexpr const char* reload_in_progress =
+    "a reload is in progress; try again once it has finished";
 
 std::vector<std::string> words_of(const std::string& text) {
   std::istringstream in(text);
@@ -32,15 +38,48 @@ std::vector<std::string> words_of(const std::string& text) {
   return out;
 }
 
-// One backend as `backend list` and the JSON answers show it.
+// Rows a runtime removal or a reload took out that still drain connections: `backend list`
+// shows them after the configured ones.
+std::vector<std::size_t> draining_rows(const shm::table& t) {
+  std::vector<std::size_t> rows;
+  for (std::size_t i = 0; i < shm::backend_rows_in_use(t); ++i) {
+    if (t.backends[i].state.load(relaxed) == shm::backend_state::removed) rows.push_back(i);
+  }
+  return rows;
+}
+
+std::string draining_json(const shm::table& t, std::size_t row) {
+  const shm::backend_row& r = t.backends[row];
+  return "{\"address\":" + json_string(std::string(shm::address_of(r))) +
+         ",\"state\":\"removed\",\"active\":" + std::to_string(shm::sum_active(t, row)) + "}";
+}
+
+std::string draining_text(const shm::table& t, std::size_t row) {
+  const shm::backend_row& r = t.backends[row];
+  char line[160];
+  std::snprintf(line, sizeof line, "%-28s removed, draining        active %llu",
+                std::string(shm::address_of(r)).c_str(),
+                static_cast<unsigned long long>(shm::sum_active(t, row)));
+  return line;
+}
+
+}  // namespace
+
 std::string backend_json(const shm::table& t, const backend_config& b) {
   const shm::backend_row& row = t.backends[b.row];
-  return "{\"address\":" + json_string(b.where.to_string()) + ",\"admin_state\":\"" +
+  return "{\"address\":" + json_string(b.where.to_string()) + ",\"state\":\"active\"" +
+         ",\"admin_state\":\"" +
          to_string(row.admin.load(relaxed)) + "\",\"health\":\"" +
          (row.healthy.load(relaxed) ? "up" : "down") +
          "\",\"weight\":" + std::to_string(row.weight.load(relaxed)) +
          ",\"configured_weight\":" + std::to_string(b.weight) +
          ",\"active\":" + std::to_string(shm::sum_active(t, b.row)) + "}";
+}
+
+std::string no_such_backend(const config& serving, const std::string& address) {
+  std::string known;
+  for (const auto& b : serving.backends) known += (known.empty() ? "" : ", ") + b.where.to_string();
+  return "no backend '" + address + "' (configured: " + known + ")";
 }
 
 std::string backend_text(const shm::table& t, const backend_config& b) {
@@ -56,15 +95,11 @@ std::string backend_text(const shm::table& t, const backend_config& b) {
   return line;
 }
 
-}  // namespace
-
 std::string master::state_file_path() const {
   return cfg_->state_file.empty() ? runtime_dir() + "/" + cfg_->name + ".state" : cfg_->state_file;
 }
 
-void master::open_journal() {
-  const std::string problem = journal_.open(state_file_path());
-  if (!problem.empty()) log_line(who, "%s", problem.c_str());
+void master::apply_journal() {
   for (const std::string& d : journal_.apply(table_->get(), *cfg_)) {
     log_line(who, "runtime override of backend %s dropped", d.c_str());
   }
@@ -90,20 +125,43 @@ void master::backend_command(const std::string& arguments, control_request_ptr r
   const std::string& verb = words[0];
 
   if (verb == "list" && words.size() == 1) {
+    const std::vector<std::size_t> draining = draining_rows(t);
     if (json) {
       std::string out = "[";
       for (const auto& b : serving.backends) {
         out += (out.size() > 1 ? "," : "") + backend_json(t, b);
       }
+      for (std::size_t row : draining) out += (out.size() > 1 ? "," : "") + draining_json(t, row);
       return request->finish(true, out + "]");
     }
     for (const auto& b : serving.backends) request->send(backend_text(t, b) + "\n");
-    return request->finish(true, std::to_string(serving.backends.size()) + " backends");
+    for (std::size_t row : draining) request->send(draining_text(t, row) + "\n");
+    return request->finish(true, std::to_string(serving.backends.size()) + " backends" +
+                                     (draining.empty() ? std::string()
+                                                       : ", " + std::to_string(draining.size()) +
+                                                             " removed still draining"));
+  }
+  const bool changes_set = verb == "add" || verb == "remove";
+  if (changes_set && children_->restart_pending()) return refuse(reload_in_progress);
+  if (verb == "add" && words.size() == 2) return add_backend(words[1], json, request);
+  if (verb == "remove" && (words.size() == 2 || words.size() == 3)) {
+    std::uint32_t drain_ms = 0;
+    if (words.size() == 3) {
+      const std::string& w = words[2];
+      auto [end, ec] = std::from_chars(w.data() + std::min<std::size_t>(w.size(), 6),
+                                       w.data() + w.size(), drain_ms);
+      if (w.rfind("drain=", 0) != 0 || ec != std::errc() || end != w.data() + w.size() ||
+          drain_ms == 0) {
+        return refuse("remove takes HOST:PORT and optionally drain=MILLISECONDS, not '" + w + "'");
+      }
+    }
+    return remove_backend(words[1], drain_ms, json, request);
   }
   if (verb == "reset" && words.size() == 1) {
-    const std::size_t count = journal_.overrides().size();
+    if (children_->restart_pending()) return refuse(reload_in_progress);
+    const std::size_t count = journal_.overrides().size() + undo_runtime_backends();
     const std::string saved = journal_.clear();
-    journal_.apply(t, serving);
+    journal_.apply(t, *children_->serving().cfg());
     log_line(who, "backend reset: %zu runtime overrides cleared", count);
     operations_.note("admin", "backend reset: " + std::to_string(count) + " overrides cleared");
     if (!saved.empty()) log_line(who, "%s", saved.c_str());
@@ -119,11 +177,7 @@ void master::backend_command(const std::string& arguments, control_request_ptr r
   for (const auto& b : serving.backends) {
     if (b.where.to_string() == words[1]) target = &b;
   }
-  if (target == nullptr) {
-    std::string known;
-    for (const auto& b : serving.backends) known += (known.empty() ? "" : ", ") + b.where.to_string();
-    return refuse("no backend '" + words[1] + "' (configured: " + known + ")");
-  }
+  if (target == nullptr) return refuse(no_such_backend(serving, words[1]));
   const auto found = journal_.overrides().find(words[1]);
   backend_override o = found != journal_.overrides().end() ? found->second : backend_override{};
   o.line = config_line(*target);

@@ -80,8 +80,10 @@ bool parse_admin_state(const std::string& word, shm::admin_state& out) {
   return false;
 }
 
-std::string render_overrides(const override_map& overrides) {
-  std::string out = "# wslb state file: runtime backend overrides (wslb backend ...)\n";
+std::string render_state_file(const override_map& overrides,
+                              const runtime_backend_map& runtime) {
+  std::string out = "# wslb state file: runtime backend changes (wslb backend ...)\n";
+  out += render_runtime_backends(runtime);
   for (const auto& [address, o] : overrides) {
     out += "backend\t" + address + "\t" + o.line + "\t" + to_string(o.state) + "\t" +
            std::to_string(o.weight) + "\n";
@@ -89,8 +91,19 @@ std::string render_overrides(const override_map& overrides) {
   return out;
 }
 
+std::string render_overrides(const override_map& overrides) {
+  return render_state_file(overrides, {});
+}
+
 std::string parse_overrides(const std::string& text, override_map& out) {
+  runtime_backend_map unused;
+  return parse_state_file(text, out, unused);
+}
+
+std::string parse_state_file(const std::string& text, override_map& out,
+                             runtime_backend_map& runtime_out) {
   override_map parsed;
+  runtime_backend_map runtime;
   std::istringstream in(text);
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
@@ -99,6 +112,10 @@ std::string parse_overrides(const std::string& text, override_map& out) {
     const auto bad = [&](const std::string& why) {
       return "line " + std::to_string(number) + ": " + why;
     };
+    if (f[0] == "added" || f[0] == "removed") {
+      if (const std::string why = parse_runtime_backend(f, runtime); !why.empty()) return bad(why);
+      continue;
+    }
     if (f.size() != 5 || f[0] != "backend") {
       return bad("expected 'backend', address, line, state, weight separated by tabs");
     }
@@ -115,6 +132,7 @@ std::string parse_overrides(const std::string& text, override_map& out) {
     parsed[f[1]] = o;
   }
   out = std::move(parsed);
+  runtime_out = std::move(runtime);
   return {};
 }
 
@@ -138,11 +156,12 @@ std::vector<std::string> dropped_overrides(const override_map& overrides, const 
 std::string override_journal::open(std::string path) {
   path_ = std::move(path);
   overrides_.clear();
+  runtime_.clear();
   std::ifstream file(path_);
   if (!file) return {};
   std::stringstream text;
   text << file.rdbuf();
-  const std::string why = parse_overrides(text.str(), overrides_);
+  const std::string why = parse_state_file(text.str(), overrides_, runtime_);
   if (why.empty()) return {};
   const std::string aside = path_ + ".bad";
   rename(path_.c_str(), aside.c_str());
@@ -179,9 +198,25 @@ std::string override_journal::clear() {
   return save();
 }
 
+std::string override_journal::set_runtime(const std::string& address,
+                                          const runtime_backend* record) {
+  if (record == nullptr) {
+    runtime_.erase(address);
+  } else {
+    runtime_[address] = *record;
+  }
+  return save();
+}
+
+std::string override_journal::forget_runtime(const std::vector<std::string>& dropped) {
+  if (dropped.empty()) return {};
+  for (const std::string& d : dropped) runtime_.erase(d.substr(0, d.find(' ')));
+  return save();
+}
+
 std::string override_journal::save() const {
   if (path_.empty()) return {};
-  return write_atomically(path_, render_overrides(overrides_));
+  return write_atomically(path_, render_state_file(overrides_, runtime_));
 }
 
 }  // namespace wslb::supervisor

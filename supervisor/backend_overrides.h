@@ -13,6 +13,7 @@
 
 #include "common/config.h"
 #include "shm/layout.h"
+#include "supervisor/runtime_backends.h"
 
 namespace wslb::supervisor {
 
@@ -33,10 +34,14 @@ std::string config_line(const backend_config& b);
 // "ready", "drain", "maint"; false for anything else.
 bool parse_admin_state(const std::string& word, shm::admin_state& out);
 
-// The journal's text: one line per override, "backend\tHOST:PORT\tLINE\tSTATE\tWEIGHT".
+// The journal's text: one line per override, "backend\tHOST:PORT\tLINE\tSTATE\tWEIGHT", and
+// one per backend added or removed at run time (runtime_backends.h).
+std::string render_state_file(const override_map& overrides, const runtime_backend_map& runtime);
 std::string render_overrides(const override_map& overrides);
-// Parses a journal's text. Returns "" or what is wrong (the line number and why); `out` is
+// Parses a journal's text. Returns "" or what is wrong (the line number and why); the maps are
 // filled only when the whole text is good.
+std::string parse_state_file(const std::string& text, override_map& overrides,
+                             runtime_backend_map& runtime);
 std::string parse_overrides(const std::string& text, override_map& out);
 
 // Splits `overrides` against configuration `cfg`: those whose backend is configured with the
@@ -61,10 +66,19 @@ class override_journal {
   // Forgets every override and saves.
   std::string clear();
 
+  // Backends added or removed at run time (runtime_backends.h).
+  const runtime_backend_map& runtime_backends() const { return runtime_; }
+  // Records that backend `address` was added or removed (replacing its previous record), or
+  // with null forgets its record, and saves. Returns "" or why it could not be saved.
+  std::string set_runtime(const std::string& address, const runtime_backend* record);
+  // Forgets the records that `dropped` names ("HOST:PORT (why)") and saves if there were any.
+  std::string forget_runtime(const std::vector<std::string>& dropped);
+
  private:
   std::string save() const;
   std::string path_;
   override_map overrides_;
+  runtime_backend_map runtime_;
 };
 
 }  // namespace wslb::supervisor

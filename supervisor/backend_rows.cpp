@@ -54,6 +54,11 @@ void write_sockaddr(shm::backend_row& row, const endpoint& where) {
   row.sockaddr_len.store(where.addr_len, relaxed);
 }
 
+// Workers that follow the table at run time (worker/backend_set.h) look at the rows again.
+void announce_rows_changed(shm::table& t) {
+  t.header.backend_epoch.fetch_add(1, std::memory_order_release);
+}
+
 void raise_high_water(shm::table& t, std::size_t row) {
   if (row + 1 > t.header.backend_high_water.load()) {
     t.header.backend_high_water = static_cast<std::uint32_t>(row + 1);
@@ -125,6 +130,11 @@ std::string backend_rows_change::prepare(shm::table& t, config& next) {
 
 void backend_rows_change::commit(shm::table& t, const config& next) {
   std::array<bool, shm::max_backends> kept{};
+  for (std::size_t row : revived_) {
+    // A backend that comes back is no longer being emptied (`backend remove --drain`).
+    t.backends[row].evacuate_end_ms.store(0, relaxed);
+    t.backends[row].evacuate_start_ms.store(0, relaxed);
+  }
   for (const auto& b : next.backends) {
     auto& r = t.backends[b.row];
     if (!same_sockaddr(r, b.where)) {
@@ -149,6 +159,7 @@ void backend_rows_change::commit(shm::table& t, const config& next) {
     }
   }
   staged_.clear();
+  announce_rows_changed(t);
 }
 
 void backend_rows_change::roll_back(shm::table& t) {
@@ -178,13 +189,16 @@ bool apply_backends(shm::table& t, config& cfg, std::string& error) {
 }
 
 void release_drained_backends(shm::table& t) {
+  bool released = false;
   for (std::size_t i = 0; i < t.header.backend_high_water.load(); ++i) {
     auto& r = t.backends[i];
     if (r.state.load() == shm::backend_state::removed && shm::sum_active(t, i) == 0) {
       r.state.store(shm::backend_state::empty, std::memory_order_release);
       r.config_epoch.fetch_add(1, relaxed);
+      released = true;
     }
   }
+  if (released) announce_rows_changed(t);
 }
 
 void apply_check_settings(shm::table& t, const check_config& check) {

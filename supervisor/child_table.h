@@ -76,6 +76,9 @@ class child_table {
   std::size_t live_helpers() const;
 
   const generation& serving() const { return *serving_; }
+  // A runtime change of the serving generation's backends (see generation::amend). The master
+  // refuses one while a restart is pending.
+  void amend_serving(std::shared_ptr<const config> cfg) { serving_->amend(std::move(cfg)); }
 
  private:
   struct pending_restart {

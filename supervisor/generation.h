@@ -88,6 +88,10 @@ class generation {
 
   // pending -> serving.
   void serve();
+  // The serving generation's backends changed at run time (`wslb backend add|remove`): `cfg`
+  // replaces its snapshot, so a respawned worker starts with it; running workers follow the
+  // table (worker/backend_set.h). Only the backends may differ from the snapshot it replaces.
+  void amend(std::shared_ptr<const config> cfg) { cfg_ = std::move(cfg); }
   // Every live worker stops accepting and drains (until cfg.drain_timeout, then is killed);
   // slots without a process are released. With `hand_over` the workers first pass their
   // established tunnels to the serving generation (msg_handover). -> draining.

@@ -155,6 +155,7 @@ void master::take_lock_and_table() {
   write_binary_identity();
   t.header.listening = 1;
   config with_rows = cfg;
+  read_journal(with_rows);  // backends added or removed at run time before this start
   std::string error;
   if (!apply_backends(t, with_rows, error)) throw std::runtime_error(error);
   cfg_ = std::make_shared<const config>(std::move(with_rows));
@@ -200,7 +201,7 @@ void master::start_children() {
 void master::start() {
   open_sockets_and_drop_privileges();
   take_lock_and_table();
-  open_journal();
+  apply_journal();
   register_commands();
   control_.start(&loop_, control_socket_path(cfg_->name),
                  [this](const std::string& line, control_request_ptr r) {

@@ -91,12 +91,16 @@ void master::reload(control_request_ptr request) {
     return fail("--cluster, --node-id and --cluster-interval cannot change on reload (the "
                 "cluster agent keeps them for the instance's life); stop and run again");
   }
-  reload_transaction tx = reload_steps(table_->get(), journal_);
+  std::vector<std::string> runtime_dropped;
+  reload_transaction tx = reload_steps(table_->get(), journal_, &runtime_dropped);
   if (const std::string why = tx.prepare(next); !why.empty()) return fail(why);
   const std::string changes = backend_changes(*children_->serving().cfg(), next);
   std::string summary =
       "configuration reloaded" + (changes.empty() ? std::string() : " (backends:" + changes + ")");
   // An edited configuration line wins over the operator's runtime change: say which lost.
+  for (const std::string& dropped : runtime_dropped) {
+    summary += "; runtime change dropped: " + dropped;
+  }
   for (const std::string& dropped : dropped_overrides(journal_.overrides(), next)) {
     summary += "; runtime override dropped: " + dropped;
   }

@@ -29,6 +29,12 @@ namespace wslb::supervisor {
 
 inline constexpr const char* who = "master";
 
+// One backend as `backend list` and the answers of `backend ...` show it (backend_commands.cpp).
+std::string backend_json(const shm::table& t, const backend_config& b);
+std::string backend_text(const shm::table& t, const backend_config& b);
+// "no backend 'ADDRESS' (configured: ...)", the answer to a command naming an unknown backend.
+std::string no_such_backend(const config& serving, const std::string& address);
+
 class master : public child_events {
  public:
   master(const config& cfg, std::vector<std::string> run_args, process_ops_factory make_ops)
@@ -57,8 +63,24 @@ class master : public child_events {
   void register_commands();
   // `wslb backend ...` (backend_commands.cpp) and the state journal behind it.
   void backend_command(const std::string& arguments, control_request_ptr request);
-  void open_journal();
+  // At start-up, before the rows are given: reads the state file, and the backends added or
+  // removed at run time join `cfg` (backend_set_commands.cpp).
+  void read_journal(config& cfg);
+  // Once the rows are given: the overrides apply.
+  void apply_journal();
   std::string state_file_path() const;
+  // `backend add SPEC` and `backend remove ADDRESS [drain=MS]` (backend_set_commands.cpp):
+  // the serving generation's backends change without a new generation.
+  void add_backend(const std::string& spec, bool json, control_request_ptr request);
+  void remove_backend(const std::string& address, std::uint32_t drain_ms, bool json,
+                      control_request_ptr request);
+  // `backend reset`: backends added at run time go (their connections drain), removed ones
+  // come back. Returns how many records it undid.
+  std::size_t undo_runtime_backends();
+  // Makes `next` (the serving configuration with other backends) the serving generation's:
+  // rows staged and committed at once, as a reload does, then the overrides. Returns "" or why
+  // not (no free row), having changed nothing then.
+  std::string change_serving_backends(config next);
   void restart_workers(control_request_ptr request);
   void reload(control_request_ptr request);
   void upgrade(const std::string& binary, control_request_ptr request);

@@ -1,8 +1,11 @@
-// The steps of a reload that change the table (see reload_transaction.h): the backend rows, the
-// health-check settings and the operator's runtime overrides. Master only.
+// The steps of a reload that change the table (see reload_transaction.h): the backends added or
+// removed at run time, the backend rows, the health-check settings and the operator's runtime
+// overrides. Master only.
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "shm/layout.h"
 #include "supervisor/backend_overrides.h"
@@ -10,6 +13,27 @@
 #include "supervisor/reload_transaction.h"
 
 namespace wslb::supervisor {
+
+// The backends the operator added or removed at run time join the configuration read from the
+// file (runtime_backends.h), before the rows are given; the records that no longer apply are
+// copied to `*report` on prepare (for the reload's answer; may be null) and forgotten on commit.
+class runtime_backends_step : public reload_step {
+ public:
+  runtime_backends_step(override_journal& journal, std::vector<std::string>* report)
+      : journal_(journal), report_(report) {}
+  std::string prepare(config& next) override {
+    dropped_ = merge_runtime_backends(journal_.runtime_backends(), next);
+    if (report_ != nullptr) *report_ = dropped_;
+    return {};
+  }
+  void commit(const config&) override { journal_.forget_runtime(dropped_); }
+  void roll_back() override {}
+
+ private:
+  override_journal& journal_;
+  std::vector<std::string>* report_;
+  std::vector<std::string> dropped_;
+};
 
 // Gives every backend of the new configuration its row: new ones staged aside on prepare,
 // all of them the table's truth on commit, staged ones freed on roll-back.
@@ -51,12 +75,16 @@ class overrides_step : public reload_step {
   shm::table& table_;
 };
 
-// A reload's steps, in the order they are prepared: backend rows, check settings, overrides.
-// A later preparation (certificates to load) is one more step added here; if its prepare()
-// fails, the reload is refused and the earlier steps undone. The master's reload and the unit
-// tests build their transaction here, so both run the same steps.
-inline reload_transaction reload_steps(shm::table& t, override_journal& journal) {
+// A reload's steps, in the order they are prepared: runtime backends, backend rows, check
+// settings, overrides. A later preparation (certificates to load) is one more step added here;
+// if its prepare() fails, the reload is refused and the earlier steps undone. The master's
+// reload and the unit tests build their transaction here, so both run the same steps.
+// On prepare, `*runtime_dropped` (if not null) receives the runtime additions and removals
+// the new configuration drops.
+inline reload_transaction reload_steps(shm::table& t, override_journal& journal,
+                                       std::vector<std::string>* runtime_dropped = nullptr) {
   reload_transaction tx;
+  tx.add(std::make_unique<runtime_backends_step>(journal, runtime_dropped));
   tx.add(std::make_unique<backend_rows_step>(t));
   tx.add(std::make_unique<check_settings_step>(t));
   tx.add(std::make_unique<overrides_step>(journal, t));

@@ -28,11 +28,13 @@ std::string affinity_id(std::string_view name, std::string_view host_port) {
 }
 
 affinity_cookie::affinity_cookie(const sticky_cookie_config& cfg,
-                                 const std::vector<backend_config>& backends)
+                                 const std::vector<backend_config>& backends,
+                                 std::uint64_t retired)
     : name_(cfg.name) {
   if (!enabled()) return;
-  for (const backend_config& b : backends) {
-    ids_.push_back(affinity_id(name_, b.where.to_string()));
+  for (std::size_t i = 0; i < backends.size(); ++i) {
+    const bool gone = (retired >> i) & 1u;
+    ids_.push_back(gone ? std::string() : affinity_id(name_, backends[i].where.to_string()));
     std::string line = "Set-Cookie: " + name_ + "=" + ids_.back() + "; Path=/; HttpOnly; SameSite=Lax";
     if (cfg.max_age_s != 0) line += "; Max-Age=" + std::to_string(cfg.max_age_s);
     lines_.push_back(line + "\r\n");
@@ -41,7 +43,7 @@ affinity_cookie::affinity_cookie(const sticky_cookie_config& cfg,
 
 int affinity_cookie::backend_of(std::string_view value) const {
   for (std::size_t i = 0; i < ids_.size(); ++i) {
-    if (ids_[i] == value) return static_cast<int>(i);
+    if (!ids_[i].empty() && ids_[i] == value) return static_cast<int>(i);
   }
   return -1;
 }

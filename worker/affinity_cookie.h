@@ -24,8 +24,10 @@ std::string affinity_id(std::string_view name, std::string_view host_port);
 class affinity_cookie {
  public:
   // Off when cfg.name is empty. One id and one Set-Cookie line per configured backend, made
-  // once when the worker starts.
-  affinity_cookie(const sticky_cookie_config& cfg, const std::vector<backend_config>& backends);
+  // when the worker starts and again when its backends change at run time; a backend in
+  // `retired` (bit i = index i, see worker/backend_set.h) gets no id, so no cookie names it.
+  affinity_cookie(const sticky_cookie_config& cfg, const std::vector<backend_config>& backends,
+                  std::uint64_t retired = 0);
 
   bool enabled() const { return !name_.empty(); }
   const std::string& name() const { return name_; }

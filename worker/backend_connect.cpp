@@ -156,6 +156,7 @@ struct admission {
 
 admission admit(session* s) {
   worker_context& ctx = s->ctx();
+  follow_backend_set(ctx);  // a backend added at run time is picked from the next connection on
   front_state* hs = s->hs;
   admission out;
   tried_set excluded = hs->tried;

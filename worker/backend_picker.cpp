@@ -28,11 +28,19 @@ std::uint64_t scatter_step(std::uint64_t w) {
 
 backend_picker::backend_picker(const std::vector<backend_config>& backends, balance_mode mode)
     : mode_(mode) {
+  set_backends(backends, 0);
+}
+
+void backend_picker::set_backends(const std::vector<backend_config>& backends,
+                                  tried_set retired) {
+  backends_.clear();
   backends_.reserve(backends.size());
-  for (const backend_config& b : backends) {
-    backends_.push_back(
-        entry{b.row, b.weight == 0 ? 1u : b.weight, b.slowstart_ms, b.where.to_string()});
+  for (std::size_t i = 0; i < backends.size(); ++i) {
+    const backend_config& b = backends[i];
+    backends_.push_back(entry{b.row, b.weight == 0 ? 1u : b.weight, b.slowstart_ms,
+                              b.where.to_string(), in_set(retired, i)});
   }
+  ring_built_ = false;
 }
 
 bool takes_new_connections(const shm::backend_row& row) {
@@ -50,7 +58,7 @@ std::uint32_t ring_weight(const shm::backend_row& row, std::uint32_t configured)
 }
 
 bool backend_picker::eligible(const shm::table& t, std::size_t index) const {
-  return takes_new_connections(t.backends[backends_[index].row]);
+  return !backends_[index].retired && takes_new_connections(t.backends[backends_[index].row]);
 }
 
 std::uint64_t backend_picker::weight_now(const shm::table& t, std::size_t i) const {
@@ -166,6 +174,7 @@ std::size_t backend_picker::pick_sticky(const shm::table& t, tried_set tried, st
     // the keys of the backend that changed.
     ring_scratch_.clear();
     for (std::size_t i = 0; i < backends_.size(); ++i) {
+      if (backends_[i].retired) continue;  // its row may be another entry's now
       ring_scratch_.push_back(
           ring_member{backends_[i].row, backends_[i].address, ring_weights_[i], in_set(members, i)});
     }
@@ -176,7 +185,9 @@ std::size_t backend_picker::pick_sticky(const shm::table& t, tried_set tried, st
   const std::optional<std::size_t> row = ring_.lookup(key);
   if (!row) return no_backend;
   for (std::size_t i = 0; i < backends_.size(); ++i) {
-    if (backends_[i].row == *row) return in_set(tried, i) ? no_backend : i;
+    if (backends_[i].row == *row && !backends_[i].retired) {
+      return in_set(tried, i) ? no_backend : i;
+    }
   }
   return no_backend;
 }

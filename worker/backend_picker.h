@@ -39,6 +39,11 @@ class backend_picker {
   // balancing mode. At most shm::max_backends backends.
   backend_picker(const std::vector<backend_config>& backends, balance_mode mode);
 
+  // The worker's backends changed at run time (worker/backend_set.h): the entries are made
+  // again from `backends`, indices unchanged; those in `retired` (bit i = index i) are never
+  // picked and leave the sticky ring.
+  void set_backends(const std::vector<backend_config>& backends, tried_set retired);
+
   // Picks among the configured backends whose table row is `active` and `healthy` and that
   // are not in `tried`. Returns an index into the configured backends, or no_backend.
   //   least-conn:  fewest live connections summed over ALL worker rows (every generation)
@@ -67,6 +72,7 @@ class backend_picker {
     std::uint32_t weight;
     std::uint32_t slowstart_ms;
     std::string address;  // places the backend's points on the sticky ring
+    bool retired = false;  // its row holds another backend now, or none
   };
   // The weight (in thousandths) backend `i` has now: the row's (the master changes it at run
   // time, `wslb backend weight`), its slow-start ramp applied.

@@ -16,6 +16,7 @@
 #include "worker/access_log.h"
 #include "worker/affinity_cookie.h"
 #include "worker/backend_picker.h"
+#include "worker/backend_set.h"
 #include "worker/connect_queue.h"
 #include "worker/shedding.h"
 
@@ -44,7 +45,9 @@ struct worker_context {
   static worker_context& of(const uv_loop_t* l) { return *static_cast<worker_context*>(l->data); }
 
   uv_loop_t loop{};
-  const config& cfg;
+  // This worker's copy of its generation's configuration. Its backends grow and retire at run
+  // time, through follow_backend_set() alone (worker/backend_set.h); nothing else changes it.
+  config cfg;
   shm::table& table;
   shm::worker_row& row;
   const std::size_t slot;
@@ -104,6 +107,7 @@ struct worker_context {
   backend_picker picker;
   affinity_cookie affinity;  // --sticky-cookie (off when not configured)
   access_log access;         // --access-log (off when not configured)
+  backend_follower backend_set;  // what the table said of the backend rows when last looked at
   // Backend addresses ("127.0.0.1:9001") for log lines, by configured index.
   std::vector<std::string> backend_names;
   // Bytes relayed since the last flush, by configured index: the hot path adds here and the

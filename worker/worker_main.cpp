@@ -12,6 +12,7 @@
 #include "common/exit_codes.h"
 #include "common/log.h"
 #include "worker/acceptor.h"
+#include "worker/backend_set.h"
 #include "worker/connection_stats.h"
 #include "worker/drain.h"
 #include "worker/handover_receive.h"
@@ -70,6 +71,7 @@ void close_sessions_of_down_backends(worker_context& ctx) {
 void on_housekeeping(uv_timer_t* t) {
   worker_context& ctx = worker_context::of(t->loop);
   flush_byte_counters(ctx);
+  follow_backend_set(ctx);  // a removed backend retires here even if nothing is picked
   close_sessions_of_down_backends(ctx);
   sweep_sessions(ctx);
 }

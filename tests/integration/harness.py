@@ -298,6 +298,21 @@ def connect_storm(port, total):
     return sockets
 
 
+def echo_storm(port, count, failures, done, payload=b"ping"):
+    """Connects to 127.0.0.1:`port`, echoes `payload` and closes, `count` times, one after
+    another; appends what went wrong to `failures` and 1 to `done` at the end (run it on a
+    thread, several at once, for a connect storm)."""
+    for _ in range(count):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                got, _ = echo_through(s, payload, shut_write=True)
+                if got != len(payload):
+                    failures.append(f"echoed {got} bytes")
+        except OSError as e:
+            failures.append(repr(e))
+    done.append(1)
+
+
 def proc_status_value(pid, field):
     """The number after `field:` in /proc/PID/status (VmRSS in KiB, voluntary_ctxt_switches)."""
     with open(f"/proc/{pid}/status") as f:

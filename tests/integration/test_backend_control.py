@@ -20,24 +20,11 @@ def ctl(inst, *args):
     return h.cli("backend", *args, "--name", inst.name)
 
 
-def storm(port, seconds_or_count, failures, done, payload=b"ping"):
-    """Connects, echoes `payload` and closes, over and over, counting failures."""
-    for _ in range(seconds_or_count):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                got, _ = h.echo_through(s, payload, shut_write=True)
-                if got != len(payload):
-                    failures.append(f"echoed {got} bytes")
-        except OSError as e:
-            failures.append(repr(e))
-    done.append(1)
-
-
 def test_drain_and_weight_under_a_connect_storm_lose_nothing():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     inst = h.Instance([b1, b2], extra=["--mode", "tcp"])
     failures, done = [], []
-    threads = [threading.Thread(target=storm, args=(inst.port, 300, failures, done))
+    threads = [threading.Thread(target=h.echo_storm, args=(inst.port, 300, failures, done))
                for _ in range(4)]
     for t in threads:
         t.start()

@@ -183,3 +183,44 @@ TEST_CASE("backend_rows.a_backend_back_while_its_removed_row_drains_is_staged_on
   CHECK(t->backends[0].state == shm::backend_state::active);
   CHECK(shm::sum_active(*t, 0) == 1);
 }
+
+TEST_CASE("backend_rows.workers_hear_of_every_change_to_the_set_of_rows") {
+  auto t = table_with_two_slots();
+  std::string err;
+  config first = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, first, err));
+  const std::uint32_t after_start = t->header.backend_epoch.load();
+  CHECK(after_start > 0);
+  // A runtime removal of 9001: one more epoch; freeing its drained row: one more.
+  t->workers[0].backends[0].active = 1;
+  config second = testing::config_with_backends({"127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, second, err));
+  CHECK(t->header.backend_epoch.load() == after_start + 1);
+  supervisor::release_drained_backends(*t);
+  CHECK(t->header.backend_epoch.load() == after_start + 1);  // still draining: nothing freed
+  t->workers[0].backends[0].active = 0;
+  supervisor::release_drained_backends(*t);
+  CHECK(t->header.backend_epoch.load() == after_start + 2);
+  CHECK(t->backends[0].state == shm::backend_state::empty);
+}
+
+TEST_CASE("backend_rows.a_backend_back_while_it_is_being_emptied_is_no_longer_emptied") {
+  auto t = table_with_two_slots();
+  std::string err;
+  config both = testing::config_with_backends({"127.0.0.1:9001", "127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, both, err));
+  // `backend remove 127.0.0.1:9001 --drain 30s`: evacuating, removed, still draining.
+  t->workers[0].backends[0].active = 4;
+  t->backends[0].evacuate_start_ms = 1000;
+  t->backends[0].evacuate_end_ms = 31000;
+  config one = testing::config_with_backends({"127.0.0.1:9002"});
+  REQUIRE(supervisor::apply_backends(*t, one, err));
+  REQUIRE(t->backends[0].state == shm::backend_state::removed);
+  config again = testing::config_with_backends({"127.0.0.1:9002", "127.0.0.1:9001"});
+  REQUIRE(supervisor::apply_backends(*t, again, err));
+  CHECK(again.backends[1].row == 0);
+  CHECK(t->backends[0].state == shm::backend_state::active);
+  CHECK(t->backends[0].evacuate_end_ms == 0);
+  CHECK(t->backends[0].evacuate_start_ms == 0);
+  CHECK(shm::sum_active(*t, 0) == 4);
+}

@@ -445,3 +445,56 @@ TEST_CASE("child_table.with_handover_on_the_old_workers_are_asked_to_hand_over_n
   CHECK(m.ops.was_sent(2, child_channel::msg_drain));
   CHECK_FALSE(m.ops.was_sent(2, child_channel::msg_handover));
 }
+
+TEST_CASE("child_table.a_reload_keeps_runtime_backends_until_the_file_configures_them") {
+  master_fixture m;
+  shm::table& t = *m.table;
+  const std::string state_file =
+      "/tmp/wslb-child-table-runtime-" + std::to_string(getpid()) + ".state";
+  unlink(state_file.c_str());
+  REQUIRE(m.journal.open(state_file) == "");
+  // At run time: 9003 added, 9001 removed.
+  const runtime_backend added{true, "127.0.0.1:9003,weight=4"};
+  const runtime_backend removed{false, "127.0.0.1:9001,weight=1"};
+  REQUIRE(m.journal.set_runtime("127.0.0.1:9003", &added) == "");
+  REQUIRE(m.journal.set_runtime("127.0.0.1:9001", &removed) == "");
+
+  // A reload of the same file: the runtime changes join it, nothing is dropped.
+  auto same = std::make_shared<config>(*config_with({"127.0.0.1:9001", "127.0.0.1:9002"}, 2));
+  std::vector<std::string> dropped;
+  reload_transaction tx = reload_steps(t, m.journal, &dropped);
+  REQUIRE(tx.prepare(*same) == "");
+  CHECK(dropped.empty());
+  REQUIRE(same->backends.size() == 2);
+  CHECK(same->backends[0].where.to_string() == "127.0.0.1:9002");
+  CHECK(same->backends[1].where.to_string() == "127.0.0.1:9003");
+  CHECK(t.backends[same->backends[1].row].state == shm::backend_state::staged);
+  m.children->begin_restart(same, std::move(tx), "reloaded", m.reply_to(), m.now);
+  m.ready(2);
+  m.ready(3);
+  REQUIRE(m.replies.size() == 1);
+  CHECK(m.replies[0].first);
+  CHECK(t.backends[0].state == shm::backend_state::removed);
+  CHECK(t.backends[same->backends[1].row].state == shm::backend_state::active);
+  CHECK(t.backends[same->backends[1].row].weight == 4);
+  CHECK(m.journal.runtime_backends().size() == 2);
+
+  // The file now has 9003 with its own line: the file wins, the addition is forgotten on
+  // commit (and not before: a refused reload would keep it).
+  auto edited = std::make_shared<config>(
+      *config_with({"127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003,weight=2"}, 2));
+  reload_transaction tx2 = reload_steps(t, m.journal, &dropped);
+  REQUIRE(tx2.prepare(*edited) == "");
+  CHECK(dropped == std::vector<std::string>{
+                       "127.0.0.1:9003 (its addition: now configured as 127.0.0.1:9003,weight=2)"});
+  CHECK(m.journal.runtime_backends().size() == 2);
+  m.children->begin_restart(edited, std::move(tx2), "reloaded", m.reply_to(), m.now);
+  m.ready(4);  // generation 1 still drains in rows 0 and 1
+  m.ready(5);
+  REQUIRE(m.replies.size() == 2);
+  CHECK(m.replies[1].first);
+  CHECK(m.journal.runtime_backends().size() == 1);
+  CHECK(m.journal.runtime_backends().count("127.0.0.1:9001") == 1);
+  CHECK(t.backends[edited->backends.back().row].weight == 2);
+  unlink(state_file.c_str());
+}

@@ -1,0 +1,267 @@
+"""Issue 13 point 1, the backend set at run time: `wslb backend add HOST:PORT[,weight=N]` and
+`wslb backend remove HOST:PORT [--drain D]` on a running instance, synchronous and idempotent,
+without a new generation; under a connect storm with zero failures; `--drain` closing the rest
+within D; the changes kept in the state journal across reload, stop + run and an edited
+configuration line; and the bad input."""
+
+import json
+import os
+import re
+import select
+import socket
+import threading
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+import admin_client as a
+import harness as h
+
+
+def ctl(inst, *args):
+    return h.cli("backend", *args, "--name", inst.name)
+
+
+def listed(inst, address):
+    """The backend's entry in `status --json`, or None when its row is free."""
+    for b in inst.status()["backends"]:
+        if b["address"] == address:
+            return b
+    return None
+
+
+def metric(admin_port, name, **labels):
+    """The value of sample `name` with exactly `labels` on /metrics, parsed by Prometheus's own
+    parser, or None when there is none."""
+    code, _, text = a.get(admin_port, "/metrics")
+    assert code == 200, code
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
+
+
+def run_storm(inst, per_thread, threads=4):
+    failures, done = [], []
+    workers = [threading.Thread(target=h.echo_storm, args=(inst.port, per_thread, failures, done))
+               for _ in range(threads)]
+    for t in workers:
+        t.start()
+    return workers, failures, done
+
+
+def generation(inst):
+    return max(w["generation"] for w in inst.status()["workers"] if w["state"] == "running")
+
+
+def test_add_under_a_connect_storm_loses_nothing_and_every_worker_takes_it():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    admin = h.free_port()
+    inst = h.Instance([b1], extra=["--mode", "tcp", "--admin", f"127.0.0.1:{admin}"])
+    gen = generation(inst)
+    threads, failures, done = run_storm(inst, 300)
+    inst.wait_accepted(200, 60)
+    r = ctl(inst, "add", f"{b2.address},weight=2", "--json")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    answer = json.loads(r.stdout)
+    assert answer["address"] == b2.address and answer["weight"] == 2, answer
+    assert answer["state"] == "active" and answer["admin_state"] == "ready", answer
+    # Synchronous: once the command has answered, the table has the backend.
+    entry = listed(inst, b2.address)
+    assert entry["state"] == "active" and entry["weight"] == 2, entry
+    for t in threads:
+        t.join(120)
+    assert len(done) == 4 and failures == [], failures[:5]
+    s = inst.status()
+    totals = {b["address"]: b["total"] for b in s["backends"]}
+    h.log(f"add under a storm: {totals}")
+    assert totals[b2.address] >= 100, totals
+    assert metric(admin, "wslb_backend_weight", backend=b2.address) == 2
+    assert metric(admin, "wslb_backend_admin_state", backend=b2.address, state="ready") == 1
+    # Each finished connection is counted once it is closed on both sides.
+    h.wait_until(lambda: metric(admin, "wslb_connections_total", backend=b2.address,
+                                kind="tcp") == totals[b2.address], 10,
+                 what="the added backend's finished connections in /metrics")
+    # No new generation: the same workers took it, each of them (their log says so).
+    assert generation(inst) == gen
+    assert inst.log().count(f"backend {b2.address} added at run time") == inst.workers, inst.log()
+    # Idempotent, and a conflicting line is refused.
+    r = ctl(inst, "add", f"{b2.address},weight=2")
+    assert r.returncode == 0 and "unchanged (already there" in r.stdout, r.stdout
+    r = ctl(inst, "add", b2.address)
+    assert r.returncode == 1 and "already there as " + b2.address + ",weight=2" in r.stderr, \
+        r.stderr
+    listing = json.loads(ctl(inst, "list", "--json").stdout)
+    assert [b["address"] for b in listing] == [b1.address, b2.address], listing
+
+
+def test_remove_under_a_connect_storm_loses_nothing_and_held_connections_stay():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    admin = h.free_port()
+    inst = h.Instance([b1, b2], extra=["--mode", "tcp", "--admin", f"127.0.0.1:{admin}"])
+    held = [socket.create_connection(("127.0.0.1", inst.port), timeout=10) for _ in range(6)]
+    h.wait_until(lambda: listed(inst, b1.address)["active"] == 3, 10, what="3 held on b1")
+    threads, failures, done = run_storm(inst, 300)
+    inst.wait_accepted(200, 60)
+    r = ctl(inst, "remove", b1.address)
+    assert r.returncode == 0, r.stderr
+    # The 3 held, and any of the storm's on b1 at that moment.
+    left = re.search(r"removed: no new connections; (\d+) connections stay until they close",
+                     r.stdout)
+    assert left and int(left.group(1)) >= 3, r.stdout
+    assert listed(inst, b1.address)["state"] == "removed"
+    h.run_async(__import__("asyncio").sleep(0.2))  # connections picked just before the answer
+    total_at_removal = listed(inst, b1.address)["total"]
+    for t in threads:
+        t.join(120)
+    assert len(done) == 4 and failures == [], failures[:5]
+    # The storm's last connections to b1 are uncounted once closed on both sides.
+    h.wait_until(lambda: listed(inst, b1.address)["active"] == 3, 10, what="3 left on b1")
+    entry = listed(inst, b1.address)
+    assert entry["total"] == total_at_removal, "the removed backend got new connections"
+    assert entry["state"] == "removed", entry
+    for s in held:  # the established ones still relay, whichever backend holds them
+        assert h.echo_through(s, b"still here")[0] == 10
+    # A removed backend shows as draining, with its live connections, until its row is freed.
+    assert metric(admin, "wslb_backend_connections", backend=b1.address) == 3
+    assert metric(admin, "wslb_backend_admin_state", backend=b1.address, state="drain") == 1
+    listing = ctl(inst, "list")
+    assert "removed, draining" in listing.stdout and "1 removed still draining" in listing.stdout
+    r = ctl(inst, "remove", b1.address)
+    assert r.returncode == 0 and "unchanged (removed, 3 connections draining)" in r.stdout, \
+        r.stdout
+    for s in held:
+        s.close()
+    # Its row is freed once empty: gone from status and metrics' sources.
+    h.wait_until(lambda: listed(inst, b1.address) is None, 10, what="the removed row to be freed")
+    assert metric(admin, "wslb_backend_connections", backend=b1.address) is None
+    r = ctl(inst, "remove", b1.address)
+    assert r.returncode == 1 and f"no backend '{b1.address}'" in r.stderr, r.stderr
+
+
+def wait_for_eofs(sockets, deadline):
+    """Returns {socket: monotonic time} of the sockets that reached EOF (or a reset) before
+    `deadline` (monotonic)."""
+    closed, open_ = {}, list(sockets)
+    while open_ and time.monotonic() < deadline:
+        ready, _, _ = select.select(open_, [], [], max(0.0, deadline - time.monotonic()))
+        for s in ready:
+            try:
+                data = s.recv(100)
+            except OSError:
+                data = b""
+            if not data:
+                closed[s] = time.monotonic()
+                open_.remove(s)
+    return closed
+
+
+def test_remove_with_drain_closes_the_rest_within_the_time_given():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1, b2], extra=["--mode", "tcp"])
+    held = [socket.create_connection(("127.0.0.1", inst.port), timeout=10) for _ in range(12)]
+    h.wait_until(lambda: listed(inst, b1.address)["active"] == 6, 10, what="6 held on b1")
+    started = time.monotonic()
+    r = ctl(inst, "remove", b1.address, "--drain", "2s", "--json")
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer == {"address": b1.address, "state": "removed", "active": 6,
+                      "drain_ms": 2000}, answer
+    closed = wait_for_eofs(held, started + 3.0)
+    h.log("remove --drain 2s: closes at " +
+          ", ".join(f"{t - started:.2f}" for t in sorted(closed.values())) + " s")
+    assert len(closed) == 6, f"{len(closed)} of b1's 6 connections closed within 2 s + 1 s"
+    for s in held:
+        if s not in closed:
+            assert h.echo_through(s, b"on b2")[0] == 5
+    h.wait_until(lambda: listed(inst, b1.address) is None, 5, what="the drained row to be freed")
+    for sock in held:
+        sock.close()
+
+
+def test_the_journal_keeps_them_across_reload_stop_and_run_and_an_edited_line_wins():
+    b1, b2, b3 = h.EchoBackend(), h.EchoBackend(), h.EchoBackend()
+    name = h.unique_name("setjournal")
+    config = os.path.join(h.RUNTIME_DIR, f"{name}.toml")
+    h.write_config(config, [b1.address, b2.address])
+    inst = h.Instance([], name=name, extra=["--config", config, "--mode", "tcp"])
+    assert ctl(inst, "add", f"{b3.address},weight=3").returncode == 0
+    assert ctl(inst, "remove", b1.address).returncode == 0
+    assert ctl(inst, "drain", b3.address).returncode == 0  # an override on an added backend
+    state_file = os.path.join(h.RUNTIME_DIR, f"{name}.state")
+    journal = open(state_file).read()
+    assert f"added\t{b3.address}\t{b3.address},weight=3\n" in journal, journal
+    assert f"removed\t{b1.address}\t{b1.address},weight=1\n" in journal, journal
+
+    def shows_the_changes():
+        s = inst.status()
+        active = {b["address"]: b for b in s["backends"] if b["state"] == "active"}
+        assert set(active) == {b2.address, b3.address}, s["backends"]
+        assert active[b3.address]["weight"] == 3
+        assert active[b3.address]["admin_state"] == "drain"
+
+    r = h.cli("reload", "--name", name)
+    assert r.returncode == 0 and "dropped" not in r.stdout, r.stdout
+    shows_the_changes()
+    inst.stop()
+    inst = h.Instance([], name=name, extra=["--config", config, "--mode", "tcp"])
+    shows_the_changes()
+    assert f"runtime change of backend {b3.address} applied" in inst.log()
+
+    # The operator writes b3 into the file with another weight, and edits b1's line: the file
+    # wins for both, and the reload says which runtime changes it dropped.
+    h.write_config(config, [f"{b1.address},weight=2", b2.address, f"{b3.address},weight=5"])
+    r = h.cli("reload", "--name", name)
+    assert r.returncode == 0, r.stderr
+    assert (f"runtime change dropped: {b3.address} (its addition: now configured as "
+            f"{b3.address},weight=5)") in r.stdout, r.stdout
+    assert (f"runtime change dropped: {b1.address} (its removal: the line changed: "
+            f"{b1.address},weight=1 -> {b1.address},weight=2)") in r.stdout, r.stdout
+    s = inst.status()
+    assert inst.backend(s, b1.address)["state"] == "active"
+    assert inst.backend(s, b1.address)["weight"] == 2
+    assert inst.backend(s, b3.address)["weight"] == 5
+    journal = open(state_file).read()
+    assert "added\t" not in journal and "removed\t" not in journal, journal
+
+    # `backend reset` undoes what is left: an addition goes, a removal comes back.
+    b4 = h.EchoBackend()
+    assert ctl(inst, "add", b4.address).returncode == 0
+    assert ctl(inst, "remove", b2.address).returncode == 0
+    r = ctl(inst, "reset")
+    assert r.returncode == 0, r.stderr
+    s = inst.status()
+    assert inst.backend(s, b2.address)["state"] == "active"
+    assert all(b["state"] != "active" for b in s["backends"] if b["address"] == b4.address)
+    assert "added\t" not in open(state_file).read()
+
+
+def test_bad_input_is_refused_saying_what_is_wrong():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], extra=["--mode", "tcp"])
+    r = ctl(inst, "add", "nohost")
+    assert r.returncode == 1 and "'nohost' has no port" in r.stderr, r.stderr
+    r = ctl(inst, "add", "127.0.0.1:99999")
+    assert r.returncode == 1 and "out of range" in r.stderr, r.stderr
+    r = ctl(inst, "add", "127.0.0.1:9,weight=0")
+    assert r.returncode == 1 and "weight=N with N in 1-1000" in r.stderr, r.stderr
+    r = ctl(inst, "add", "127.0.0.1:9,colour=red", "--json")
+    assert r.returncode == 1 and "is not weight=N" in r.stderr, r.stderr
+    r = ctl(inst, "remove", "127.0.0.1:1")
+    assert r.returncode == 1 and "no backend '127.0.0.1:1'" in r.stderr, r.stderr
+    r = ctl(inst, "remove", b1.address)
+    assert r.returncode == 1 and "is the last backend" in r.stderr, r.stderr
+    r = ctl(inst, "remove", b1.address, "--drain", "soon")
+    assert r.returncode == 2 and "--drain" in r.stderr, r.stderr
+    r = ctl(inst, "add", "127.0.0.1:9", "--drain", "2s")
+    assert r.returncode == 2 and "goes with 'remove' only" in r.stderr, r.stderr
+    r = ctl(inst, "add")
+    assert r.returncode == 1 and "usage" in r.stderr, r.stderr
+    # None of it changed anything.
+    s = inst.status()
+    assert [b["address"] for b in s["backends"]] == [b1.address], s["backends"]
+
+
+if __name__ == "__main__":
+    h.main(globals())

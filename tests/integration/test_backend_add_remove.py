@@ -96,6 +96,21 @@ def test_add_under_a_connect_storm_loses_nothing_and_every_worker_takes_it():
     assert [b["address"] for b in listing] == [b1.address, b2.address], listing
 
 
+def test_an_added_backend_is_health_checked_at_once():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], extra=["--mode", "tcp", "--check-interval", "100ms",
+                                   "--check-fall", "2"])
+    nobody = f"127.0.0.1:{h.free_port()}"  # nothing listens there
+    r = ctl(inst, "add", nobody)
+    assert r.returncode == 0, r.stderr
+    # Backends start up; the checker, which reads the rows, proves this one down.
+    h.wait_until(lambda: listed(inst, nobody)["health"] == "down", 10,
+                 what="the checker to take the added backend down")
+    for _ in range(20):  # new connections go to the one that is up
+        with socket.create_connection(("127.0.0.1", inst.port), timeout=10) as s:
+            assert h.echo_through(s, b"up", shut_write=True)[0] == 2
+
+
 def test_remove_under_a_connect_storm_loses_nothing_and_held_connections_stay():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     admin = h.free_port()

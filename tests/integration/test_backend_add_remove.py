@@ -4,6 +4,7 @@ without a new generation; under a connect storm with zero failures; `--drain` cl
 within D; the changes kept in the state journal across reload, stop + run and an edited
 configuration line; and the bad input."""
 
+import asyncio
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import socket
 import threading
 import time
 
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 import admin_client as a
@@ -193,6 +195,68 @@ def test_remove_with_drain_closes_the_rest_within_the_time_given():
     h.wait_until(lambda: listed(inst, b1.address) is None, 5, what="the drained row to be freed")
     for sock in held:
         sock.close()
+
+
+def test_websockets_of_a_removed_backend_get_1012_over_the_drain_time():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1, b2])
+    out = {}
+
+    async def scenario():
+        conns = [await websockets.connect(inst.url) for _ in range(20)]
+        for i, ws in enumerate(conns):
+            await ws.send(f"m{i}")
+            assert await ws.recv() == f"m{i}"
+        on_b1 = listed(inst, b1.address)["active"]
+        started = time.monotonic()
+        r = await asyncio.to_thread(ctl, inst, "remove", b1.address, "--drain", "2s")
+        assert r.returncode == 0, r.stderr
+        closes = []
+
+        async def wait_close(ws):
+            try:
+                while True:
+                    await ws.recv()
+            except websockets.ConnectionClosed:
+                closes.append((time.monotonic() - started, ws.close_code))
+        _, pending = await asyncio.wait([asyncio.create_task(wait_close(ws)) for ws in conns],
+                                        timeout=3.0)
+        for task in pending:  # b2's: they stay open
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        out.update(on_b1=on_b1, closes=closes)
+        for ws in conns:  # those on b2 still talk
+            if ws.close_code is None:
+                await ws.send("b2")
+                assert await ws.recv() == "b2"
+                await ws.close()
+
+    h.run_async(scenario(), timeout=60)
+    closes = out["closes"]
+    h.log("remove --drain 2s, WebSocket: closes at " +
+          ", ".join(f"{t:.2f}" for t, _ in sorted(closes)) + " s")
+    assert out["on_b1"] >= 5 and len(closes) == out["on_b1"], (out["on_b1"], closes)
+    assert {code for _, code in closes} == {1012}, closes
+
+
+def test_a_restart_hands_tunnels_to_an_added_backend_over_to_the_new_workers():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1], extra=["--mode", "tcp"])
+    assert ctl(inst, "add", b2.address).returncode == 0
+    held = [socket.create_connection(("127.0.0.1", inst.port), timeout=10) for _ in range(8)]
+    h.wait_until(lambda: listed(inst, b2.address)["active"] == 4, 10, what="4 held on b2")
+    gen = generation(inst)
+    r = h.cli("restart-workers", "--name", inst.name)
+    assert r.returncode == 0, r.stderr
+    h.wait_until(lambda: all(w["state"] == "running" for w in inst.status()["workers"]), 10,
+                 what="the old generation gone")
+    assert generation(inst) == gen + 1
+    for s in held:  # every tunnel moved and relays, the added backend's too
+        assert h.echo_through(s, b"moved")[0] == 5
+    assert listed(inst, b2.address)["active"] == 4
+    assert sum(w["handed_in"] for w in inst.status()["workers"]) == 8
+    for s in held:
+        s.close()
 
 
 def test_the_journal_keeps_them_across_reload_stop_and_run_and_an_edited_line_wins():

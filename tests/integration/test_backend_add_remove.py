@@ -259,6 +259,26 @@ def test_a_restart_hands_tunnels_to_an_added_backend_over_to_the_new_workers():
         s.close()
 
 
+def test_the_cluster_agents_count_an_added_backend_across_the_tier():
+    from test_cluster import Redis  # a redis-server of its own, on loopback
+    redis = Redis()
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    nodes = {node: h.Instance([b1], extra=["--mode", "tcp", "--cluster", redis.url,
+                                           "--node-id", node, "--cluster-interval", "200ms"])
+             for node in ("a", "b")}
+    for inst in nodes.values():
+        assert ctl(inst, "add", b2.address).returncode == 0
+    held = [socket.create_connection(("127.0.0.1", nodes["b"].port), timeout=10)
+            for _ in range(6)]
+    h.wait_until(lambda: listed(nodes["b"], b2.address)["active"] == 3, 10, what="3 on b2 via b")
+    # b's agent publishes the added row's count; a's agent writes it into a's added row.
+    h.wait_until(lambda: listed(nodes["a"], b2.address)["cluster_active"] == 3, 10,
+                 what="node a to count node b's connections on the added backend")
+    for sock in held:
+        sock.close()
+    redis.stop()
+
+
 def test_the_journal_keeps_them_across_reload_stop_and_run_and_an_edited_line_wins():
     b1, b2, b3 = h.EchoBackend(), h.EchoBackend(), h.EchoBackend()
     name = h.unique_name("setjournal")

@@ -168,6 +168,43 @@ void write_cluster(metrics_writer& w, const shm::table& t, std::int64_t now) {
   }
 }
 
+// The load-shaping families: whether a rebalance plan runs and how many ran, and per backend
+// under the current plan its target, the surplus it was to shed and what it has shed so far,
+// and per evacuating backend the connections that remain.
+void write_shaping(metrics_writer& w, const shm::table& t) {
+  w.family("wslb_rebalance_running", family_type::gauge, "1 while a rebalance plan runs.");
+  w.sample("wslb_rebalance_running", "", t.header.rebalance_running.load(relaxed) != 0 ? 1 : 0);
+  w.family("wslb_rebalance_plans_total", family_type::counter, "Rebalance plans started.");
+  w.sample("wslb_rebalance_plans_total", "", t.header.rebalance_plans.load(relaxed));
+  const std::size_t backends = shm::backend_rows_in_use(t);
+  const auto in_plan = [&](const shm::backend_row& r) {
+    return backend_shown(r) &&
+           (r.rebalance_surplus.load(relaxed) != 0 || r.shed_rate_milli.load(relaxed) != 0);
+  };
+  w.family("wslb_backend_rebalance_target", family_type::gauge,
+           "The backend's target under the current rebalance plan (N x weight / sum of weights).");
+  w.family("wslb_backend_rebalance_surplus", family_type::gauge,
+           "Connections the current rebalance plan was to shed from the backend.");
+  w.family("wslb_backend_rebalance_shed", family_type::gauge,
+           "Connections shed from the backend since the current rebalance plan began.");
+  for (std::size_t b = 0; b < backends; ++b) {
+    const shm::backend_row& r = t.backends[b];
+    if (!in_plan(r)) continue;
+    const std::uint64_t shed = shm::sum_shed(t, b);
+    const std::uint64_t base = r.rebalance_shed_base.load(relaxed);
+    w.sample("wslb_backend_rebalance_target", backend_label(r), r.rebalance_target.load(relaxed));
+    w.sample("wslb_backend_rebalance_surplus", backend_label(r), r.rebalance_surplus.load(relaxed));
+    w.sample("wslb_backend_rebalance_shed", backend_label(r), shed > base ? shed - base : 0);
+  }
+  w.family("wslb_backend_evacuation_remaining", family_type::gauge,
+           "Live connections of a backend being evacuated.");
+  for (std::size_t b = 0; b < backends; ++b) {
+    const shm::backend_row& r = t.backends[b];
+    if (!backend_shown(r) || r.evacuate_end_ms.load(relaxed) == 0) continue;
+    w.sample("wslb_backend_evacuation_remaining", backend_label(r), shm::sum_active(t, b));
+  }
+}
+
 }  // namespace
 
 std::string render_metrics(const shm::table& t, const master_counters& master,
@@ -261,6 +298,7 @@ std::string render_metrics(const shm::table& t, const master_counters& master,
   w.histogram("wslb_connection_duration_seconds", "Client connections, accept to close.",
               shm::lifetime_bounds_us, shm::sum_histograms(t, &shm::worker_row::lifetime));
   write_cluster(w, t, now_unix_ms);
+  write_shaping(w, t);
   return w.finish();
 }
 

@@ -12,7 +12,9 @@ import re
 import time
 
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
+import admin_client
 import harness as h
 from shaping_clients import ReconnectingClients, Sampler, poll_status, run_cli
 
@@ -42,6 +44,15 @@ async def wait_plan_end(inst, timeout):
     return s
 
 
+async def metrics(port):
+    """{(sample name, frozenset of labels): value} of /metrics, read by Prometheus' parser."""
+    status, _, body = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: admin_client.get(port, "/metrics"))
+    assert status == 200, (status, body)
+    return {(x.name, frozenset(x.labels.items())): x.value
+            for family in text_string_to_metric_families(body) for x in family.samples}
+
+
 def rebalance_closes(status):
     return sum(b["closed"]["rebalance"] for b in status["backends"])
 
@@ -50,13 +61,16 @@ def test_manual_waits_for_rebalance_and_dry_run_prints_the_plan():
     """150 clients on A and B, a reload adds C with --rebalance manual: nothing is shed by
     itself; `--dry-run` prints each backend's current count (as status has it), target 50,
     surplus and expected time (surplus / pace) and changes nothing; `wslb rebalance` starts that
-    plan, which evens the load with 1012 closes, at most 1.2 x the surplus."""
+    plan, which evens the load with 1012 closes, at most 1.2 x the surplus; /metrics shows the
+    plan running with each backend's target and surplus, then its closes by cause."""
     a, b, c = (h.EchoBackend(ident=x) for x in "ABC")
     conf = os.path.join(h.RUNTIME_DIR, f"manual-{os.getpid()}.toml")
     h.write_config(conf, [a, b])
+    admin = h.free_port()
     inst = h.Instance([], workers=2,
                       extra=["--config", conf, "--rebalance", "manual", "--rebalance-min-age", "1s",
-                             "--rebalance-rate", "10%", "--drain-timeout", "10m"])
+                             "--rebalance-rate", "10%", "--drain-timeout", "10m",
+                             "--admin", f"127.0.0.1:{admin}"])
     total = 150
 
     async def body(clients):
@@ -72,13 +86,15 @@ def test_manual_waits_for_rebalance_and_dry_run_prints_the_plan():
         dry = await run_cli("rebalance", "--dry-run", "--name", inst.name)
         after_dry = await poll_status(inst)
         started = await run_cli("rebalance", "--name", inst.name)
+        during = await metrics(admin)
         expected = parse_plan(started.stdout)[1][2]
         final = await wait_plan_end(inst, 2 * expected + 30)
         await asyncio.sleep(1)  # the last shed clients reconnect
-        return s, dry, after_dry, started, final, clients.by_backend()
+        return s, dry, after_dry, started, during, final, clients.by_backend()
 
     clients = ReconnectingClients(inst.url, total)
-    s, dry, after_dry, started, final, spread = h.run_async(clients.run(body), timeout=240)
+    s, dry, after_dry, started, during, final, spread = h.run_async(clients.run(body),
+                                                                   timeout=240)
     h.log(f"manual: dry run\n{dry.stdout}\nstarted: {started.stdout.splitlines()[-1:]}; "
           f"after the plan {spread}")
     assert dry.returncode == 0, dry
@@ -102,6 +118,15 @@ def test_manual_waits_for_rebalance_and_dry_run_prints_the_plan():
     assert len(codes) <= 1.2 * 50, len(codes)
     assert sorted(spread) == ["A", "B", "C"], spread
     assert all(45 <= n <= 55 for n in spread.values()), spread
+    assert during[("wslb_rebalance_running", frozenset())] == 1, during
+    for address in (a.address, b.address):
+        label = frozenset({("backend", address)})
+        assert during[("wslb_backend_rebalance_target", label)] == 50, during
+        assert during[("wslb_backend_rebalance_surplus", label)] == 25, during
+    after = h.run_async(metrics(admin))
+    assert after[("wslb_rebalance_running", frozenset())] == 0
+    assert after[("wslb_rebalance_plans_total", frozenset())] == 1
+    assert after[("wslb_closes_total", frozenset({("cause", "rebalance")}))] == len(codes), after
     inst.stop()
 
 

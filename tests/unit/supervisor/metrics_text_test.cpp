@@ -100,3 +100,31 @@ TEST_CASE("metrics_text.histograms_are_cumulative_summed_over_rows_and_in_second
   CHECK(has(m, "wslb_connections_total{backend=\"127.0.0.1:9001\",kind=\"websocket\"} 3"));
   CHECK(has(m, "wslb_connections_total{backend=\"127.0.0.1:9001\",kind=\"tcp\"} 0"));
 }
+
+TEST_CASE("metrics_text.shows_the_rebalance_plan_its_progress_and_evacuations") {
+  auto t = sample_table();
+  auto m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text, 0);
+  CHECK(has(m, "wslb_rebalance_running 0"));
+  CHECK(has(m, "wslb_rebalance_plans_total 0"));
+  CHECK(m.find("wslb_backend_rebalance_target{") == std::string::npos);  // no plan, no series
+  CHECK(m.find("wslb_backend_evacuation_remaining{") == std::string::npos);
+  // A plan: target 4 and a surplus of 3 for backend 0, whose workers had shed 10 before it
+  // began and 12 now; and the backend is being evacuated.
+  t->header.rebalance_running = 1;
+  t->header.rebalance_plans = 2;
+  t->backends[0].rebalance_target = 4;
+  t->backends[0].rebalance_surplus = 3;
+  t->backends[0].shed_rate_milli = 1000;
+  t->backends[0].rebalance_shed_base = 10;
+  t->workers[0].backends[0].shed = 5;
+  t->workers[1].backends[0].shed = 7;
+  t->backends[0].evacuate_end_ms = 1;
+  m = supervisor::render_metrics(*t, {}, metrics_format::prometheus_text, 0);
+  CHECK(has(m, "wslb_rebalance_running 1"));
+  CHECK(has(m, "wslb_rebalance_plans_total 2"));
+  CHECK(has(m, "wslb_backend_rebalance_target{backend=\"127.0.0.1:9001\"} 4"));
+  CHECK(has(m, "wslb_backend_rebalance_surplus{backend=\"127.0.0.1:9001\"} 3"));
+  CHECK(has(m, "wslb_backend_rebalance_shed{backend=\"127.0.0.1:9001\"} 2"));
+  CHECK(has(m, "wslb_backend_evacuation_remaining{backend=\"127.0.0.1:9001\"} 7"));
+  CHECK(m.find("wslb_backend_rebalance_target{backend=\"app") == std::string::npos);
+}

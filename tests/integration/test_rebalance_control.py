@@ -143,15 +143,16 @@ def test_rebalance_off_refuses_and_dry_run_still_shows_the_plan():
     inst.stop()
 
 
-def hash_rebalance_sheds_only_moved_keys(handover):
+def hash_rebalance_sheds_only_moved_keys(handover, add_by="reload"):
     """--balance query:room, 240 clients with their own keys on A and B; a reload adds C with
     --rebalance auto: every client shed has a key that now maps to C (it reconnects there), no
     client whose key stays on A or B is shed, and each of A and B sheds its surplus, or all
     its keys that moved when there are fewer. With
     `handover` off the old generation keeps the tunnels (its own configuration has no C); on,
-    the new one takes them in with their keys and ages."""
+    the new one takes them in with their keys and ages. `add_by` "command": C comes by
+    `wslb backend add` instead, into the serving generation."""
     a, b, c = (h.EchoBackend(ident=x) for x in "ABC")
-    conf = os.path.join(h.RUNTIME_DIR, f"hash-{handover}-{os.getpid()}.toml")
+    conf = os.path.join(h.RUNTIME_DIR, f"hash-{handover}-{add_by}-{os.getpid()}.toml")
     h.write_config(conf, [a, b])
     inst = h.Instance([], workers=2,
                       extra=["--config", conf, "--balance", "query:room", "--rebalance", "auto",
@@ -170,8 +171,11 @@ def hash_rebalance_sheds_only_moved_keys(handover):
     async def body(clients):
         assert await clients.wait_placed(total, 60) == total
         await asyncio.sleep(1.5)
-        h.write_config(conf, [a, b, c])
-        r = await run_cli("reload", "--name", inst.name)
+        if add_by == "reload":
+            h.write_config(conf, [a, b, c])
+            r = await run_cli("reload", "--name", inst.name)
+        else:
+            r = await run_cli("backend", "add", c.address, "--name", inst.name)
         assert r.returncode == 0, r
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (await poll_status(inst))["rebalance"]["plans"] == 0:
@@ -186,7 +190,7 @@ def hash_rebalance_sheds_only_moved_keys(handover):
     final, now_maps = h.run_async(clients.run(body), timeout=240)
     shed = {i for _, i, code in clients.closes if code == 1012}
     moved = {i for i, ident in now_maps.items() if ident == "C"}
-    h.log(f"hash, handover {handover}: {len(moved)} keys map to C now, {len(shed)} shed, "
+    h.log(f"hash, handover {handover}, added by {add_by}: {len(moved)} keys map to C now, {len(shed)} shed, "
           f"{len(shed & moved)} of them moved keys; plans {final['rebalance']['plans']}")
     assert final["rebalance"]["plans"] == 1, final["rebalance"]
     assert shed <= moved, f"shed although their key stays: {sorted(shed - moved)[:10]}"
@@ -210,6 +214,10 @@ def test_hash_balance_sheds_only_the_keys_that_now_map_elsewhere():
 
 def test_hash_balance_sheds_only_moved_keys_after_a_handover():
     hash_rebalance_sheds_only_moved_keys("on")
+
+
+def test_hash_balance_sheds_only_moved_keys_after_backend_add():
+    hash_rebalance_sheds_only_moved_keys("on", add_by="command")
 
 
 def test_auto_after_comeback_and_weight_change_without_oscillation():

@@ -98,6 +98,51 @@ def test_add_under_a_connect_storm_loses_nothing_and_every_worker_takes_it():
     assert [b["address"] for b in listing] == [b1.address, b2.address], listing
 
 
+def test_seventy_adds_and_removes_under_traffic_reuse_rows_and_worker_indices():
+    # More changes than a worker has backend indices (64): each removal's row is freed once
+    # empty, the next addition takes it, and every worker retires the old entry and gives its
+    # index to the new backend.
+    b1 = h.EchoBackend()
+    others = [h.EchoBackend() for _ in range(3)]
+    inst = h.Instance([b1], extra=["--mode", "tcp"])
+    failures, done = [], []
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            h.echo_storm(inst.port, 5, failures, done)
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        for i in range(70):
+            b = others[i % 3]
+            assert ctl(inst, "add", b.address).returncode == 0
+            # Every worker takes it, by its next pick or its housekeeping tick at the latest.
+            h.wait_until(lambda: inst.log().count("added at run time") >= (i + 1) * inst.workers,
+                         5, what="every worker to take the added backend")
+            r = ctl(inst, "remove", b.address)
+            assert r.returncode == 0, r.stderr
+            h.wait_until(lambda: listed(inst, b.address) is None, 10, what="the row to be freed")
+    finally:
+        stop.set()
+        t.join(60)
+    assert failures == [], failures[:5]
+    cycled = len(done) * 5
+    log = inst.log()
+    assert "cannot take backend" not in log
+    # Each worker took more backends than it has indices: it reused retired ones.
+    for slot in range(inst.workers):
+        taken = re.findall(rf"worker {slot}: backend \S+ added at run time", log)
+        assert len(taken) > 64, (slot, len(taken))
+    # The last addition is picked like any backend.
+    assert ctl(inst, "add", others[0].address).returncode == 0
+    before = listed(inst, others[0].address)["total"]
+    h.echo_storm(inst.port, 40, failures, done)
+    assert failures == [], failures[:5]
+    assert listed(inst, others[0].address)["total"] - before >= 10
+    h.log(f"70 add/remove cycles: {cycled} connections meanwhile, none failed")
+
+
 def test_an_added_backend_is_health_checked_at_once():
     b1 = h.EchoBackend()
     inst = h.Instance([b1], extra=["--mode", "tcp", "--check-interval", "100ms",

@@ -108,6 +108,10 @@ std::string encode(const tunnel_record& rec) {
   w.put_bytes(rec.watch);
   w.put_bytes(rec.unwritten[0]);
   w.put_bytes(rec.unwritten[1]);
+  w.put(rec.access_started_ns);
+  w.put(rec.access_bytes_in);
+  w.put(rec.access_bytes_out);
+  for (const std::string* text : rec.access.fields()) w.put_bytes(*text);
   return w.take();
 }
 
@@ -132,7 +136,7 @@ std::optional<tunnel_record> decode_record(std::string_view bytes, decode_error&
     return std::nullopt;
   }
   tunnel_record rec;
-  const bool ok = r.get(rec.kind) && r.get(rec.flags) && r.get(rec.eof_mask) &&
+  bool ok = r.get(rec.kind) && r.get(rec.flags) && r.get(rec.eof_mask) &&
                   r.get(rec.shut_sent_mask) && r.get(rec.shut_done_mask) &&
                   r.get(rec.finishing_mask) && r.get(rec.done_mask) && r.get(rec.backend_row) &&
                   r.get(rec.last_status) && r.get(rec.requests) && r.get(rec.idle_ms) &&
@@ -140,7 +144,10 @@ std::optional<tunnel_record> decode_record(std::string_view bytes, decode_error&
                   r.get(rec.sticky_key) && r.get_bytes(rec.backend_address, 256) &&
                   r.get_bytes(rec.watch, max_watch_bytes) &&
                   r.get_bytes(rec.unwritten[0], max_unwritten) &&
-                  r.get_bytes(rec.unwritten[1], max_unwritten) && r.done();
+                  r.get_bytes(rec.unwritten[1], max_unwritten) && r.get(rec.access_started_ns) &&
+                  r.get(rec.access_bytes_in) && r.get(rec.access_bytes_out);
+  for (std::string* text : rec.access.fields()) ok = ok && r.get_bytes(*text, max_access_text);
+  ok = ok && r.done();
   if (!ok) {
     error.why = "malformed tunnel record";
     return std::nullopt;

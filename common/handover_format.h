@@ -11,18 +11,24 @@
 #include <string>
 #include <string_view>
 
+#include "common/access_text.h"
+
 namespace wslb::handover {
 
 inline constexpr std::uint32_t magic = 0x4F485357;  // "WSHO" little-endian
 // Bump on ANY change to the records below (or to the meaning of an opaque field such as the
 // stream watch): a receiver of another version is not sent anything; the sender drains.
 // 3: the frame trackers in the stream watch keep the first close frame's code (access log).
-inline constexpr std::uint16_t format_version = 3;
+// 4: the access log's record of the tunnel (flag_access).
+inline constexpr std::uint16_t format_version = 4;
 // The largest unwritten remainder a record carries per direction; a connection with more
 // queued stays where it is until it has written some.
 inline constexpr std::size_t max_unwritten = 64 * 1024;
 inline constexpr std::size_t max_watch_bytes = 64;
-inline constexpr std::size_t max_record_bytes = 256 + max_watch_bytes + 2 * max_unwritten;
+// The access log's texts (worker/access_record.h bounds each; this is their sum, with room).
+inline constexpr std::size_t max_access_text = 4096;
+inline constexpr std::size_t max_record_bytes =
+    256 + max_watch_bytes + max_access_text + 2 * max_unwritten;
 
 // The receiver's first message on a new handover connection.
 struct hello {
@@ -54,6 +60,14 @@ struct tunnel_record {
   std::string backend_address;      // "HOST:PORT", checked against the receiver's row
   std::string watch;                // the stream watch (sniffer or frame trackers), opaque
   std::string unwritten[2];         // bytes queued but not yet written, by direction
+  // The access log's record (flag_access): the line the receiver writes when the tunnel ends
+  // goes on from what the sender counted.
+  // When what the line covers began: uv_hrtime(), CLOCK_MONOTONIC, which every process of the
+  // machine reads alike (an age would lose the time the record spends in transit).
+  std::uint64_t access_started_ns = 0;
+  std::uint64_t access_bytes_in = 0;
+  std::uint64_t access_bytes_out = 0;  // unwritten[to client] included
+  access_text access;
 };
 
 inline constexpr std::uint8_t flag_upgraded = 1;
@@ -61,6 +75,7 @@ inline constexpr std::uint8_t flag_sniffing = 2;
 inline constexpr std::uint8_t flag_graceful = 4;
 inline constexpr std::uint8_t flag_sticky_key = 8;  // sticky_key holds the key it was placed by
 inline constexpr std::uint8_t flag_pinned = 16;     // placed by the affinity cookie: never shed
+inline constexpr std::uint8_t flag_access = 32;     // the access_* fields hold its log record
 
 std::string encode(const hello& h);
 std::string encode(const tunnel_record& r);

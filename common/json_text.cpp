@@ -47,27 +47,32 @@ void append_escaped_byte(std::string& out, std::uint8_t c) {
 
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
+  // Runs of bytes that pass as they are go in one append (the access log writes a few per
+  // request, on the worker's loop).
+  std::size_t run = 0;
   std::size_t i = 0;
   while (i < s.size()) {
     const auto c = static_cast<std::uint8_t>(s[i]);
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      if (const std::size_t n = utf8_sequence(s, i); n > 0) {
+        i += n;
+        continue;
+      }
+    }
+    out.append(s.substr(run, i - run));
     if (c == '"' || c == '\\') {
       out += '\\';
       out += static_cast<char>(c);
-      ++i;
-    } else if (c < 0x20 || c == 0x7F) {
-      append_escaped_byte(out, c);
-      ++i;
-    } else if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-    } else if (const std::size_t n = utf8_sequence(s, i); n > 0) {
-      out.append(s.substr(i, n));
-      i += n;
     } else {
-      append_escaped_byte(out, c);
-      ++i;
+      append_escaped_byte(out, c);  // a control byte, DEL, or a byte outside UTF-8
     }
+    run = ++i;
   }
+  out.append(s.substr(run));
   out += '"';
 }
 

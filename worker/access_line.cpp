@@ -1,6 +1,6 @@
 #include "worker/access_line.h"
 
-#include <cstdio>
+#include <charconv>
 
 #include "common/json_text.h"
 #include "common/log.h"
@@ -25,17 +25,31 @@ void add_number(std::string& out, const char* key, std::uint64_t value, bool zer
     return;
   }
   char digits[24];
-  const int n = std::snprintf(digits, sizeof digits, "%llu", static_cast<unsigned long long>(value));
-  out.append(digits, static_cast<std::size_t>(n));
+  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  out.append(digits, end);
+}
+
+// The time text: the date and second are formatted once per second (a line costs a few
+// hundred nanoseconds less), the milliseconds put in place for each line.
+void add_time(std::string& out, std::int64_t time_ms) {
+  static thread_local std::int64_t second = -1;
+  static thread_local char text[utc_ms_text_max];
+  if (time_ms / 1000 != second) {
+    second = time_ms / 1000;
+    format_utc_ms(time_ms, text);
+  }
+  const auto ms = static_cast<int>(time_ms % 1000);
+  text[20] = static_cast<char>('0' + ms / 100);
+  text[21] = static_cast<char>('0' + ms / 10 % 10);
+  text[22] = static_cast<char>('0' + ms % 10);
+  out.append(text, utc_ms_text_max - 1);
 }
 
 }  // namespace
 
 void render_access_line(const access_line& l, std::string& out) {
-  char time[utc_ms_text_max];
-  format_utc_ms(l.time_ms, time);
   out += "{\"time\":\"";
-  out += time;
+  add_time(out, l.time_ms);
   out += '"';
   add_text(out, ",\"client\":", l.client);
   add_text(out, ",\"forwarded_for\":", l.forwarded_for);
@@ -46,11 +60,12 @@ void render_access_line(const access_line& l, std::string& out) {
   add_text(out, ",\"host\":", l.host);
   add_text(out, ",\"user_agent\":", l.user_agent);
   add_number(out, ",\"status\":", l.status, true);
-  char duration[40];
-  const int n = std::snprintf(duration, sizeof duration, ",\"duration_ms\":%llu.%03llu",
-                              static_cast<unsigned long long>(l.duration_us / 1000),
-                              static_cast<unsigned long long>(l.duration_us % 1000));
-  out.append(duration, static_cast<std::size_t>(n));
+  add_number(out, ",\"duration_ms\":", l.duration_us / 1000, false);
+  const auto fraction = static_cast<int>(l.duration_us % 1000);
+  const char decimals[] = {'.', static_cast<char>('0' + fraction / 100),
+                           static_cast<char>('0' + fraction / 10 % 10),
+                           static_cast<char>('0' + fraction % 10)};
+  out.append(decimals, sizeof decimals);
   add_number(out, ",\"bytes_in\":", l.bytes_in, false);
   add_number(out, ",\"bytes_out\":", l.bytes_out, false);
   add_text(out, ",\"close_cause\":", l.close_cause);

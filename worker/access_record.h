@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/access_text.h"
+#include "common/handover_format.h"
 #include "worker/session.h"
 
 namespace wslb::worker {
@@ -25,13 +27,7 @@ struct access_record {
                                  // since the last line (the connection is between requests)
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
-  std::string client;  // "ip:port" of the peer
-  // The current request (http mode), as sent, truncated to a bounded size.
-  std::string forwarded_for;
-  std::string method;
-  std::string path;
-  std::string host;
-  std::string user_agent;
+  access_text text;  // the client, and the current request (http mode) truncated to a bounded size
 };
 
 // At accept: gives the session its record when the worker logs. `peer` is the client.
@@ -47,6 +43,16 @@ void write_request_line(session* s);
 // The connection is closing (close_session, after record_end noted the cause): the last line
 // if anything since the previous one is unlogged; frees the record.
 void close_access_record(session* s);
+
+// Handover (worker/handover_send.h, handover_receive.h): a tunnel that moves to a new worker
+// takes its record along, and its one line is written by the worker where it ends.
+// The sender: puts the record in `rec` (flag_access), and drops it once the tunnel is sent.
+void describe_access_record(const session* s, handover::tunnel_record& rec);
+void forget_access_record(session* s);
+// The receiver, when it logs: the record from `rec`, or (the sender did not log) a new one
+// from now with the client's address read from `client_fd`. Call before the unwritten bytes
+// are relayed: they were counted by the sender already.
+void adopt_access_record(session* s, const handover::tunnel_record& rec, int client_fd);
 
 // Bytes read from the client (client_input) and written to it (relay_bytes, our own writes).
 inline void note_access_in(session* s, std::size_t n) {

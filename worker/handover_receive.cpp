@@ -12,6 +12,7 @@
 
 #include "common/handover_format.h"
 #include "common/log.h"
+#include "worker/access_record.h"
 #include "worker/connection_limits.h"
 #include "worker/row_counters.h"
 #include "worker/session.h"
@@ -149,6 +150,7 @@ bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int c
     close_session(s);
     return true;
   }
+  adopt_access_record(s, rec, client_fd);
   for (direction d : {to_backend, to_client}) {
     const std::string& bytes = rec.unwritten[d];
     if (!bytes.empty()) relay_bytes(s, d, bytes.data(), bytes.size());

@@ -12,6 +12,7 @@
 
 #include "common/handover_format.h"
 #include "common/log.h"
+#include "worker/access_record.h"
 #include "worker/drain.h"
 #include "worker/row_counters.h"
 #include "worker/session.h"
@@ -147,6 +148,7 @@ bool describe_tunnel(worker_context& ctx, session* s, handover::tunnel_record& r
   rec.source_key = s->source_key;
   rec.age_ms = now - s->opened_ms;
   rec.sticky_key = s->sticky_key;
+  describe_access_record(s, rec);
   if (s->upgraded || s->sniffing) {
     static_assert(sizeof s->watch <= handover::max_watch_bytes, "the receiver refuses a longer watch");
     rec.watch.assign(reinterpret_cast<const char*>(&s->watch), sizeof s->watch);
@@ -224,6 +226,7 @@ void pump(worker_context& ctx) {
         ++h.sent;
         counter_add(ctx.row.handed_over, 1);
         // The receiver holds the sockets now: closing ours neither resets nor ends them.
+        forget_access_record(s);  // its line is the receiver's to write
         close_session(s);
         s = next;
         break;

@@ -12,7 +12,7 @@ handover::tunnel_record sample_record() {
   handover::tunnel_record r;
   r.kind = 2;
   r.flags = handover::flag_upgraded | handover::flag_graceful | handover::flag_sticky_key |
-            handover::flag_pinned;
+            handover::flag_pinned | handover::flag_access;
   r.eof_mask = 1;
   r.shut_sent_mask = 2;
   r.shut_done_mask = 2;
@@ -30,6 +30,16 @@ handover::tunnel_record sample_record() {
   r.watch = std::string("\x01\x00\x7f\xff", 4);
   r.unwritten[0] = "to the backend";
   r.unwritten[1] = std::string(handover::max_unwritten, 'x');
+  // The access log's texts at the longest the worker keeps them.
+  r.access_started_ns = 3'600'000'000'123;
+  r.access_bytes_in = 1'000'001;
+  r.access_bytes_out = 2'000'002;
+  r.access.client = "[2001:db8::1]:41234";
+  r.access.forwarded_for = std::string(512, 'f');
+  r.access.method = std::string(32, 'M');
+  r.access.path = std::string(2048, 'p');
+  r.access.host = std::string(512, 'h');
+  r.access.user_agent = std::string(512, 'u');
   return r;
 }
 
@@ -61,6 +71,12 @@ TEST_CASE("handover_format.record_round_trips_every_field") {
   CHECK(out->watch == in.watch);
   CHECK(out->unwritten[0] == in.unwritten[0]);
   CHECK(out->unwritten[1] == in.unwritten[1]);
+  CHECK(out->access_started_ns == in.access_started_ns);
+  CHECK(out->access_bytes_in == in.access_bytes_in);
+  CHECK(out->access_bytes_out == in.access_bytes_out);
+  for (std::size_t i = 0; i < in.access.fields().size(); ++i) {
+    CHECK(*out->access.fields()[i] == *in.access.fields()[i]);
+  }
 }
 
 TEST_CASE("handover_format.refuses_other_versions_truncation_and_garbage") {

@@ -3,7 +3,9 @@ sockets and real signals. A churn of connections of each kind over several worke
 exactly one JSON line per request (http) or per connection (websocket, tcp), with the bytes
 each way, the status, the close code and the backend the client saw; a rotation (rename, then
 SIGUSR1 to the master) during a churn loses no line; a hostile request stays one valid line;
-a bad path exits 2 naming the flag; with --user the file belongs to that user."""
+a bad path exits 2 naming the flag; with --user the file belongs to that user; a tunnel handed
+over to a new generation has one line, from its accept; a drained WebSocket logs the 1001 wslb
+sent."""
 
 import base64
 import grp
@@ -416,6 +418,37 @@ def test_a_tunnel_handed_over_has_one_line_from_its_accept():
         assert (x["bytes_in"], x["bytes_out"]) == (sent, received), (x, sent, received)
         assert x["client"].startswith("127.0.0.1:") and x["worker"] in new_slots, (x, new_slots)
         assert x["close_cause"] == "client" and x["duration_ms"] >= held_ms, (x, held_ms)
+
+
+def test_a_drained_websocket_logs_the_close_code_wslb_sent():
+    b = h.EchoBackend()
+    path = os.path.join(h.RUNTIME_DIR, "drain-access.log")
+    inst = h.Instance([b], workers=1, extra=["--access-log", path, "--handover", "off",
+                                             "--drain-timeout", "1s"])
+    clients = []
+    for i in range(2):
+        c = socket.create_connection(("127.0.0.1", inst.port), timeout=15)
+        stream = http_wire.Stream(c)
+        key = base64.b64encode(os.urandom(16)).decode()
+        c.sendall((f"GET /drained/{i} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        assert stream.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+        clients.append((c, stream))
+    r = h.cli("restart-workers", "--name", inst.name)
+    assert r.returncode == 0, r.stderr
+    for c, stream in clients:
+        # At the drain deadline: a close frame 1001 (going away), then the connection ends.
+        rest = stream.read_to_close()
+        assert rest[:4] == b"\x88\x02\x03\xe9", rest
+        c.close()
+    lines = wait_lines(path, 2)
+    time.sleep(0.5)
+    lines = read_lines(path)
+    assert len(lines) == 2, lines
+    for x in lines:
+        assert (x["close_cause"], x["ws_close_code"], x["status"]) == ("drain", 1001, 101), x
+        assert x["bytes_out"] > 4, x
 
 
 if __name__ == "__main__":

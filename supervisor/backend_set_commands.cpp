@@ -8,7 +8,6 @@
 // with the same line, or removing one that is already draining, changes nothing and says so.
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 
 #include "common/json_text.h"
 #include "common/log.h"

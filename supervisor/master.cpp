@@ -113,6 +113,7 @@ void master::adopt_lock_and_table() {
   table_->get().header.master_started_ms = unix_ms();
   write_binary_identity();
   config with_rows = cfg;
+  read_journal(with_rows);  // the predecessor's runtime backend changes hold on
   std::string error;
   if (!apply_backends(table_->get(), with_rows, error)) throw std::runtime_error(error);
   cfg_ = std::make_shared<const config>(std::move(with_rows));

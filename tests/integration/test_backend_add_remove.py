@@ -324,6 +324,32 @@ def test_the_cluster_agents_count_an_added_backend_across_the_tier():
     redis.stop()
 
 
+def test_an_upgraded_master_keeps_the_runtime_changes():
+    b1, b2, b3 = h.EchoBackend(), h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1, b2], extra=["--mode", "tcp"])
+    assert ctl(inst, "add", b3.address).returncode == 0
+    assert ctl(inst, "remove", b1.address).returncode == 0
+    held = [socket.create_connection(("127.0.0.1", inst.port), timeout=10) for _ in range(4)]
+    h.wait_until(lambda: listed(inst, b3.address)["active"] == 2, 10, what="2 held on b3")
+    assert ctl(inst, "weight", b2.address, "3").returncode == 0  # an override rides along
+    before = inst.status()["master_pid"]
+    r = h.cli("upgrade", "--name", inst.name, timeout=60)
+    assert r.returncode == 0 and "upgraded" in r.stdout, (r.stdout, r.stderr)
+    try:
+        s = inst.status()
+        assert s["master_pid"] != before
+        active = {b["address"] for b in s["backends"] if b["state"] == "active"}
+        assert active == {b2.address, b3.address}, s["backends"]
+        assert listed(inst, b2.address)["weight"] == 3
+        for sock in held:  # handed over to the new master's workers
+            assert h.echo_through(sock, b"kept")[0] == 4
+        assert listed(inst, b3.address)["active"] == 2
+    finally:
+        for sock in held:
+            sock.close()
+        h.cli("stop", "--name", inst.name)
+
+
 def test_the_journal_keeps_them_across_reload_stop_and_run_and_an_edited_line_wins():
     b1, b2, b3 = h.EchoBackend(), h.EchoBackend(), h.EchoBackend()
     name = h.unique_name("setjournal")

@@ -17,6 +17,7 @@ constexpr const char* usage =
     "  wslb backend list|drain|ready|maint|weight|reset [HOST:PORT [N]] [--name NAME] [--json]\n"
     "  wslb backend add HOST:PORT[,weight=N] | remove HOST:PORT [--drain DURATION] [--name NAME] [--json]\n"
     "  wslb reload [--name NAME]\n"
+    "  wslb reopen-logs [--name NAME]\n"
     "  wslb upgrade [--name NAME] [--binary PATH]\n"
     "  wslb stop [--name NAME] [--graceful]\n"
     "  wslb rebalance [--name NAME] [--dry-run]\n"
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
     return wslb::cli::shaping_command("backend evacuate", wslb::cli::args(rest.begin() + 1, rest.end()));
   }
   if (verb == "restart-workers" || verb == "reload" || verb == "upgrade" || verb == "stop" ||
-      verb == "backend") {
+      verb == "backend" || verb == "reopen-logs") {
     return wslb::cli::control_command(verb, rest);
   }
   if (verb == "demo") return wslb::cli::demo_command(rest);

@@ -277,7 +277,7 @@ void master::on_signal(int signum) {
       if (stopping_) check_stop_progress();
       break;
     case SIGHUP: reload(nullptr); break;
-    case SIGUSR1: reopen_logs(); break;
+    case SIGUSR1: reopen_logs(nullptr); break;
     case SIGUSR2: restart_workers(nullptr); break;
     case SIGQUIT: begin_stop(true, nullptr); break;
     case SIGTERM:

@@ -32,6 +32,9 @@ void master::register_commands() {
   commands_.add("restart-workers", no_arguments("restart-workers", [this](control_request_ptr r) {
     restart_workers(std::move(r));
   }));
+  commands_.add("reopen-logs", no_arguments("reopen-logs", [this](control_request_ptr r) {
+    reopen_logs(std::move(r));
+  }));
   commands_.add("reload", no_arguments("reload", [this](control_request_ptr r) {
     reload(std::move(r));
   }));
@@ -62,11 +65,13 @@ void master::restart_workers(control_request_ptr request) {
                            answer(request), now());
 }
 
-void master::reopen_logs() {
+void master::reopen_logs(control_request_ptr request) {
   // The workers write the access log; the master only passes the word on, over the channel
   // (a signal could reach a freshly forked worker before it blocks SIGUSR1, and kill it).
   const std::size_t told = children_->tell_workers(child_channel::msg_reopen_logs);
-  log_line(who, "SIGUSR1: %zu workers reopen the access log", told);
+  const std::string line = std::to_string(told) + " workers reopen the access log";
+  log_line(who, "%s: %s", request ? "reopen-logs" : "SIGUSR1", line.c_str());
+  answer(request)(true, line);
 }
 
 void master::reload(control_request_ptr request) {

@@ -89,8 +89,8 @@ class master : public child_events {
   // The new master failed: it is killed, and the table rows and header it took are ours again.
   void recover_from_failed_upgrade(control_request_ptr request, const std::string& why);
   void begin_stop(bool graceful, control_request_ptr request);
-  // SIGUSR1: every live worker reopens its access log (log rotation).
-  void reopen_logs();
+  // SIGUSR1 or `wslb reopen-logs`: every live worker reopens its access log (log rotation).
+  void reopen_logs(control_request_ptr request);
   // `rebalance [dry-run]` and `backend-evacuate ADDRESS MS|cancel` (shaping_commands.cpp).
   void register_shaping_commands();
   void check_stop_progress();

@@ -240,7 +240,11 @@ def test_rotation_during_churn_loses_no_line():
             time.sleep(1.0)
             rotated.append(f"{path}.{k + 1}")
             os.rename(path, rotated[-1])  # what logrotate does, then it signals the master
-            inst.proc.send_signal(signal.SIGUSR1)
+            if k == 1:
+                r = h.cli("reopen-logs", "--name", inst.name)
+                assert r.returncode == 0 and "3 workers reopen" in r.stdout, (r.stdout, r.stderr)
+            else:
+                inst.proc.send_signal(signal.SIGUSR1)
             h.wait_until(lambda: os.path.exists(path), 10, what="the access log reopened")
         time.sleep(1.0)
     finally:

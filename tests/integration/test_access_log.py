@@ -5,7 +5,7 @@ each way, the status, the close code and the backend the client saw; a rotation 
 SIGUSR1 to the master) during a churn loses no line; a hostile request stays one valid line;
 a bad path exits 2 naming the flag; with --user the file belongs to that user; a tunnel handed
 over to a new generation has one line, from its accept; a drained WebSocket logs the 1001 wslb
-sent."""
+sent; a reload moves the log, and a path that cannot be opened refuses the reload."""
 
 import base64
 import grp
@@ -453,6 +453,29 @@ def test_a_drained_websocket_logs_the_close_code_wslb_sent():
     for x in lines:
         assert (x["close_cause"], x["ws_close_code"], x["status"]) == ("drain", 1001, 101), x
         assert x["bytes_out"] > 4, x
+
+
+def test_a_reload_moves_the_log_and_a_bad_path_refuses_it():
+    b = h.EchoBackend()
+    first, second = (os.path.join(h.RUNTIME_DIR, f"reload-{n}.log") for n in ("a", "b"))
+    conf = os.path.join(h.RUNTIME_DIR, "reload-access.toml")
+    with open(conf, "w") as f:
+        f.write(f'access-log = "{first}"\n')
+    inst = h.Instance([b], workers=1, extra=["--config", conf])
+    http_exchange(inst.port, [b"GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+    with open(conf, "w") as f:
+        f.write(f'access-log = "{second}"\n')
+    r = h.cli("reload", "--name", inst.name)
+    assert r.returncode == 0, r.stderr
+    http_exchange(inst.port, [b"GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+    with open(conf, "w") as f:
+        f.write('access-log = "/nonexistent-dir/c.log"\n')
+    r = h.cli("reload", "--name", inst.name)
+    assert r.returncode == 1 and "access-log" in r.stderr and "refused" in r.stderr, r.stderr
+    http_exchange(inst.port, [b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+    inst.stop()
+    assert [x["path"] for x in read_lines(first)] == ["/one"]
+    assert [x["path"] for x in read_lines(second)] == ["/two", "/three"]
 
 
 if __name__ == "__main__":

@@ -415,8 +415,16 @@ def test_workers_stopped_mid_plan_do_not_burst_over_the_cap():
         h.write_config(conf, [a, b, c])
         r = await run_cli("reload", "--name", inst.name)
         assert r.returncode == 0, r
+        # A handover moves the tunnels to the new workers; the plan is made once every one of
+        # them is counted again (one in flight counts on neither side).
         s = await poll_status(inst)
-        # Old workers that drain, or new ones the tunnels were handed to.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+                sum(x["active"] for x in s["backends"]) == total and
+                all(w["connections"] == 0 for w in s["workers"] if w["state"] == "draining")):
+            await asyncio.sleep(0.1)
+            s = await poll_status(inst)
+        # The new workers the tunnels were handed to.
         holding = [w["pid"] for w in s["workers"] if w["connections"] > 0]
         assert len(holding) == 2, s["workers"]
         r = await run_cli("rebalance", "--name", inst.name)

@@ -135,3 +135,39 @@ TEST_CASE("rebalancer.a_backend_with_nothing_left_to_shed_ends_its_part") {
   CHECK(t->header.rebalance_running == 0);
   CHECK(stall_ms_for(100) == 50'000);  // one close every 10 s: five of them
 }
+
+TEST_CASE("rebalancer.auto_waits_for_a_handover_to_settle") {
+  // A reload with handover adds C and moves the tunnels at once: those sent and not yet taken
+  // in count nowhere. Auto plans only once that count has stood still for a second.
+  auto t = wslb::testing::fresh_table();
+  t->header.slot_high_water = 2;
+  add_backend(*t, 0, "10.0.0.1:80");
+  add_backend(*t, 1, "10.0.0.2:80");
+  t->workers[0].backends[0].active = 100;
+  t->workers[0].backends[1].active = 100;
+  shaping_config settings;
+  settings.rebalance = rebalance_mode::auto_;
+  settings.min_age_ms = 1'000;
+  rebalancer shaping;
+  shaping.tick(*t, settings, 10'000);  // what is there at start is not a change
+  add_backend(*t, 2, "10.0.0.3:80");
+  // Worker 0 has sent 60 of its tunnels to worker 1, which has taken in 20 so far.
+  t->workers[0].handed_over = 60;
+  t->workers[0].backends[0].active = 70;
+  t->workers[0].backends[1].active = 70;
+  t->workers[1].handed_in = 20;
+  t->workers[1].backends[0].active = 10;
+  t->workers[1].backends[1].active = 10;
+  shaping.tick(*t, settings, 10'100);
+  shaping.tick(*t, settings, 10'800);
+  t->workers[1].handed_in = 60;
+  t->workers[1].backends[0].active = 30;
+  t->workers[1].backends[1].active = 30;
+  shaping.tick(*t, settings, 11'200);
+  shaping.tick(*t, settings, 12'100);
+  CHECK(t->header.rebalance_plans == 0);
+  shaping.tick(*t, settings, 12'200);
+  CHECK(t->header.rebalance_plans == 1);
+  CHECK(t->backends[0].rebalance_target == 67);  // 200 / 3: every tunnel counted again
+  CHECK(t->backends[0].rebalance_surplus == 33);
+}

@@ -2,10 +2,11 @@
 
 #include "cli/commands.h"
 #include "cluster/start_check.h"
-#include "common/log.h"
 #include "common/exit_codes.h"
+#include "common/log.h"
 #include "common/run_options.h"
 #include "supervisor/master.h"
+#include "tls/server_context.h"
 
 namespace wslb::cli {
 
@@ -34,6 +35,11 @@ int run_command(const args& a) {
       log_line("master", "--cluster: Redis at %s is not reachable now (%s); starting on local "
                "counts, the cluster agent keeps trying", where.c_str(), check.detail.c_str());
     }
+  }
+  // The certificates are read now, so that a bad one stops `run` with the usage code too.
+  if (const std::string error = tls::load_listener_tls(cfg, unix_ms()); !error.empty()) {
+    std::fprintf(stderr, "wslb run: %s\n", error.c_str());
+    return exit_code::usage;
   }
   return supervisor::run_master(cfg, a);
 }

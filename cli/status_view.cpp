@@ -11,6 +11,7 @@
 #include "common/json_text.h"
 #include "shm/cluster_view.h"
 #include "shm/table_ops.h"
+#include "tls/certificate_rows.h"
 
 namespace wslb::cli {
 
@@ -55,6 +56,47 @@ bool backend_shown(const shm::backend_row& b) {
 }
 std::int64_t ms_left(std::int64_t deadline, std::int64_t now) {
   return deadline > now ? deadline - now : 0;
+}
+
+std::int64_t days_left(std::int64_t not_after_ms, std::int64_t now) {
+  tls::certificate_info info;
+  info.not_after_ms = not_after_ms;
+  return info.days_left(now);
+}
+
+// "tls":{"certificates":[...],"ticket_keys":N,"ticket_key_age_s":S}; "tls":null when off.
+std::string tls_json(const shm::table& t, std::int64_t now) {
+  const auto certs = tls::read_published_certificates(t.tls);
+  if (certs.empty()) return "\"tls\":null";
+  std::string out = "\"tls\":{\"certificates\":[";
+  for (std::size_t i = 0; i < certs.size(); ++i) {
+    out += std::string(i ? "," : "") + "{\"subject\":" + json_string(printable_text(certs[i].subject)) +
+           ",\"key\":" + json_string(printable_text(certs[i].key_kind)) +
+           ",\"not_after_ms\":" + num(certs[i].not_after_ms) +
+           ",\"days_left\":" + num(days_left(certs[i].not_after_ms, now)) +
+           ",\"expiring\":" +
+           (days_left(certs[i].not_after_ms, now) < tls::expiry_warning_days ? "true" : "false") + "}";
+  }
+  const std::int64_t rotated = t.tls.keys_rotated_ms.load(relaxed);
+  return out + "],\"ticket_keys\":" + std::to_string(t.tls.key_count.load(relaxed)) +
+         ",\"ticket_key_age_s\":" + (rotated ? num((now - rotated) / 1000) : "null") + "}";
+}
+
+std::string tls_text(const shm::table& t, std::int64_t now) {
+  const auto certs = tls::read_published_certificates(t.tls);
+  if (certs.empty()) return {};
+  std::string out = "\nTLS CERTIFICATES\n";
+  for (const auto& c : certs) {
+    const std::int64_t days = days_left(c.not_after_ms, now);
+    out += "  " + printable_text(c.subject) + "  " + printable_text(c.key_kind) + "  expires " +
+           tls::format_utc(c.not_after_ms) + " (" + num(days) + " days left" +
+           (days < tls::expiry_warning_days ? ", RENEW SOON" : "") + ")\n";
+  }
+  const std::int64_t rotated = t.tls.keys_rotated_ms.load(relaxed);
+  out += "  session-ticket keys: " + std::to_string(t.tls.key_count.load(relaxed)) +
+         (rotated ? ", current one " + num((now - rotated) / 1000) + " s old" : std::string()) +
+         "\n";
+  return out;
 }
 
 }  // namespace
@@ -178,7 +220,8 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
          std::to_string(c.interval_ms.load()) + ",\"timeout_ms\":" +
          std::to_string(c.timeout_ms.load()) + ",\"rise\":" + std::to_string(c.rise.load()) +
          ",\"fall\":" + std::to_string(c.fall.load()) + ",\"restarts\":" +
-         std::to_string(c.restarts.load()) + "},\"cluster\":" + render_cluster_json(t, now) + "}\n";
+         std::to_string(c.restarts.load()) + "},\"cluster\":" + render_cluster_json(t, now) + "," +
+         tls_json(t, now) + "}\n";
   return out;
 }
 
@@ -268,7 +311,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
   }
   out += "\nERRORS" + (errors.empty() ? std::string(" none") : errors) + "\n";
   out += rebalance_text(t, now);
-  return out + render_cluster_text(t, now);
+  return out + render_cluster_text(t, now) + tls_text(t, now);
 }
 
 }  // namespace wslb::cli

@@ -6,10 +6,16 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/cidr.h"
+#include "tls/server_settings.h"
+
+namespace wslb::tls {
+class server_context;
+}
 
 namespace wslb {
 
@@ -113,6 +119,18 @@ struct cluster_config {
   bool operator==(const cluster_config&) const = default;
 };
 
+// TLS on the listener (--tls-*).
+struct tls_listener_config {
+  tls::server_settings settings;                 // no certificates: a plaintext listener
+  std::uint32_t ticket_rotation_ms = 3'600'000;  // how long a ticket key seals new tickets
+  std::uint32_t max_handshakes = 256;            // per worker, in progress at once
+  // The certificates, loaded and checked (tls::load_listener_tls): by `wslb run` before the
+  // master starts and by a reload's prepare step. Forked workers use the master's copy.
+  std::shared_ptr<tls::server_context> server;
+
+  bool enabled() const { return !settings.certificates.empty(); }
+};
+
 struct config {
   std::string name = "wslb";
   endpoint listen;
@@ -142,6 +160,7 @@ struct config {
   std::string state_file;  // --state-file; empty: <runtime dir>/NAME.state
   std::string access_log;  // --access-log PATH, "-" (standard output); empty: off
   cluster_config cluster;
+  tls_listener_config tls;
 };
 
 const char* to_string(balance_mode m);

@@ -14,6 +14,7 @@
 #include "common/run_as.h"
 #include "common/redis_url.h"
 #include "shm/layout.h"
+#include "tls/server_settings.h"
 
 namespace wslb {
 
@@ -64,6 +65,12 @@ struct raw_options {
   std::string cluster;
   std::string node_id;
   std::string cluster_interval = "500ms";
+  std::vector<std::string> tls_certs;
+  std::vector<std::string> tls_keys;
+  std::string tls_min_version = "1.2";
+  std::string tls_ciphers = tls::default_cipher_list;
+  std::string tls_ticket_rotation = "1h";
+  std::string tls_max_handshakes = "256";
 };
 
 void add_options(CLI::App& app, raw_options& raw, config& out) {
@@ -158,6 +165,17 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
   app.add_option("--node-id", raw.node_id, "This node's name in the tier (default: host name)");
   app.add_option("--cluster-interval", raw.cluster_interval,
                  "How often the nodes exchange their counts")
+      ->capture_default_str();
+  app.add_option("--tls-cert", raw.tls_certs,
+                 "TLS certificate chain, PEM (repeat with --tls-key; the first is the default)");
+  app.add_option("--tls-key", raw.tls_keys, "Private key of the --tls-cert at the same position");
+  app.add_option("--tls-min-version", raw.tls_min_version, "1.2 | 1.3")->capture_default_str();
+  app.add_option("--tls-ciphers", raw.tls_ciphers, "TLS 1.2 cipher list (OpenSSL syntax)");
+  app.add_option("--tls-ticket-rotation", raw.tls_ticket_rotation,
+                 "How long a session-ticket key seals new tickets (then opens them as long again)")
+      ->capture_default_str();
+  app.add_option("--tls-max-handshakes", raw.tls_max_handshakes,
+                 "TLS handshakes in progress per worker; more wait in the accept queue")
       ->capture_default_str();
 }
 
@@ -264,6 +282,41 @@ std::string validate_cluster(const raw_options& raw, cluster_config& out) {
                                      "digits, '.', '-' or '_')");
 }
 
+// The --tls-* flags, in pairs. The files are read later (tls::load_listener_tls), once the
+// whole configuration is known to be good.
+std::string validate_tls(const raw_options& raw, config& out) {
+  tls::server_settings& settings = out.tls.settings;
+  settings.certificates.clear();
+  if (raw.tls_certs.size() != raw.tls_keys.size()) {
+    return flag_error(raw.tls_certs.size() < raw.tls_keys.size() ? "--tls-cert" : "--tls-key",
+                      std::to_string(raw.tls_certs.size()) + " --tls-cert but " +
+                          std::to_string(raw.tls_keys.size()) +
+                          " --tls-key; give them in pairs, in the same order");
+  }
+  if (raw.tls_certs.size() > shm::max_certificates) {
+    return flag_error("--tls-cert",
+                      "at most " + std::to_string(shm::max_certificates) + " certificates");
+  }
+  for (std::size_t i = 0; i < raw.tls_certs.size(); ++i) {
+    settings.certificates.push_back({raw.tls_certs[i], raw.tls_keys[i]});
+  }
+  if (std::string e = validate_choice(
+          "--tls-min-version", raw.tls_min_version,
+          {{"1.2", tls::tls_version::tls1_2}, {"1.3", tls::tls_version::tls1_3}},
+          settings.min_version);
+      !e.empty()) {
+    return e;
+  }
+  if (out.tls.ticket_rotation_ms < 1000) {
+    return flag_error("--tls-ticket-rotation", "'" + raw.tls_ticket_rotation + "' is below 1s");
+  }
+  settings.ciphers = raw.tls_ciphers;
+  settings.alpn_http1 = out.mode == proxy_mode::http;
+  // A ticket opens while its key is current or previous: up to two rotation periods.
+  settings.ticket_lifetime_s = out.tls.ticket_rotation_ms / 1000 * 2;
+  return {};
+}
+
 std::string validate(const raw_options& raw, config& out) {
   std::string error;
   if (!parse_endpoint(raw.listen, out.listen, error, /*allow_port_zero=*/false)) {
@@ -342,6 +395,10 @@ std::string validate(const raw_options& raw, config& out) {
       validate_duration("--rebalance-min-age", raw.rebalance_min_age, out.shaping.min_age_ms),
       validate_count("--rebalance-close-code", raw.rebalance_close_code, 1000, 4999, close_code),
       validate_cluster(raw, out.cluster),
+      validate_duration("--tls-ticket-rotation", raw.tls_ticket_rotation,
+                        out.tls.ticket_rotation_ms),
+      validate_count("--tls-max-handshakes", raw.tls_max_handshakes, 1, 100000,
+                     out.tls.max_handshakes),
   };
   for (const std::string& e : errors) {
     if (!e.empty()) return e;
@@ -386,7 +443,7 @@ std::string validate(const raw_options& raw, config& out) {
     return flag_error("--max-header-size", error);
   if (out.max_header_size < 256 || out.max_header_size > 1024 * 1024)
     return flag_error("--max-header-size", "'" + raw.max_header_size + "' must be 256 to 1m");
-  return {};
+  return validate_tls(raw, out);
 }
 
 // The keys a config file may hold: every option but --config and --help.

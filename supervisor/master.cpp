@@ -18,6 +18,7 @@
 #include "supervisor/master_state.h"
 #include "supervisor/privileges.h"
 #include "supervisor/socket_activation.h"
+#include "supervisor/tls_upkeep.h"
 #include "worker/worker_main.h"
 
 namespace wslb::supervisor {
@@ -161,6 +162,7 @@ void master::take_lock_and_table() {
   if (!apply_backends(t, with_rows, error)) throw std::runtime_error(error);
   cfg_ = std::make_shared<const config>(std::move(with_rows));
   apply_check_settings(t, cfg.check);
+  publish_tls(t, cfg, unix_ms());
 }
 
 void master::start_children() {
@@ -256,6 +258,7 @@ void master::housekeeping() {
   }
   release_drained_backends(table_->get());
   rebalancer_.tick(table_->get(), children_->serving().cfg()->shaping, unix_ms());
+  rotate_ticket_keys_when_due(table_->get(), *children_->serving().cfg(), at.unix_ms);
 }
 
 void master::on_child_message(child_id id, char message) {

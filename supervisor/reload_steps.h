@@ -1,6 +1,6 @@
 // The steps of a reload that change the table (see reload_transaction.h): the backends added or
-// removed at run time, the backend rows, the health-check settings and the operator's runtime
-// overrides. Master only.
+// removed at run time, the backend rows, the health-check settings, the operator's runtime
+// overrides and the certificates. Master only.
 #pragma once
 
 #include <memory>
@@ -11,6 +11,7 @@
 #include "supervisor/backend_overrides.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/reload_transaction.h"
+#include "supervisor/tls_upkeep.h"
 
 namespace wslb::supervisor {
 
@@ -76,9 +77,9 @@ class overrides_step : public reload_step {
 };
 
 // A reload's steps, in the order they are prepared: runtime backends, backend rows, check
-// settings, overrides. A later preparation (certificates to load) is one more step added here;
-// if its prepare() fails, the reload is refused and the earlier steps undone. The master's
-// reload and the unit tests build their transaction here, so both run the same steps.
+// settings, overrides, certificates (tls_step, tls_upkeep.h). If a prepare() fails, the reload
+// is refused and the earlier steps undone. The master's reload and the unit tests build their
+// transaction here, so both run the same steps.
 // On prepare, `*runtime_dropped` (if not null) receives the runtime additions and removals
 // the new configuration drops.
 inline reload_transaction reload_steps(shm::table& t, override_journal& journal,
@@ -88,6 +89,7 @@ inline reload_transaction reload_steps(shm::table& t, override_journal& journal,
   tx.add(std::make_unique<backend_rows_step>(t));
   tx.add(std::make_unique<check_settings_step>(t));
   tx.add(std::make_unique<overrides_step>(journal, t));
+  tx.add(std::make_unique<tls_step>(t));
   return tx;
 }
 

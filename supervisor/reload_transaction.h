@@ -1,8 +1,8 @@
 // A reload (and a restart) as a transaction. Each change to shared state a new configuration
 // brings is a reload_step: prepare() does it aside, where the serving generation does not see
 // it; commit() makes it the truth once every new worker is ready; roll_back() undoes prepare()
-// entirely. The steps are listed in reload_steps.h; a later preparation (loading certificates)
-// is one more step there, and its failure refuses the reload like any other. Master only.
+// entirely. The steps are listed in reload_steps.h; a failing one (certificates that do not
+// load, say) refuses the reload like any other. Master only.
 #pragma once
 
 #include <memory>

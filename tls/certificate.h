@@ -23,6 +23,10 @@ struct pkey_free {
 using x509_ptr = std::unique_ptr<X509, x509_free>;
 using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
+// A certificate this close to expiry is flagged: a warning in the master's log, "RENEW SOON"
+// in `status`.
+inline constexpr std::int64_t expiry_warning_days = 14;
+
 // What `status` and the logs say about a certificate.
 struct certificate_info {
   std::string cert_file;

@@ -116,6 +116,14 @@ bool server_context::add(certificate&& cert, std::string& error) {
   return true;
 }
 
+std::string load_listener_tls(config& cfg, std::int64_t now_ms) {
+  cfg.tls.server.reset();
+  if (!cfg.tls.enabled()) return {};
+  std::string error;
+  cfg.tls.server = server_context::load(cfg.tls.settings, now_ms, error);
+  return error;
+}
+
 server_context::~server_context() {
   for (entry& e : entries_) SSL_CTX_free(e.ctx);
 }

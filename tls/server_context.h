@@ -17,33 +17,12 @@
 #include <string_view>
 #include <vector>
 
+#include "common/config.h"
 #include "shm/layout.h"
 #include "tls/certificate.h"
+#include "tls/server_settings.h"
 
 namespace wslb::tls {
-
-enum class tls_version { tls1_2, tls1_3 };
-
-// The TLS 1.2 cipher list used unless --tls-ciphers says otherwise: forward-secret AEAD
-// suites only (Mozilla's "intermediate" list). TLS 1.3 suites are OpenSSL's defaults
-// (AES-256-GCM, ChaCha20-Poly1305, AES-128-GCM).
-inline constexpr const char* default_cipher_list =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-
-struct certificate_files {
-  std::string cert_file;
-  std::string key_file;
-};
-
-struct server_settings {
-  std::vector<certificate_files> certificates;  // the first is the default
-  tls_version min_version = tls_version::tls1_2;
-  std::string ciphers = default_cipher_list;    // TLS 1.2 suites
-  bool alpn_http1 = true;                       // offer "http/1.1" (http mode)
-  std::uint32_t ticket_lifetime_s = 7200;       // what tickets advertise
-};
 
 class server_context {
  public:
@@ -81,5 +60,10 @@ class server_context {
   std::vector<entry> entries_;
   const shm::tls_section* ticket_keys_ = nullptr;
 };
+
+// Loads cfg.tls.settings into cfg.tls.server (nothing when TLS is off): `wslb run` before the
+// master starts (an error exits 2), a reload in its prepare step (an error refuses it). Returns
+// "" or the error, naming the flag and the file.
+std::string load_listener_tls(config& cfg, std::int64_t now_ms);
 
 }  // namespace wslb::tls

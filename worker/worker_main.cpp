@@ -11,6 +11,7 @@
 
 #include "common/exit_codes.h"
 #include "common/log.h"
+#include "tls/server_context.h"
 #include "worker/acceptor.h"
 #include "worker/backend_set.h"
 #include "worker/connection_stats.h"
@@ -83,6 +84,7 @@ const char* unservable(const config& cfg) {
   for (const backend_config& b : cfg.backends) {
     if (b.row >= shm::max_backends) return "a backend has no table row";
   }
+  if (cfg.tls.enabled() && !cfg.tls.server) return "TLS certificates not loaded";
   return nullptr;
 }
 
@@ -110,6 +112,8 @@ int run_worker(const launch& how) {
     log_line(who, "cannot start: out of memory");
     return exit_code::fatal_config;
   }
+  // Tickets sealed here open in every other worker: the keys are the table's (the master's).
+  if (how.cfg.tls.server) how.cfg.tls.server->use_ticket_keys(&how.table.tls);
   ctx->listen_fd = how.listen_fd;
   ctx->master_fd = how.master_fd;
   ctx->signal_fd = signal_fd;

@@ -8,6 +8,8 @@
 #include "cli/status_view.h"
 #include "shm/table.h"
 #include "shm/table_ops.h"
+#include "tls/certificate_rows.h"
+#include "tls/ticket_keys.h"
 
 using namespace wslb;
 
@@ -111,4 +113,33 @@ TEST_CASE("status.names_the_rebalance_mode") {
     CHECK(cli::render_status_text(*t, 1'005'000).find(std::string("REBALANCE ") + name + ",") !=
           std::string::npos);
   }
+}
+
+TEST_CASE("status.tls_certificates_with_days_left") {
+  auto t = sample_table();
+  CHECK(cli::render_status_json(*t, 1'005'000).find("\"tls\":null") != std::string::npos);
+  CHECK(cli::render_status_text(*t, 1'005'000).find("TLS") == std::string::npos);
+
+  const std::int64_t day = 86'400'000;
+  tls::certificate_info a, b;
+  a.subject = "CN=alpha.test";
+  a.key_kind = "ECDSA prime256v1";
+  a.not_after_ms = 1'005'000 + 90 * day;
+  b.subject = "CN=beta.test\x1b[2J";  // a subject is the certificate's text: escaped
+  b.key_kind = "RSA 2048";
+  b.not_after_ms = 1'005'000 + 3 * day + 5;
+  tls::publish_certificates(t->tls, {a, b});
+  REQUIRE(tls::rotate_ticket_keys(t->tls, 1'000'000));
+
+  const std::string json = cli::render_status_json(*t, 1'005'000);
+  CHECK(json.find("\"tls\":{\"certificates\":[{\"subject\":\"CN=alpha.test\",\"key\":"
+                  "\"ECDSA prime256v1\",\"not_after_ms\":7777005000,\"days_left\":90,"
+                  "\"expiring\":false},{\"subject\":\"CN=beta.test\\\\x1b[2J\",\"key\":\"RSA "
+                  "2048\",\"not_after_ms\":260205005,\"days_left\":3,\"expiring\":true}],"
+                  "\"ticket_keys\":1,\"ticket_key_age_s\":5}") != std::string::npos);
+  const std::string text = cli::render_status_text(*t, 1'005'000);
+  CHECK(text.find("TLS CERTIFICATES\n  CN=alpha.test  ECDSA prime256v1  expires 1970-04-01 00:16 "
+                  "UTC (90 days left)\n  CN=beta.test\\x1b[2J  RSA 2048  expires 1970-01-04 "
+                  "00:16 UTC (3 days left, RENEW SOON)\n  session-ticket keys: 1, current one 5 s "
+                  "old\n") != std::string::npos);
 }

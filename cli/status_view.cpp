@@ -78,8 +78,11 @@ std::string tls_json(const shm::table& t, std::int64_t now) {
            (days_left(certs[i].not_after_ms, now) < tls::expiry_warning_days ? "true" : "false") + "}";
   }
   const std::int64_t rotated = t.tls.keys_rotated_ms.load(relaxed);
+  const shm::tls_totals sums = shm::sum_tls(t);
   return out + "],\"ticket_keys\":" + std::to_string(t.tls.key_count.load(relaxed)) +
-         ",\"ticket_key_age_s\":" + (rotated ? num((now - rotated) / 1000) : "null") + "}";
+         ",\"ticket_key_age_s\":" + (rotated ? num((now - rotated) / 1000) : "null") +
+         ",\"handshakes\":" + num(sums.handshakes) + ",\"resumed\":" + num(sums.resumed) +
+         ",\"failed\":" + num(sums.failed) + ",\"abandoned\":" + num(sums.abandoned) + "}";
 }
 
 std::string tls_text(const shm::table& t, std::int64_t now) {
@@ -96,7 +99,9 @@ std::string tls_text(const shm::table& t, std::int64_t now) {
   out += "  session-ticket keys: " + std::to_string(t.tls.key_count.load(relaxed)) +
          (rotated ? ", current one " + num((now - rotated) / 1000) + " s old" : std::string()) +
          "\n";
-  return out;
+  const shm::tls_totals sums = shm::sum_tls(t);
+  return out + "  handshakes " + num(sums.handshakes) + " (resumed " + num(sums.resumed) +
+         "), failed " + num(sums.failed) + ", abandoned " + num(sums.abandoned) + "\n";
 }
 
 }  // namespace

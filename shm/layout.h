@@ -17,7 +17,7 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 11;
+inline constexpr std::uint32_t layout_version = 12;
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -165,6 +165,13 @@ struct alignas(64) worker_row {
   // worker's reservation goes when the master clears its row.
   std::atomic<std::uint32_t> reserving;
   std::atomic<std::uint32_t> queued;          // clients waiting in this worker's maxconn queue
+  // TLS on the listener: handshakes completed (and of those, resumed by ticket); handshakes
+  // that failed (not TLS, garbage, a protocol error; plain HTTP gets a 400 first) and those
+  // abandoned (the handshake timeout, or the client gone mid-handshake).
+  std::atomic<std::uint64_t> tls_handshakes;
+  std::atomic<std::uint64_t> tls_resumed;
+  std::atomic<std::uint64_t> tls_failed;
+  std::atomic<std::uint64_t> tls_abandoned;
   backend_counters backends[max_backends];
   source_count sources[source_slots];
 };

@@ -26,6 +26,19 @@ std::uint64_t sum_errors(const table& t, std::size_t kind) {
   return sum;
 }
 
+tls_totals sum_tls(const table& t) {
+  tls_totals out;
+  const std::size_t n = worker_rows_in_use(t);
+  for (std::size_t s = 0; s < n; ++s) {
+    const worker_row& w = t.workers[s];
+    out.handshakes += w.tls_handshakes.load(relaxed);
+    out.resumed += w.tls_resumed.load(relaxed);
+    out.failed += w.tls_failed.load(relaxed);
+    out.abandoned += w.tls_abandoned.load(relaxed);
+  }
+  return out;
+}
+
 std::uint64_t sum_active(const table& t, std::size_t b) {
   std::uint64_t sum = 0;
   const std::size_t n = worker_rows_in_use(t);
@@ -98,8 +111,8 @@ void clear_worker_row(table& t, std::size_t slot) {
   w.queued.store(0, relaxed);
   t.header.retired_handed_over.fetch_add(w.handed_over.exchange(0, relaxed), relaxed);
   t.header.retired_handed_in.fetch_add(w.handed_in.exchange(0, relaxed), relaxed);
-  // errors[], closes[] and the histograms stay: they count per instance, and the slot's next
-  // worker continues from them.
+  // errors[], closes[], the histograms and the tls_* counts stay: they count per instance, and
+  // the slot's next worker continues from them.
   w.drain_deadline_ms.store(0, relaxed);
 }
 

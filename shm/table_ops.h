@@ -40,6 +40,13 @@ std::uint64_t sum_errors(const table& t, std::size_t kind);
 // summed over live rows and exited workers. A handover in flight shows here for a moment.
 std::uint64_t handover_lost(const table& t);
 
+// TLS handshake counts summed over every worker row in use (like errors[], a slot's counts
+// outlive its worker: the next one continues from them).
+struct tls_totals {
+  std::uint64_t handshakes = 0, resumed = 0, failed = 0, abandoned = 0;
+};
+tls_totals sum_tls(const table& t);
+
 // Master only, after reaping the worker in `slot`: folds the row's totals into the backends'
 // `retired_*` counters, then zeroes the row's counters (its live connections died with it).
 // Leaves pid/state/generation/restarts to the caller.

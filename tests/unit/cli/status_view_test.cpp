@@ -130,16 +130,22 @@ TEST_CASE("status.tls_certificates_with_days_left") {
   b.not_after_ms = 1'005'000 + 3 * day + 5;
   tls::publish_certificates(t->tls, {a, b});
   REQUIRE(tls::rotate_ticket_keys(t->tls, 1'000'000));
+  t->workers[0].tls_handshakes = 7;
+  t->workers[1].tls_handshakes = 3;
+  t->workers[1].tls_resumed = 2;
+  t->workers[2].tls_failed = 4;
+  t->workers[0].tls_abandoned = 1;
 
   const std::string json = cli::render_status_json(*t, 1'005'000);
   CHECK(json.find("\"tls\":{\"certificates\":[{\"subject\":\"CN=alpha.test\",\"key\":"
                   "\"ECDSA prime256v1\",\"not_after_ms\":7777005000,\"days_left\":90,"
                   "\"expiring\":false},{\"subject\":\"CN=beta.test\\\\x1b[2J\",\"key\":\"RSA "
                   "2048\",\"not_after_ms\":260205005,\"days_left\":3,\"expiring\":true}],"
-                  "\"ticket_keys\":1,\"ticket_key_age_s\":5}") != std::string::npos);
+                  "\"ticket_keys\":1,\"ticket_key_age_s\":5,\"handshakes\":10,\"resumed\":2,"
+                  "\"failed\":4,\"abandoned\":1}") != std::string::npos);
   const std::string text = cli::render_status_text(*t, 1'005'000);
   CHECK(text.find("TLS CERTIFICATES\n  CN=alpha.test  ECDSA prime256v1  expires 1970-04-01 00:16 "
                   "UTC (90 days left)\n  CN=beta.test\\x1b[2J  RSA 2048  expires 1970-01-04 "
                   "00:16 UTC (3 days left, RENEW SOON)\n  session-ticket keys: 1, current one 5 s "
-                  "old\n") != std::string::npos);
+                  "old\n  handshakes 10 (resumed 2), failed 4, abandoned 1\n") != std::string::npos);
 }

@@ -1,6 +1,8 @@
 #include "bench/loadgen.h"
 
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,6 +39,7 @@ void run_result::merge(const run_result& o) {
   messages_total += o.messages_total;
   bytes += o.bytes;
   cycles += o.cycles;
+  tls_resumed += o.tls_resumed;
   for (int i = 0; i < static_cast<int>(failure::count_); ++i) failures[i] += o.failures[i];
   open_s = std::max(open_s, o.open_s);
   measured_s = std::max(measured_s, o.measured_s);
@@ -59,12 +62,18 @@ std::int64_t now_ns() {
 
 std::int64_t seconds_to_ns(double s) { return static_cast<std::int64_t>(s * 1e9); }
 
-enum class conn_state : std::uint8_t { free, connecting, handshaking, open, closing };
+enum class conn_state : std::uint8_t { free, connecting, tls_handshaking, handshaking, open, closing };
+
+bool opening(conn_state s) {
+  return s == conn_state::connecting || s == conn_state::tls_handshaking ||
+         s == conn_state::handshaking;
+}
 enum class outgoing : std::uint8_t { none, handshake, message, close };
 
 // One client connection. No buffers of its own except while the handshake answer is read.
 struct client {
   int fd = -1;
+  SSL* ssl = nullptr;  // with --tls
   conn_state state = conn_state::free;
   outgoing out = outgoing::none;
   bool awaiting = false;    // a message is outstanding
@@ -87,9 +96,13 @@ class load_loop {
  public:
   load_loop(const loadgen_options& o, const loop_links& links) : o_(o), links_(links) {}
   ~load_loop() {
-    for (auto& c : clients_)
+    for (auto& c : clients_) {
+      if (c.ssl != nullptr) SSL_free(c.ssl);
       if (c.fd >= 0) ::close(c.fd);
+    }
     if (epoll_fd_ >= 0) ::close(epoll_fd_);
+    if (session_ != nullptr) SSL_SESSION_free(session_);
+    if (tls_ctx_ != nullptr) SSL_CTX_free(tls_ctx_);
   }
   run_result run();
 
@@ -99,6 +112,9 @@ class load_loop {
   void open_client(client& c);
   void on_event(client& c, std::uint32_t events);
   void on_connected(client& c);
+  void drive_tls(client& c);
+  ssize_t io_send(client& c, const char* data, std::size_t len);
+  ssize_t io_recv(client& c);
   void read_handshake(client& c);
   void read_answer(client& c);
   void read_close(client& c);
@@ -119,6 +135,8 @@ class load_loop {
   const loadgen_options& o_;
   loop_links links_;
   int epoll_fd_ = -1;
+  SSL_CTX* tls_ctx_ = nullptr;
+  SSL_SESSION* session_ = nullptr;  // --tls-resume: the session new connections resume
   std::vector<client> clients_;
   std::vector<std::uint8_t> read_buf_ = std::vector<std::uint8_t>(read_buffer_size);
   std::string handshake_, accept_line_, message_, close_frame_, expected_prefix_;
@@ -228,8 +246,22 @@ void load_loop::open_more() {
 }
 
 void load_loop::release(client& c) {
-  if (c.state == conn_state::connecting || c.state == conn_state::handshaking) --pending_;
+  if (opening(c.state)) --pending_;
   if (c.awaiting || c.state == conn_state::closing) --busy_;
+  if (c.ssl != nullptr) {
+    if (o_.tls_resume && session_ == nullptr && c.state != conn_state::tls_handshaking) {
+      SSL_SESSION* s = SSL_get1_session(c.ssl);
+      if (s != nullptr && SSL_SESSION_is_resumable(s)) {
+        session_ = s;
+      } else if (s != nullptr) {
+        SSL_SESSION_free(s);
+      }
+    }
+    // Without this, SSL_free takes the session for a broken one and makes it unresumable.
+    SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(c.ssl);
+    c.ssl = nullptr;
+  }
   if (c.fd >= 0) {
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
@@ -256,7 +288,7 @@ void load_loop::start_output(client& c, outgoing what) {
 void load_loop::write_some(client& c) {
   const std::string& buf = buffer_of(c.out);
   while (c.sent < buf.size()) {
-    const ssize_t w = send(c.fd, buf.data() + c.sent, buf.size() - c.sent, MSG_NOSIGNAL);
+    const ssize_t w = io_send(c, buf.data() + c.sent, buf.size() - c.sent);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -280,12 +312,80 @@ void load_loop::on_connected(client& c) {
     fail(c, failure::connect);
     return;
   }
+  if (tls_ctx_ != nullptr) {
+    c.ssl = SSL_new(tls_ctx_);
+    if (c.ssl == nullptr || SSL_set_fd(c.ssl, c.fd) != 1) {
+      fail(c, failure::handshake);
+      return;
+    }
+    if (!o_.tls_server_name.empty()) SSL_set_tlsext_host_name(c.ssl, o_.tls_server_name.c_str());
+    if (session_ != nullptr) SSL_set_session(c.ssl, session_);
+    c.state = conn_state::tls_handshaking;
+    drive_tls(c);
+    return;
+  }
   c.state = conn_state::handshaking;
   start_output(c, outgoing::handshake);
 }
 
+// The TLS handshake, driven by readiness: then the WebSocket handshake inside it.
+void load_loop::drive_tls(client& c) {
+  ERR_clear_error();
+  const int r = SSL_connect(c.ssl);
+  if (r == 1) {
+    if (SSL_session_reused(c.ssl)) ++result_.tls_resumed;
+    c.state = conn_state::handshaking;
+    start_output(c, outgoing::handshake);
+    return;
+  }
+  switch (SSL_get_error(c.ssl, r)) {
+    case SSL_ERROR_WANT_READ: set_interest(c, false); return;
+    case SSL_ERROR_WANT_WRITE: set_interest(c, true); return;
+    default: fail(c, failure::handshake); return;
+  }
+}
+
+// send(2), or SSL_write with --tls: bytes written, or -1 with errno (EAGAIN: try again).
+ssize_t load_loop::io_send(client& c, const char* data, std::size_t len) {
+  if (c.ssl == nullptr) return send(c.fd, data, len, MSG_NOSIGNAL);
+  ERR_clear_error();
+  std::size_t written = 0;
+  const int r = SSL_write_ex(c.ssl, data, len, &written);
+  if (r == 1) return static_cast<ssize_t>(written);
+  const int e = SSL_get_error(c.ssl, r);
+  errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EIO;
+  return -1;
+}
+
+// recv(2) into read_buf_, or with --tls everything OpenSSL can decrypt now (it may hold more
+// than one read's worth, which epoll would not announce again): bytes, 0 at the end, or -1
+// with errno.
+ssize_t load_loop::io_recv(client& c) {
+  if (c.ssl == nullptr) return recv(c.fd, read_buf_.data(), read_buf_.size(), 0);
+  std::size_t total = 0;
+  while (total < read_buf_.size()) {
+    ERR_clear_error();
+    std::size_t n = 0;
+    const int r = SSL_read_ex(c.ssl, read_buf_.data() + total, read_buf_.size() - total, &n);
+    if (r == 1) {
+      total += n;
+      continue;
+    }
+    if (total > 0) break;
+    const int e = SSL_get_error(c.ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      errno = EAGAIN;
+      return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) return 0;
+    errno = EIO;
+    return -1;
+  }
+  return static_cast<ssize_t>(total);
+}
+
 void load_loop::read_handshake(client& c) {
-  const ssize_t n = recv(c.fd, read_buf_.data(), read_buf_.size(), 0);
+  const ssize_t n = io_recv(c);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     fail(c, failure::handshake);
@@ -353,7 +453,7 @@ void load_loop::message_done(client& c, std::int64_t now) {
 }
 
 void load_loop::read_answer(client& c) {
-  const ssize_t n = recv(c.fd, read_buf_.data(), read_buf_.size(), 0);
+  const ssize_t n = io_recv(c);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0 || !c.awaiting) {
     fail(c, c.awaiting ? failure::echo : failure::dropped);
@@ -376,7 +476,7 @@ void load_loop::read_answer(client& c) {
 }
 
 void load_loop::read_close(client& c) {
-  const ssize_t n = recv(c.fd, read_buf_.data(), read_buf_.size(), 0);
+  const ssize_t n = io_recv(c);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n > 0) {
     if (!c.got_close && read_buf_[0] == 0x88) c.got_close = true;
@@ -402,6 +502,9 @@ void load_loop::on_event(client& c, std::uint32_t events) {
     case conn_state::connecting:
       on_connected(c);
       return;
+    case conn_state::tls_handshaking:
+      drive_tls(c);
+      return;
     case conn_state::handshaking:
     case conn_state::open:
     case conn_state::closing:
@@ -425,8 +528,7 @@ void load_loop::on_event(client& c, std::uint32_t events) {
 
 void load_loop::end_opening() {
   for (auto& c : clients_) {
-    if (c.state == conn_state::connecting || c.state == conn_state::handshaking)
-      fail(c, failure::timeout);
+    if (opening(c.state)) fail(c, failure::timeout);
   }
   result_.attempted += clients_.size() - next_open_;  // never started: counted as timeouts
   result_.failures[static_cast<int>(failure::timeout)] += clients_.size() - next_open_;
@@ -481,8 +583,7 @@ void load_loop::sweep_timeouts(std::int64_t now) {
   const auto limit = seconds_to_ns(o_.timeout_s);
   for (auto& c : clients_) {
     if (c.state == conn_state::free) continue;
-    const bool opening = c.state == conn_state::connecting || c.state == conn_state::handshaking;
-    if ((opening || c.awaiting || c.state == conn_state::closing) && now - c.started_ns > limit)
+    if ((opening(c.state) || c.awaiting || c.state == conn_state::closing) && now - c.started_ns > limit)
       fail(c, failure::timeout);
   }
 }
@@ -538,6 +639,11 @@ run_result load_loop::run() {
     return result_;
   }
   prepare_buffers();
+  if (o_.tls) {
+    tls_ctx_ = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(tls_ctx_, TLS1_3_VERSION);
+    SSL_CTX_set_mode(tls_ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  }
   clients_.resize(o_.mode == load_mode::churn ? o_.concurrency : o_.connections);
   if (links_.go_fd >= 0) {
     epoll_event ev{};

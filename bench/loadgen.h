@@ -31,6 +31,10 @@ struct loadgen_options {
   std::string host = "localhost";  // Host header
   std::uint32_t first_index = 0;   // index of this process's first connection (spreads 4-tuples)
   std::uint32_t index_stride = 1;  // process count: connection k has index first + k * stride
+  // wss:// (TLS 1.3, the server's certificate not checked: the benchmark measures the proxy).
+  bool tls = false;
+  bool tls_resume = false;         // churn: resume each new connection with a saved session
+  std::string tls_server_name;     // SNI; empty: none
 };
 
 // Failure kinds, counted separately.
@@ -54,6 +58,7 @@ struct run_result {
   std::uint64_t bytes = 0;        // echo: payload bytes echoed in the window (one direction)
   std::uint64_t messages_total = 0;  // every round trip, warm-up and verification included
   std::uint64_t cycles = 0;       // churn: complete connect-handshake-echo-close cycles
+  std::uint64_t tls_resumed = 0;  // TLS handshakes that resumed a session
   std::uint64_t failures[static_cast<int>(failure::count_)] = {};
   double open_s = 0;              // time from start until every connection was open or failed
   double measured_s = 0;          // length of the measured window

@@ -126,6 +126,10 @@ int main(int argc, char** argv) {
   app.add_option("--opened-file", opened_file,
                  "written (JSON) once every connection is open: hold measures memory then");
   app.add_option("--label", label, "copied into the JSON result");
+  app.add_flag("--tls", o.tls, "wss://: TLS 1.3 under every connection");
+  app.add_flag("--tls-resume", o.tls_resume,
+               "with --tls: resume a saved session on every connection after the first");
+  app.add_option("--sni", o.tls_server_name, "with --tls: the server name sent");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -291,7 +295,7 @@ int main(int argc, char** argv) {
       "\"targets\":%zu,\"sources\":%zu,\"connections\":%u,\"concurrency\":%u,\"size\":%u,"
       "\"duration_s\":%.3f,\"measured_s\":%.3f,\"open_s\":%.3f,\"attempted\":%llu,\"opened\":%llu,"
       "\"verified\":%llu,\"failed\":%llu,\"failures\":%s,\"messages\":%llu,\"messages_total\":%llu,\"msgs_per_s\":%.1f,"
-      "\"mb_per_s\":%.3f,\"cycles\":%llu,\"handshakes_per_s\":%.1f,"
+      "\"mb_per_s\":%.3f,\"cycles\":%llu,\"handshakes_per_s\":%.1f,\"tls_resumed\":%llu,"
       "\"rtt_us\":{\"count\":%llu,\"mean\":%.1f,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f}}\n",
       mode_name(o.mode), label.c_str(), complete ? "true" : "false", processes, o.targets.size(),
       o.sources.size(), o.connections, o.concurrency, o.size, o.duration_s, total.measured_s,
@@ -301,6 +305,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(total.messages),
       static_cast<unsigned long long>(total.messages_total), msgs_per_s, mb_per_s,
       static_cast<unsigned long long>(total.cycles), hs_per_s,
+      static_cast<unsigned long long>(total.tls_resumed),
       static_cast<unsigned long long>(total.rtt.count()), total.rtt.mean() / 1000.0,
       us(total.rtt.quantile(0.5)), us(total.rtt.quantile(0.99)), us(total.rtt.quantile(0.999)),
       us(total.rtt.max()));

@@ -37,6 +37,8 @@ struct forwarding {
   // The peer is one of --trusted-proxies: its forwarding headers are kept and appended to
   // instead of replaced.
   bool trusted_peer = false;
+  // The client came over TLS: X-Forwarded-Proto and Forwarded's proto say "https".
+  bool https = false;
 };
 
 // Where a request body ends (feed_body).
@@ -119,11 +121,11 @@ class request_head_parser {
   // "keep-alive" for an HTTP/1.0 client that does. With f.add_headers, forwarding headers
   // (matched with '_' taken as '-' and any case, so X_Forwarded_For is one too):
   //   from a trusted peer: X-Forwarded-For and Forwarded chains are kept and appended to
-  //     ("<chain>, <client_ip>", "<chain>, for=<client_ip>;proto=http"), a single
+  //     ("<chain>, <client_ip>", "<chain>, for=<client_ip>;proto=http" or "https"), a single
   //     X-Forwarded-Proto, X-Real-IP, X-Forwarded-Host and X-Forwarded-Port are kept;
   //   from anyone else: all of them are dropped, including the '_' spellings;
-  //   then X-Forwarded-For, Forwarded, X-Forwarded-Proto ("http" unless kept) and X-Real-IP
-  //   (<client_ip> unless kept) are written by us. Spellings with '_' are always dropped.
+  //   then X-Forwarded-For, Forwarded, X-Forwarded-Proto ("http", or "https" over TLS, unless
+  //   kept) and X-Real-IP (<client_ip> unless kept) are written by us. Spellings with '_' are always dropped.
   // forwarded_head_size gives the exact size; write_forwarded_head writes into `out` and returns
   // the bytes written, or 0 when `cap` is too small. Called by the worker once per request.
   std::size_t forwarded_head_size(const forwarding& f) const;

@@ -72,6 +72,8 @@ class engine {
   // Queues close_notify into io.output(). Safe to call more than once.
   void close_notify();
 
+  // Some bytes have been fed to the handshake (false right after open()).
+  bool handshake_started() const { return ssl_ != nullptr && !SSL_in_before(ssl_); }
   bool handshake_done() const { return ssl_ != nullptr && SSL_is_init_finished(ssl_); }
   bool resumed() const { return ssl_ != nullptr && SSL_session_reused(ssl_) == 1; }
   // The SNI name the client sent, the negotiated version ("TLSv1.3") and ALPN protocol.

@@ -97,6 +97,18 @@ void pause_for_descriptors(worker_context& ctx) {
   uv_timer_start(&ctx.accept_timer, on_accept_timer, fd_retry_ms, 0);
 }
 
+// At --tls-max-handshakes in progress: out of the wait queue until one ends, so that a
+// reconnect storm waits in the kernel's accept queue (or goes to a peer) instead of taking
+// this loop's time from the connections it already relays.
+void pause_for_handshakes(worker_context& ctx) {
+  disarm(ctx);
+  ctx.handshake_paused = true;
+}
+
+bool at_handshake_cap(const worker_context& ctx) {
+  return ctx.cfg.tls.server && ctx.tls_handshakes_in_progress >= ctx.cfg.tls.max_handshakes;
+}
+
 // Clearly ahead of the least-loaded peer: out of the wait queue for a moment, so that new
 // connections wake the peers until they catch up.
 void sit_out(worker_context& ctx) {
@@ -134,6 +146,10 @@ accept_outcome accept_some(worker_context& ctx, bool stop_when_ahead) {
   for (int i = 0; i < accept_batch && ctx.phase == worker_phase::running; ++i) {
     if (ctx.live_sessions >= ctx.max_sessions) {
       pause_for_descriptors(ctx);
+      return out;
+    }
+    if (at_handshake_cap(ctx)) {
+      pause_for_handshakes(ctx);
       return out;
     }
     sockaddr_storage peer{};
@@ -215,6 +231,7 @@ int start_accepting(worker_context& ctx) {
 void stop_accepting(worker_context& ctx) {
   uv_timer_stop(&ctx.accept_timer);
   ctx.fd_paused = false;
+  ctx.handshake_paused = false;
   if (ctx.accept_open) {
     disarm(ctx);
     uv_close(reinterpret_cast<uv_handle_t*>(&ctx.accept_poll), close_wake_fd);
@@ -224,6 +241,12 @@ void stop_accepting(worker_context& ctx) {
     close(ctx.listen_fd);
     ctx.listen_fd = -1;
   }
+}
+
+void on_handshake_finished(worker_context& ctx) {
+  if (!ctx.handshake_paused || at_handshake_cap(ctx)) return;
+  ctx.handshake_paused = false;
+  if (ctx.phase == worker_phase::running && !ctx.fd_paused) arm(ctx);
 }
 
 void on_session_released(worker_context& ctx) {

@@ -17,4 +17,8 @@ int start_accepting(worker_context& ctx);
 // its own open, so connections waiting in the queue are taken by the other workers).
 void stop_accepting(worker_context& ctx);
 
+// A TLS handshake ended (done, failed or abandoned): accepting resumes if it waited for the
+// handshakes in progress to drop below --tls-max-handshakes.
+void on_handshake_finished(worker_context& ctx);
+
 }  // namespace wslb::worker

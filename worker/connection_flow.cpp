@@ -10,6 +10,7 @@
 #include "worker/connection_stats.h"
 #include "worker/front_state.h"
 #include "worker/row_counters.h"
+#include "worker/tls_transport.h"
 
 namespace wslb::worker {
 
@@ -146,7 +147,7 @@ void forward_request(session* s) {
   char ip[protocol::ip_text_max];
   const std::size_t ip_len = protocol::format_ip(reinterpret_cast<const sockaddr*>(&hs->peer), ip);
   const protocol::forwarding f{ctx.cfg.forward_headers, std::string_view(ip, ip_len),
-                               hs->trusted_peer};
+                               hs->trusted_peer, ctx.cfg.tls.enabled()};
   // One pass: what we add is at most the client's head again (a trusted peer's chains) plus
   // a few short lines. The buffer is the process's own (one loop thread) and keeps its size.
   static std::string head;
@@ -247,6 +248,7 @@ void handle_client_bytes(session* s, const char* data, std::size_t len) {
         return;
       case phase::tunnel:
       case phase::answered:
+      case phase::tls_handshake:  // not reached: the flow starts after the handshake
         return;
     }
   }
@@ -370,6 +372,9 @@ void client_finished(session* s, ssize_t nread) {
     case phase::upgrading:
     case phase::tunnel:
       return;  // the response still goes back (tcp mode: start_tunnel passes the FIN on)
+    case phase::tls_handshake:
+      close_session(s);  // not reached: the TLS layer ends a handshake the client abandons
+      return;
   }
 }
 
@@ -447,7 +452,16 @@ void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer) {
     close_session(s);
     return;
   }
-  if (ctx.cfg.mode == proxy_mode::tcp) {
+  if (ctx.cfg.tls.server) {
+    // TLS first: the flow starts once the handshake is done (tls_transport.cpp).
+    if (!start_tls(s)) close_session(s);
+    return;
+  }
+  start_connection_flow(s);
+}
+
+void start_connection_flow(session* s) {
+  if (s->ctx().cfg.mode == proxy_mode::tcp) {
     s->kind = connection_kind::tcp;
     s->at = phase::connecting;
     connect_backend(s);
@@ -472,7 +486,9 @@ void on_front_timer(uv_timer_t* t) {
   auto* hs = static_cast<front_state*>(t->data);
   session* s = hs->owner;
   if (s->dead) return;
-  if (s->at == phase::connecting) {
+  if (s->at == phase::tls_handshake) {
+    tls_handshake_timed_out(s);
+  } else if (s->at == phase::connecting) {
     on_connect_timeout(s);
   } else if (s->at == phase::reading_head) {
     // A kept-alive connection that stays quiet between requests is closed without an answer,
@@ -489,7 +505,11 @@ void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   session* s = static_cast<session*>(stream->data);
   if (s->dead || nread == 0) return;
   if (stream == reinterpret_cast<uv_stream_t*>(&s->client)) {
-    client_input(s, nread, buf->base);
+    if (s->tls.is_open()) {
+      tls_client_read(s, nread, buf->base);  // ciphertext: the plaintext comes to client_input
+    } else {
+      client_input(s, nread, buf->base);
+    }
   } else {
     backend_input(s, nread, buf->base);
   }
@@ -543,6 +563,15 @@ void backend_connected(session* s) {
     if (s->dead) return;
   }
   if (ctx.cfg.mode == proxy_mode::tcp) {
+    // What the client sent while the backend was being connected goes first (over TLS the
+    // client is read from the handshake on, and its first bytes may come with its Finished).
+    if (!hs->unread.empty()) {
+      const std::string early = std::move(hs->unread);
+      hs->unread.clear();
+      ctx.unflushed[s->backend_index].in += early.size();
+      relay_bytes(s, to_backend, early.data(), early.size());
+      if (s->dead) return;
+    }
     start_tunnel(s, /*watch_for_101=*/true);
     return;
   }

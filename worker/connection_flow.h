@@ -31,6 +31,10 @@ namespace wslb::worker {
 // accept: the acceptor hands over a freshly accepted non-blocking socket (ownership of `fd`).
 void start_session(worker_context& ctx, int fd, const sockaddr_storage& peer);
 
+// After accept (and, on a TLS listener, once the handshake is done): the connection's flow
+// begins: tcp mode connects, http mode waits for the first request head.
+void start_connection_flow(session* s);
+
 // The one door for client bytes (`nread` > 0), the client's FIN (UV_EOF) or a read error: the
 // transport under the client side (plain TCP today) calls this for every read.
 void client_input(session* s, ssize_t nread, const char* data);

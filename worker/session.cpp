@@ -15,6 +15,7 @@
 #include "worker/connection_stats.h"
 #include "worker/front_state.h"
 #include "worker/row_counters.h"
+#include "worker/tls_transport.h"
 
 namespace wslb::worker {
 
@@ -165,10 +166,23 @@ std::size_t advance_to_boundary(protocol::frame_tracker& t, const std::uint8_t* 
 }  // namespace
 
 void relay_bytes(session* s, direction d, const char* data, std::size_t len) {
-  // Write straight through first; queue at most one remainder per direction.
   if (len == 0) return;
-  if (d == to_client) note_access_out(s, len);
+  if (d == to_client) note_access_out(s, len);  // plaintext, as client_input counts it
+  if (d == to_client && s->tls.is_open()) {
+    tls_write(s, data, len, false);  // encrypted, then send_raw
+    return;
+  }
+  send_raw(s, d, data, len, false);
+}
+
+void send_raw(session* s, direction d, const char* data, std::size_t len, bool control) {
+  if (len == 0) return;
   uv_stream_t* dest = s->stream(d, false);
+  if (control) {
+    if (queue_write(s, dest, d, true, data, len) == nullptr) close_session(s);
+    return;
+  }
+  // Write straight through first; queue at most one remainder per direction.
   std::size_t written = 0;
   if (s->pending[d] == nullptr) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
@@ -294,6 +308,10 @@ void on_shutdown(uv_shutdown_t* req, int status) {
 void shut_down(session* s, direction d) {
   if (s->shut_sent_mask & bit(d)) return;
   s->shut_sent_mask |= bit(d);
+  if (d == to_client && s->tls.is_open()) {
+    tls_close_notify(s);  // queued ahead of the FIN
+    if (s->dead) return;
+  }
   uv_stream_t* dest = s->stream(d, false);
   uv_os_fd_t fd = -1;
   if (s->pending[d] == nullptr && uv_stream_get_write_queue_size(dest) == 0 &&
@@ -435,6 +453,7 @@ void close_session(session* s) {
   unlink_session(ctx, s);
   uncount_backend(s);
   if (s->hs != nullptr) release_front_state(s);
+  end_tls(s);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->client), on_session_handle_closed);
   if (s->backend_open && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
     uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_session_handle_closed);
@@ -470,6 +489,10 @@ void close_session_gracefully(session* s) {
 
 bool queue_control_write(session* s, direction d, const void* data, std::size_t len) {
   if (d == to_client) note_access_out(s, len);
+  if (d == to_client && s->tls.is_open()) {
+    tls_write(s, static_cast<const char*>(data), len, true);
+    return !s->dead;
+  }
   return queue_write(s, s->stream(d, false), d, true, data, len) != nullptr;
 }
 

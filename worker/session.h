@@ -24,6 +24,7 @@
 
 #include "protocol/http_response.h"
 #include "protocol/websocket.h"
+#include "tls/engine.h"
 #include "worker/worker_context.h"
 
 namespace wslb::worker {
@@ -34,6 +35,7 @@ struct access_record;
 // Where a connection is in its life. One phase at a time; the per-direction details of the
 // relay (FIN seen, shut down, paused) stay in the small masks below.
 enum class phase : std::uint8_t {
+  tls_handshake,  // TLS listener: the TLS handshake, before anything else (tls_transport.h)
   reading_head,  // http: reading a request head (the first, or the next on a kept-alive
                  // connection: the backend connection, if any, stays open and idle)
   connecting,    // a backend is being picked and connected (tcp mode: then the tunnel)
@@ -78,6 +80,7 @@ struct session {
   session* next = nullptr;
   front_state* hs = nullptr;  // from accept until the tunnel starts (HTTP, connect); else null
   access_record* access = nullptr;  // with --access-log: what its next line says
+  tls::engine tls;            // TLS listener: the client side's TLS (one pointer); else empty
   write_chunk* pending[2] = {nullptr, nullptr};  // by direction: at most one queued remainder
   stream_watch watch;
   std::uint32_t last_active_ms = 0;  // loop time (truncated) of the last read: idle timeout
@@ -112,6 +115,7 @@ struct session {
   bool cause_noted : 1 = false;     // `cause` is set
   bool has_sticky_key : 1 = false;  // sticky_key holds the key the backend was chosen by
   bool pinned : 1 = false;          // placed by the affinity cookie: rebalancing leaves it
+  bool tls_handshaking : 1 = false; // counted in the worker's TLS handshakes in progress
 
   // Bytes are moving between the client and a backend (idle timeout, on-down close apply).
   bool relaying() const {
@@ -151,6 +155,11 @@ void tunnel_end(session* s, direction d, ssize_t nread);
 // else the remainder is copied once and queued, and the source of `d` is paused until it is
 // written (backpressure). Closes the session when the destination is gone.
 void relay_bytes(session* s, direction d, const char* data, std::size_t len);
+
+// The transport's own write to the destination of `d`, under relay_bytes (which encrypts
+// towards a TLS client first): the same straight-through write with backpressure, or with
+// `control` a queued write after anything before it, with no pause.
+void send_raw(session* s, direction d, const char* data, std::size_t len, bool control);
 
 // Closes both connections now. Idempotent; the session is freed once libuv has closed its
 // handles. Safe to call from any of the session's callbacks.

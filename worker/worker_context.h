@@ -13,6 +13,7 @@
 
 #include "common/config.h"
 #include "shm/layout.h"
+#include "tls/engine.h"
 #include "worker/access_log.h"
 #include "worker/affinity_cookie.h"
 #include "worker/backend_picker.h"
@@ -75,6 +76,8 @@ struct worker_context {
   bool sat_out_last_wake = false;  // the last accept wake-up ended in sitting out
   std::uint64_t peers_accepted_at_sit_out = 0;
   bool fd_paused = false;        // accept paused: out of descriptors or at max_sessions
+  bool handshake_paused = false; // accept paused: at --tls-max-handshakes in progress
+  std::size_t tls_handshakes_in_progress = 0;
   std::int64_t fd_pause_logged_ms = -1;
 
   // Sessions, in an intrusive list (newest first), and how many are alive (including ones
@@ -122,6 +125,11 @@ struct worker_context {
   // Rate limit for connect-failure log lines, by configured index.
   std::array<std::int64_t, shm::max_backends> failure_logged_ms{};
   std::array<std::uint32_t, shm::max_backends> failures_unlogged{};
+
+  // TLS listener: the BIO every connection's engine shares and the ciphertext it produces;
+  // the plaintext of one record at a time (client_input reads from here).
+  tls::engine_io tls_io;
+  alignas(64) char tls_plain[16 * 1024];
 
   alignas(64) char read_buffer[read_buffer_size];
 };

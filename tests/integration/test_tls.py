@@ -1,7 +1,17 @@
-"""TLS termination: certificates and their errors, status, reload, session-ticket keys."""
+"""TLS termination: certificates and their errors, status, reload, session-ticket keys; wss://
+and https:// through wslb with real clients (python ssl and websockets, openssl s_client,
+headless Chromium); bad input on the TLS port; a drain of wss clients."""
 
+import asyncio
+import http.client
+import json
 import os
+import socket
+import ssl
+import subprocess
 import time
+
+import websockets
 
 import harness as h
 from tls_pki import TestPKI
@@ -108,6 +118,302 @@ def test_ticket_keys_rotate_on_schedule_and_a_plain_instance_has_none():
     plain = h.Instance([backend], workers=1)
     assert plain.status()["tls"] is None
     plain.stop()
+
+
+def _client_context(pki):
+    ctx = ssl.create_default_context(cafile=pki.ca_cert)
+    return ctx
+
+
+def _peer_cn(ws):
+    cert = ws.transport.get_extra_info("ssl_object").getpeercert()
+    return dict(x[0] for x in cert["subject"])["commonName"]
+
+
+def test_wss_echo_1_byte_to_1_mib_by_sni_text_and_binary_then_a_clean_close():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    beta = pki.issue("beta", ["beta.test", "*.beta.test"], kind="rsa")
+    backend = h.EchoBackend()
+    inst = h.Instance([backend], workers=2, extra=_tls_flags(alpha, beta))
+    ctx = _client_context(pki)
+    sizes = [1, 125, 126, 65535, 65536, 1 << 20]
+
+    # A name no certificate has gets the default one: checked, but not for that name.
+    unnamed = _client_context(pki)
+    unnamed.check_hostname = False
+
+    async def one(sni):
+        async with websockets.connect(f"wss://127.0.0.1:{inst.port}/",
+                                      ssl=unnamed if sni == "other.test" else ctx,
+                                      server_hostname=sni, max_size=4 << 20) as ws:
+            tls_obj = ws.transport.get_extra_info("ssl_object")
+            for n in sizes:
+                text = "é" * (n // 2) + "x" * (n % 2)
+                await ws.send(text)
+                assert await ws.recv() == text, n
+                data = os.urandom(n)
+                await ws.send(data)
+                assert await ws.recv() == data, n
+            cn = _peer_cn(ws)
+            version = tls_obj.version()
+            alpn = tls_obj.selected_alpn_protocol()
+        assert ws.close_code == 1000, ws.close_code
+        return cn, version, alpn
+
+    async def scenario():
+        return await asyncio.gather(one("alpha.test"), one("beta.test"), one("www.beta.test"),
+                                    one("other.test"))
+    results = h.run_async(scenario(), timeout=120)
+    assert [r[0] for r in results] == ["alpha.test", "beta.test", "beta.test", "alpha.test"], results
+    assert all(r[1] == "TLSv1.3" for r in results), results
+    s = inst.status()
+    assert s["tls"]["handshakes"] >= 4 and s["tls"]["failed"] == 0, s["tls"]
+    inst.stop()
+
+
+def test_https_forwarding_headers_say_https_and_proxy_headers_the_client():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    backend = h.EchoBackend()
+    inst = h.Instance([backend], workers=1, extra=_tls_flags(alpha))
+    ctx = _client_context(pki)
+    conn = http.client.HTTPSConnection("127.0.0.1", inst.port, context=ctx, timeout=10)
+    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", inst.port)),
+                                server_hostname="alpha.test")
+    conn.request("GET", "/hello", headers={"X-Forwarded-Proto": "http"})  # spoofed: dropped
+    answer = json.loads(conn.getresponse().read())
+    conn.close()
+    headers = {k.lower(): v for k, v in answer["headers"].items()}
+    assert headers["x-forwarded-proto"] == "https", headers
+    assert "proto=https" in headers["forwarded"], headers
+    inst.stop()
+
+    proxied = h.EchoBackend(extra=["--proxy-protocol"])
+    inst = h.Instance([proxied], workers=1, extra=[*_tls_flags(alpha), "--mode", "tcp",
+                                                   "--proxy-protocol", "v2"])
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", inst.port)),
+                         server_hostname="alpha.test") as tls_sock:
+        local = tls_sock.getsockname()
+        assert tls_sock.selected_alpn_protocol() is None  # tcp mode: the bytes are not HTTP
+        tls_sock.sendall(b"GET /proxy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        body = b""
+        while True:
+            chunk = tls_sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    info = json.loads(body.split(b"\r\n\r\n", 1)[1])
+    assert info["proxy"]["src"] == f"{local[0]}:{local[1]}", info
+    inst.stop()
+
+
+def _s_client(port, sni, *extra):
+    """Runs `openssl s_client`, its input held open half a second: a TLS 1.3 server sends its
+    session tickets after the handshake, and -sess_out saves only what arrived."""
+    p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                          "-servername", sni, *extra],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    out, err = p.communicate(b"", timeout=30)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def test_s_client_sni_and_a_session_resumes_across_restart_workers_and_reload():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    beta = pki.issue("beta", ["beta.test"], kind="rsa")
+    backend = h.EchoBackend()
+    cfg = os.path.join(pki.dir, "wslb.toml")
+    _write_config(cfg, backend.address, [alpha, beta])
+    inst = h.Instance([], workers=2, extra=["--config", cfg])
+    for sni, subject in [("alpha.test", "CN = alpha.test"), ("beta.test", "CN = beta.test"),
+                         ("nobody.test", "CN = alpha.test")]:
+        r = _s_client(inst.port, sni, "-CAfile", pki.ca_cert, "-verify_return_error")
+        out = r.stdout.decode()
+        assert f"subject={subject}" in out, out[-2000:]
+        assert "Verify return code: 0 (ok)" in out, out[-2000:]
+    session = os.path.join(pki.dir, "session.pem")
+    for label in ["first", "same generation", "after restart-workers", "after reload"]:
+        if label == "after restart-workers":
+            assert h.cli("restart-workers", "--name", inst.name).returncode == 0
+        if label == "after reload":
+            assert h.cli("reload", "--name", inst.name).returncode == 0
+        extra = ["-sess_out", session] if label == "first" else ["-sess_in", session]
+        r = _s_client(inst.port, "beta.test", "-CAfile", pki.ca_cert, "-tls1_3", *extra)
+        out = r.stdout.decode()
+        if label == "first":
+            assert "New, TLSv1.3" in out, out[-2000:]
+        else:
+            assert "Reused, TLSv1.3" in out, (label, out[-2000:])
+    s = inst.status()
+    assert s["generation"] == 3 and s["tls"]["resumed"] >= 3, s
+    inst.stop()
+
+
+def test_bad_input_on_the_tls_port_and_the_worker_goes_on():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    backend = h.EchoBackend()
+    inst = h.Instance([backend], workers=1,
+                      extra=[*_tls_flags(alpha), "--handshake-timeout", "1s"])
+    pid = inst.worker_pids()[0]
+    # Plain HTTP to the TLS port: a short plain answer, then the close.
+    with socket.create_connection(("127.0.0.1", inst.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+    # Garbage instead of a ClientHello: closed.
+    with socket.create_connection(("127.0.0.1", inst.port), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01\x00\x05hello" + os.urandom(300))
+        assert sock.recv(4096) == b""  # no answer, no alert: the close
+    # A handshake that stalls after half a ClientHello: closed at the handshake timeout.
+    ctx = _client_context(pki)
+    incoming, out_bio = ssl.MemoryBIO(), ssl.MemoryBIO()
+    hello_obj = ctx.wrap_bio(incoming, out_bio, server_hostname="alpha.test")
+    try:
+        hello_obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out_bio.read()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", inst.port), timeout=10) as sock:
+        sock.sendall(hello[: len(hello) // 2])
+        assert sock.recv(4096) == b""
+    assert 0.7 < time.monotonic() - started < 5, time.monotonic() - started
+    # A client that vanishes mid-handshake.
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", inst.port))
+        sock.sendall(hello)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # a reset, the server's flight unread
+    # The same worker serves on.
+    async def echo():
+        async with websockets.connect(f"wss://127.0.0.1:{inst.port}/", ssl=ctx,
+                                      server_hostname="alpha.test") as ws:
+            await ws.send("still here")
+            return await ws.recv()
+    assert h.run_async(echo(), timeout=20) == "still here"
+    assert inst.worker_pids() == [pid]
+    def counted():
+        t = inst.status()["tls"]
+        return t["failed"] >= 2 and t["abandoned"] >= 2
+    h.wait_until(counted, 5, what="failed and abandoned handshakes counted")
+    assert inst.status()["errors"]["400_bad_request"] >= 1
+    inst.stop()
+
+
+def test_a_drain_sends_wss_clients_1001_inside_tls_then_close_notify():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    backend = h.EchoBackend()
+    inst = h.Instance([backend], workers=1,
+                      extra=[*_tls_flags(alpha), "--drain-timeout", "1s"])
+    ctx = _client_context(pki)
+
+    async def scenario():
+        clients = []
+        for _ in range(5):
+            ws = await websockets.connect(f"wss://127.0.0.1:{inst.port}/", ssl=ctx,
+                                          server_hostname="alpha.test")
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            clients.append(ws)
+        r = await asyncio.to_thread(h.cli, "restart-workers", "--name", inst.name)
+        assert r.returncode == 0, r.stderr
+        codes = []
+        for ws in clients:
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            codes.append(ws.close_code)
+        return codes
+    codes = h.run_async(scenario(), timeout=60)
+    assert codes == [1001] * 5, codes
+    inst.stop()
+
+
+def test_the_raw_close_of_a_drained_wss_connection_is_close_notify_then_fin():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    backend = h.EchoBackend()
+    inst = h.Instance([backend], workers=1,
+                      extra=[*_tls_flags(alpha), "--drain-timeout", "1s"])
+    ctx = _client_context(pki)
+    raw = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
+    tls_sock = ctx.wrap_socket(raw, server_hostname="alpha.test")
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    tls_sock.sendall(("GET / HTTP/1.1\r\nHost: alpha.test\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                      "\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += tls_sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert h.cli("restart-workers", "--name", inst.name).returncode == 0
+    frame = tls_sock.recv(4096)
+    assert frame[:4] == b"\x88\x02\x03\xe9", frame  # close 1001, unmasked, inside TLS
+    # Then close_notify: the TLS layer reports a clean end (an unwrap of nothing), not a
+    # truncation.
+    assert tls_sock.recv(4096) == b""
+    inst.stop()
+
+
+_PAGE = """<!doctype html><title>wait</title><script>
+const ws = new WebSocket("wss://" + location.host + "/ws");
+ws.onopen = () => ws.send("from chromium");
+ws.onmessage = (e) => { document.title = "echo:" + e.data; ws.close(1000); };
+ws.onerror = () => { document.title = "error"; };
+</script>"""
+
+_PAGE_BACKEND = """
+import asyncio, http, sys, websockets
+PAGE = sys.argv[2].encode()
+async def process_request(path, headers):
+    if path == "/page":
+        return http.HTTPStatus.OK, [("Content-Type", "text/html")], PAGE
+async def echo(ws, path):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", int(sys.argv[1]), process_request=process_request):
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+
+def test_headless_chromium_loads_a_page_over_https_and_opens_wss_from_it():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    port = h.free_port()
+    page_backend = h.start_process(["/usr/bin/python3", "-c", _PAGE_BACKEND, str(port), _PAGE],
+                                   log_path=os.path.join(h.RUNTIME_DIR, "page-backend.log"))
+    h.wait_until(lambda: _port_open(port), 10, what="page backend")
+    inst = h.Instance([f"127.0.0.1:{port}"], workers=1, extra=_tls_flags(alpha))
+    home = os.path.join(pki.dir, "home")
+    nssdb = os.path.join(home, ".pki", "nssdb")
+    os.makedirs(nssdb)
+    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "wslb-test-ca",
+                    "-i", pki.ca_cert], check=True)
+    r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                        f"--user-data-dir={os.path.join(home, 'profile')}",
+                        "--host-resolver-rules=MAP alpha.test 127.0.0.1",
+                        "--virtual-time-budget=10000", "--dump-dom",
+                        f"https://alpha.test:{inst.port}/page"],
+                       env=dict(os.environ, HOME=home), capture_output=True, text=True,
+                       timeout=90)
+    assert "<title>echo:from chromium</title>" in r.stdout, (r.stdout[-1000:], r.stderr[-2000:])
+    s = inst.status()
+    assert s["tls"]["handshakes"] >= 1 and s["tls"]["failed"] == 0, s["tls"]
+    inst.stop()
+    page_backend.kill()
+
+
+def _port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -261,7 +261,10 @@ void tunnel_end(session* s, direction d, ssize_t nread) {
     return;
   }
   if (websocket_finished(s)) {
-    close_session(s);
+    // A TLS client hears close_notify before the close: OpenSSL keeps a client's session
+    // resumable only after a clean TLS close.
+    if (s->tls.is_open()) shut_down(s, to_client);
+    if (!s->dead) close_session(s);
     return;
   }
   shut_down(s, d);

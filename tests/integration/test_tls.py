@@ -331,15 +331,19 @@ def test_a_drain_sends_wss_clients_1001_inside_tls_then_close_notify():
     inst.stop()
 
 
-def test_the_raw_close_of_a_drained_wss_connection_is_close_notify_then_fin():
-    pki = _pki()
-    alpha = pki.issue("alpha", ["alpha.test"])
-    backend = h.EchoBackend()
-    inst = h.Instance([backend], workers=1,
-                      extra=[*_tls_flags(alpha), "--drain-timeout", "1s"])
+def _strict_context(pki):
+    """A client context that tells a clean end (close_notify: recv gives b"") from a
+    truncation (a FIN alone raises SSLEOFError, and OpenSSL no longer offers the session)."""
     ctx = _client_context(pki)
-    raw = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
-    tls_sock = ctx.wrap_socket(raw, server_hostname="alpha.test")
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # python sets it by default
+    return ctx
+
+
+def _raw_wss(port, ctx, session=None):
+    """A WebSocket upgraded by hand over TLS (`ctx`: a _strict_context)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    tls_sock = ctx.wrap_socket(raw, server_hostname="alpha.test", suppress_ragged_eofs=False,
+                               session=session)
     key = "dGhlIHNhbXBsZSBub25jZQ=="
     tls_sock.sendall(("GET / HTTP/1.1\r\nHost: alpha.test\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
@@ -348,12 +352,47 @@ def test_the_raw_close_of_a_drained_wss_connection_is_close_notify_then_fin():
     while b"\r\n\r\n" not in head:
         head += tls_sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 101"), head
+    return tls_sock
+
+
+def test_the_raw_close_of_a_drained_wss_connection_is_close_notify_then_fin():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    backend = h.EchoBackend()
+    inst = h.Instance([backend], workers=1,
+                      extra=[*_tls_flags(alpha), "--drain-timeout", "1s"])
+    tls_sock = _raw_wss(inst.port, _strict_context(pki))
     assert h.cli("restart-workers", "--name", inst.name).returncode == 0
     frame = tls_sock.recv(4096)
     assert frame[:4] == b"\x88\x02\x03\xe9", frame  # close 1001, unmasked, inside TLS
-    # Then close_notify: the TLS layer reports a clean end (an unwrap of nothing), not a
-    # truncation.
+    # Then close_notify: the TLS layer reports a clean end, not a truncation.
     assert tls_sock.recv(4096) == b""
+    tls_sock.close()
+    inst.stop()
+
+
+def test_a_websocket_its_backend_closes_ends_with_close_notify_and_its_session_resumes():
+    # The client closes, the backend answers the close and ends the TCP connection: wslb ends
+    # the client's side at once, close_notify first. Without it OpenSSL (and python) take the
+    # connection for truncated and the client's saved session is no longer offered.
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    backend = h.EchoBackend()
+    inst = h.Instance([backend], workers=1, extra=_tls_flags(alpha))
+    ctx = _strict_context(pki)
+    session = None
+    for attempt in range(3):
+        tls_sock = _raw_wss(inst.port, ctx, session)
+        assert tls_sock.session_reused == (attempt > 0), attempt
+        tls_sock.sendall(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # close 1000, masked (zero key)
+        frame = b""
+        while len(frame) < 4:
+            frame += tls_sock.recv(4096)
+        assert frame[:4] == b"\x88\x02\x03\xe8", frame
+        assert tls_sock.recv(4096) == b""  # close_notify, not an SSLEOFError
+        session = tls_sock.session
+        tls_sock.close()
+    assert inst.status()["tls"]["resumed"] == 2, inst.status()["tls"]
     inst.stop()
 
 

@@ -113,6 +113,7 @@ class load_loop {
   void on_event(client& c, std::uint32_t events);
   void on_connected(client& c);
   void drive_tls(client& c);
+  void keep_session(client& c);
   ssize_t io_send(client& c, const char* data, std::size_t len);
   ssize_t io_recv(client& c);
   void read_handshake(client& c);
@@ -249,14 +250,6 @@ void load_loop::release(client& c) {
   if (opening(c.state)) --pending_;
   if (c.awaiting || c.state == conn_state::closing) --busy_;
   if (c.ssl != nullptr) {
-    if (o_.tls_resume && session_ == nullptr && c.state != conn_state::tls_handshaking) {
-      SSL_SESSION* s = SSL_get1_session(c.ssl);
-      if (s != nullptr && SSL_SESSION_is_resumable(s)) {
-        session_ = s;
-      } else if (s != nullptr) {
-        SSL_SESSION_free(s);
-      }
-    }
     // Without this, SSL_free takes the session for a broken one and makes it unresumable.
     SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c.ssl);
@@ -326,6 +319,18 @@ void load_loop::on_connected(client& c) {
   }
   c.state = conn_state::handshaking;
   start_output(c, outgoing::handshake);
+}
+
+// --tls-resume: the first session that can be resumed is the one every later connection
+// offers. It is copied once the WebSocket answer has been read, when a TLS 1.3 server's
+// tickets (sent after its handshake, ahead of any data) have arrived. A copy, because OpenSSL
+// marks a connection's own session unresumable when that connection ends without
+// close_notify: a proxy that closes that way is measured for its resumption all the same (the
+// integration tests check close_notify).
+void load_loop::keep_session(client& c) {
+  if (session_ != nullptr || c.ssl == nullptr) return;
+  const SSL_SESSION* s = SSL_get0_session(c.ssl);
+  if (s != nullptr && SSL_SESSION_is_resumable(s)) session_ = SSL_SESSION_dup(s);
 }
 
 // The TLS handshake, driven by readiness: then the WebSocket handshake inside it.
@@ -406,6 +411,7 @@ void load_loop::read_handshake(client& c) {
     return;
   }
   std::string().swap(c.head);
+  if (o_.tls_resume) keep_session(c);
   c.state = conn_state::open;
   --pending_;
   ++result_.opened;

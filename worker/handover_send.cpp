@@ -266,6 +266,9 @@ void begin_handover(worker_context& ctx) {
   const std::size_t before = ctx.live_sessions;
   begin_drain(ctx);
   if (ctx.phase != worker_phase::draining || before == 0 || ctx.runtime_dir.empty()) return;
+  // A TLS connection's state is this process's SSL object, which no descriptor carries: with
+  // TLS on the listener the connections drain (1001 inside TLS, then close_notify).
+  if (ctx.cfg.tls.server) return;
   auto h = std::make_unique<handover_sender>();
   uv_timer_init(&ctx.loop, &h->retry);
   // The newest generation's running workers take the tunnels.

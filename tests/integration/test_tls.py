@@ -269,13 +269,7 @@ def test_bad_input_on_the_tls_port_and_the_worker_goes_on():
         assert sock.recv(4096) == b""  # no answer, no alert: the close
     # A handshake that stalls after half a ClientHello: closed at the handshake timeout.
     ctx = _client_context(pki)
-    incoming, out_bio = ssl.MemoryBIO(), ssl.MemoryBIO()
-    hello_obj = ctx.wrap_bio(incoming, out_bio, server_hostname="alpha.test")
-    try:
-        hello_obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    hello = out_bio.read()
+    hello = _client_hello(pki)
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", inst.port), timeout=10) as sock:
         sock.sendall(hello[: len(hello) // 2])
@@ -393,6 +387,94 @@ def test_a_websocket_its_backend_closes_ends_with_close_notify_and_its_session_r
         session = tls_sock.session
         tls_sock.close()
     assert inst.status()["tls"]["resumed"] == 2, inst.status()["tls"]
+    inst.stop()
+
+
+def _client_hello(pki):
+    """A real ClientHello for alpha.test, as bytes to send by hand."""
+    incoming, out_bio = ssl.MemoryBIO(), ssl.MemoryBIO()
+    hello_obj = _client_context(pki).wrap_bio(incoming, out_bio, server_hostname="alpha.test")
+    try:
+        hello_obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out_bio.read()
+
+
+def _server_answered(sock, within_s):
+    """True when `sock` got bytes (a ServerHello) within `within_s` seconds."""
+    sock.settimeout(within_s)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except socket.timeout:
+        return False
+    finally:
+        sock.settimeout(10)
+
+
+def test_a_handshake_storm_waits_at_the_cap_while_established_wss_connections_are_served():
+    pki = _pki()
+    alpha = pki.issue("alpha", ["alpha.test"])
+    backend = h.EchoBackend()
+    cap = 4
+    inst = h.Instance([backend], workers=1, extra=[*_tls_flags(alpha), "--tls-max-handshakes",
+                                                   str(cap), "--handshake-timeout", "30s"])
+    ctx = _client_context(pki)
+    established, storm_s = 20, 4
+    hello = _client_hello(pki)
+
+    # The cap holds: with `cap` handshakes stalled in progress, the next ClientHello waits in the
+    # accept queue unanswered; a stalled client that goes frees a place and it is answered.
+    stalled = [socket.create_connection(("127.0.0.1", inst.port)) for _ in range(cap)]
+    for sock in stalled:
+        sock.sendall(hello[: len(hello) // 2])
+    h.wait_until(lambda: sum(w["connections"] for w in inst.status()["workers"]) >= cap, 10,
+                 what="stalled handshakes accepted")
+    waiting = socket.create_connection(("127.0.0.1", inst.port))
+    waiting.sendall(hello)
+    assert not _server_answered(waiting, 1.5), "a handshake beyond the cap was answered"
+    stalled.pop().close()
+    assert _server_answered(waiting, 10), "the waiting handshake was not taken up"
+    waiting.close()
+    for sock in stalled:
+        sock.close()
+
+    async def echoer(i, stop):
+        rounds = 0
+        async with websockets.connect(f"wss://127.0.0.1:{inst.port}/", ssl=ctx,
+                                      server_hostname="alpha.test") as ws:
+            while not stop.is_set() or rounds == 0:
+                msg = f"{i}:{rounds}"
+                await ws.send(msg)
+                assert await asyncio.wait_for(ws.recv(), 30) == msg
+                rounds += 1
+                await asyncio.sleep(0.05)
+        return rounds, ws.close_code
+
+    async def storm():
+        return await asyncio.create_subprocess_exec(
+            h.LOADGEN, "--mode", "churn", "--target", f"127.0.0.1:{inst.port}", "--tls",
+            "--sni", "alpha.test", "-c", "200", "-d", str(storm_s), "--processes", "2",
+            "--max-pending", "200", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+
+    async def scenario():
+        stop = asyncio.Event()
+        clients = [asyncio.create_task(echoer(i, stop)) for i in range(established)]
+        await asyncio.sleep(0.5)  # every echoer established before the storm
+        before = await asyncio.to_thread(inst.status)
+        gen = await storm()
+        out, _ = await asyncio.wait_for(gen.communicate(), storm_s + 60)
+        stop.set()
+        return await asyncio.gather(*clients), json.loads(out.decode().splitlines()[0]), before
+
+    results, storm_result, before = h.run_async(scenario(), timeout=180)
+    assert [code for _, code in results] == [1000] * established, results
+    assert all(rounds > 0 for rounds, _ in results), results
+    assert storm_result["cycles"] > cap, storm_result
+    after = inst.status()["tls"]
+    assert after["handshakes"] - before["tls"]["handshakes"] >= storm_result["cycles"], after
+    assert after["failed"] == 0, after
     inst.stop()
 
 

@@ -70,12 +70,12 @@ std::string tls_json(const shm::table& t, std::int64_t now) {
   if (certs.empty()) return "\"tls\":null";
   std::string out = "\"tls\":{\"certificates\":[";
   for (std::size_t i = 0; i < certs.size(); ++i) {
-    out += std::string(i ? "," : "") + "{\"subject\":" + json_string(printable_text(certs[i].subject)) +
+    const std::int64_t days = days_left(certs[i].not_after_ms, now);
+    out += std::string(i ? "," : "") +
+           "{\"subject\":" + json_string(printable_text(certs[i].subject)) +
            ",\"key\":" + json_string(printable_text(certs[i].key_kind)) +
-           ",\"not_after_ms\":" + num(certs[i].not_after_ms) +
-           ",\"days_left\":" + num(days_left(certs[i].not_after_ms, now)) +
-           ",\"expiring\":" +
-           (days_left(certs[i].not_after_ms, now) < tls::expiry_warning_days ? "true" : "false") + "}";
+           ",\"not_after_ms\":" + num(certs[i].not_after_ms) + ",\"days_left\":" + num(days) +
+           ",\"expiring\":" + (days < tls::expiry_warning_days ? "true" : "false") + "}";
   }
   const std::int64_t rotated = t.tls.keys_rotated_ms.load(relaxed);
   const shm::tls_totals sums = shm::sum_tls(t);

@@ -499,7 +499,9 @@ void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const 
   sink.put(f.client_ip);
   sink.put(v6 ? "]\";proto=" : ";proto=");
   sink.put(f.https ? "https\r\n" : "http\r\n");
-  if (!kept_proto) sink.put(f.https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+  if (!kept_proto) {
+    sink.put(f.https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+  }
   if (!kept_real_ip) {
     sink.put("X-Real-IP: ");
     sink.put(f.client_ip);

@@ -96,8 +96,10 @@ std::string encode(const tunnel_record& rec) {
   w.put(rec.shut_done_mask);
   w.put(rec.finishing_mask);
   w.put(rec.done_mask);
+  w.put(rec.close_cause);
   w.put(rec.backend_row);
   w.put(rec.last_status);
+  w.put(rec.client_close_code);
   w.put(rec.requests);
   w.put(rec.idle_ms);
   w.put(rec.close_in_ms);
@@ -138,8 +140,9 @@ std::optional<tunnel_record> decode_record(std::string_view bytes, decode_error&
   tunnel_record rec;
   bool ok = r.get(rec.kind) && r.get(rec.flags) && r.get(rec.eof_mask) &&
                   r.get(rec.shut_sent_mask) && r.get(rec.shut_done_mask) &&
-                  r.get(rec.finishing_mask) && r.get(rec.done_mask) && r.get(rec.backend_row) &&
-                  r.get(rec.last_status) && r.get(rec.requests) && r.get(rec.idle_ms) &&
+                  r.get(rec.finishing_mask) && r.get(rec.done_mask) && r.get(rec.close_cause) &&
+                  r.get(rec.backend_row) && r.get(rec.last_status) &&
+                  r.get(rec.client_close_code) && r.get(rec.requests) && r.get(rec.idle_ms) &&
                   r.get(rec.close_in_ms) && r.get(rec.source_key) && r.get(rec.age_ms) &&
                   r.get(rec.sticky_key) && r.get_bytes(rec.backend_address, 256) &&
                   r.get_bytes(rec.watch, max_watch_bytes) &&

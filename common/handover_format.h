@@ -20,7 +20,8 @@ inline constexpr std::uint32_t magic = 0x4F485357;  // "WSHO" little-endian
 // stream watch): a receiver of another version is not sent anything; the sender drains.
 // 3: the frame trackers in the stream watch keep the first close frame's code (access log).
 // 4: the access log's record of the tunnel (flag_access).
-inline constexpr std::uint16_t format_version = 4;
+// 5: a chosen close cause and client close code (flag_cause_noted).
+inline constexpr std::uint16_t format_version = 5;
 // The largest unwritten remainder a record carries per direction; a connection with more
 // queued stays where it is until it has written some.
 inline constexpr std::size_t max_unwritten = 64 * 1024;
@@ -45,8 +46,10 @@ struct tunnel_record {
   std::uint8_t shut_done_mask = 0;
   std::uint8_t finishing_mask = 0;
   std::uint8_t done_mask = 0;
+  std::uint8_t close_cause = 0;     // shm::close_cause, with flag_cause_noted
   std::uint16_t backend_row = 0;    // the backend's row in the shared table
   std::uint16_t last_status = 0;
+  std::uint16_t client_close_code = 0;  // a graceful close's code to the client (0: 1001)
   std::uint32_t requests = 0;
   std::uint32_t idle_ms = 0;        // since the last read (the idle timeout goes on from there)
   std::uint32_t close_in_ms = 0;    // graceful close: time left before it gives up waiting
@@ -76,6 +79,7 @@ inline constexpr std::uint8_t flag_graceful = 4;
 inline constexpr std::uint8_t flag_sticky_key = 8;  // sticky_key holds the key it was placed by
 inline constexpr std::uint8_t flag_pinned = 16;     // placed by the affinity cookie: never shed
 inline constexpr std::uint8_t flag_access = 32;     // the access_* fields hold its log record
+inline constexpr std::uint8_t flag_cause_noted = 64;  // close_cause was chosen (closing already)
 
 std::string encode(const hello& h);
 std::string encode(const tunnel_record& r);

@@ -48,6 +48,7 @@ void note_cause(session* s, shm::close_cause cause) {
 }
 
 void record_end(session* s) {
+  if (s->handed_over) return;  // it lives on in a newer worker
   shm::worker_row& row = s->ctx().row;
   if (!s->cause_noted) {
     // Nobody said why: the peer that sent its FIN first ended it, else it broke.

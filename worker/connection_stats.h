@@ -17,7 +17,7 @@ void note_upgraded(session* s);
 // Why the connection is ending, when the code that ends it knows; the first cause wins.
 void note_cause(session* s, shm::close_cause cause);
 // At close: counts kind, cause (when none was noted: whichever peer sent its FIN, else an
-// error) and lifetime. Called once, by close_session.
+// error) and lifetime. Called once, by close_session; nothing for a tunnel handed over.
 void record_end(session* s);
 
 }  // namespace wslb::worker

@@ -94,6 +94,10 @@ bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int c
     why = "backend " + rec.backend_address + " is not in this generation's configuration";
     return false;
   }
+  if (rec.close_cause >= shm::close_causes) {
+    why = "close cause " + std::to_string(rec.close_cause) + " out of range";
+    return false;
+  }
   const bool watched = rec.flags & (handover::flag_upgraded | handover::flag_sniffing);
   if (watched && rec.watch.size() != sizeof(stream_watch)) {
     why = "stream watch of " + std::to_string(rec.watch.size()) + " bytes";
@@ -140,6 +144,11 @@ bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int c
   s->has_sticky_key = (rec.flags & handover::flag_sticky_key) != 0;
   s->sticky_key = rec.sticky_key;
   s->pinned = (rec.flags & handover::flag_pinned) != 0;
+  // Its lifetime, like its age, counts from the accept in the old worker.
+  s->accepted_ns = uv_hrtime() - std::uint64_t{rec.age_ms} * 1'000'000;
+  s->cause_noted = (rec.flags & handover::flag_cause_noted) != 0;
+  s->cause = static_cast<shm::close_cause>(rec.close_cause);
+  s->client_close_code = rec.client_close_code;
   if (rec.flags & handover::flag_graceful) {
     s->graceful = true;
     ++ctx.graceful_sessions;

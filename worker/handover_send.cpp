@@ -132,12 +132,15 @@ bool describe_tunnel(worker_context& ctx, session* s, handover::tunnel_record& r
                                         (s->sniffing ? handover::flag_sniffing : 0) |
                                         (s->graceful ? handover::flag_graceful : 0) |
                                         (s->has_sticky_key ? handover::flag_sticky_key : 0) |
-                                        (s->pinned ? handover::flag_pinned : 0));
+                                        (s->pinned ? handover::flag_pinned : 0) |
+                                        (s->cause_noted ? handover::flag_cause_noted : 0));
   rec.eof_mask = s->eof_mask;
   rec.shut_sent_mask = s->shut_sent_mask;
   rec.shut_done_mask = s->shut_done_mask;
   rec.finishing_mask = s->finishing_mask;
   rec.done_mask = s->done_mask;
+  rec.close_cause = static_cast<std::uint8_t>(s->cause);
+  rec.client_close_code = s->client_close_code;
   rec.backend_row = static_cast<std::uint16_t>(row);
   rec.backend_address = ctx.backend_names[s->backend_index];
   rec.last_status = s->last_status;
@@ -227,6 +230,7 @@ void pump(worker_context& ctx) {
         counter_add(ctx.row.handed_over, 1);
         // The receiver holds the sockets now: closing ours neither resets nor ends them.
         forget_access_record(s);  // its line is the receiver's to write
+        s->handed_over = true;    // so are its close, kind and lifetime (record_end)
         close_session(s);
         s = next;
         break;

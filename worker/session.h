@@ -116,6 +116,7 @@ struct session {
   bool has_sticky_key : 1 = false;  // sticky_key holds the key the backend was chosen by
   bool pinned : 1 = false;          // placed by the affinity cookie: rebalancing leaves it
   bool tls_handshaking : 1 = false; // counted in the worker's TLS handshakes in progress
+  bool handed_over : 1 = false;     // passed to a newer worker, which records its end
 
   // Bytes are moving between the client and a backend (idle timeout, on-down close apply).
   bool relaying() const {

@@ -313,6 +313,21 @@ def echo_storm(port, count, failures, done, payload=b"ping"):
     done.append(1)
 
 
+def copy_with_another_build_id(build_id, name):
+    """A copy of the wslb binary (in RUNTIME_DIR, as `name`) whose GNU build id note holds
+    other bytes: another build, as far as an instance can tell. Returns (path, its id)."""
+    path = os.path.join(RUNTIME_DIR, name)
+    with open(WSLB, "rb") as f:
+        image = f.read()
+    old = bytes.fromhex(build_id)
+    assert image.count(old) >= 1, "build id bytes not found in the binary"
+    new = bytes(b ^ 0x5A for b in old)
+    with open(path, "wb") as f:
+        f.write(image.replace(old, new, 1))
+    os.chmod(path, 0o700)
+    return path, new.hex()
+
+
 def proc_status_value(pid, field):
     """The number after `field:` in /proc/PID/status (VmRSS in KiB, voluntary_ctxt_switches)."""
     with open(f"/proc/{pid}/status") as f:

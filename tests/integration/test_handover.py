@@ -1,6 +1,7 @@
 """Issue 14, zero-close restarts: established tunnels move to the new generation on
-restart-workers and reload (descriptors over SCM_RIGHTS plus their state), byte-exact; a
-receiving worker killed with -9 loses nothing silently. Real binary, real clients (python3-
+restart-workers, reload and upgrade (descriptors over SCM_RIGHTS plus their state),
+byte-exact, counted once and as old as they are; a worker killed with -9 on either side of a
+handover loses nothing silently. Real binary, real clients (python3-
 websockets and raw sockets), loopback.
 
 Scale: the issue asks for 2,000 echoing + 1,000 idle WebSocket connections and a kill -9 during
@@ -16,10 +17,13 @@ import threading
 import time
 
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
+import admin_client as admin
 import harness as h
 
 SCALE = float(os.environ.get("WSLB_HANDOVER_SCALE", "0.25"))
+ADMIN_TOKEN = "handover-metrics"
 
 
 def _scaled(n):
@@ -90,11 +94,22 @@ def _only_generation_left(inst, gen):
     return s if s and all(w["generation"] == gen for w in s["workers"]) else None
 
 
-def test_websockets_survive_restarts_and_reloads_without_a_close():
+def _step(inst, step, other_binary):
+    """Runs one restart step through the CLI: restart-workers, reload, upgrade (the same
+    binary) or upgrade-other (a copy with another build id)."""
+    if step.startswith("upgrade"):
+        binary = ["--binary", other_binary] if step == "upgrade-other" else []
+        return h.cli("upgrade", "--name", inst.name, *binary, timeout=60)
+    return h.cli(step, "--name", inst.name)
+
+
+def test_websockets_survive_restarts_reloads_and_upgrades_without_a_close():
     b1, b2 = h.EchoBackend(), h.EchoBackend()
     inst = h.Instance([b1, b2], workers=2, extra=["--drain-timeout", "60s"])
+    first = inst.status()
+    other, other_id = h.copy_with_another_build_id(first["build_id"], "wslb-handover-other")
     echoing, idle = _scaled(2000), _scaled(1000)
-    steps = ["restart-workers"] * 5 + ["reload"] * 2
+    steps = ["restart-workers"] * 5 + ["reload"] * 2 + ["upgrade", "upgrade-other"]
     report = {}
 
     async def scenario():
@@ -104,14 +119,19 @@ def test_websockets_survive_restarts_and_reloads_without_a_close():
         tasks = [asyncio.create_task(c.run()) for c in active]
         storms = []
         for step in steps:
-            gen = (await asyncio.to_thread(inst.status))["generation"]
+            before = await asyncio.to_thread(inst.status)
+            gen = before["generation"]
             churn = h.Churn(inst.url, concurrency=6)
             storm = asyncio.create_task(churn.run())
             started = time.monotonic()
-            r = await asyncio.to_thread(h.cli, step, "--name", inst.name)
+            r = await asyncio.to_thread(_step, inst, step, other)
             assert r.returncode == 0, (step, r.stdout, r.stderr)
             await asyncio.to_thread(h.wait_until, lambda: _only_generation_left(inst, gen + 1),
                                     60, 0.1, "the old generation to hand over and exit")
+            if step.startswith("upgrade"):
+                await asyncio.to_thread(
+                    h.wait_until, lambda: h.process_gone(before["master_pid"]), 60, 0.1,
+                    "the old master to exit")
             took = time.monotonic() - started
             churn.stop.set()
             await storm
@@ -125,6 +145,9 @@ def test_websockets_survive_restarts_and_reloads_without_a_close():
                          sum(b["active"] for b in s["backends"]) == open_count else None)(
                     inst.status()), 20, 0.1, f"active == {open_count} after {step}")
             assert s["handover_lost"] == 0, s
+            build = other_id if step == "upgrade-other" else first["build_id"]
+            assert s["build_id"] == build and all(w["build_id"] == build for w in s["workers"]), \
+                (step, s["build_id"], s["workers"])
             failures = [f for c in active for f in c.failures]
             assert not failures, (step, failures[:5])
         for c in active:
@@ -143,7 +166,7 @@ def test_websockets_survive_restarts_and_reloads_without_a_close():
     assert not report["failures"], report["failures"][:5]
     assert not report["idle_bad"], report["idle_bad"][:5]
     assert "handing over" in inst.log() and "tunnels passed on" in inst.log()
-    inst.stop()
+    assert h.cli("stop", "--name", inst.name).returncode == 0
 
 
 def test_tcp_64_mib_each_way_across_a_restart_keeps_checksums():
@@ -181,6 +204,50 @@ def test_tcp_64_mib_each_way_across_a_restart_keeps_checksums():
     assert restarted["handed_in"] == 1, "the tunnel was not handed over"
     assert got == len(data)
     assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    inst.stop()
+
+
+def _metric_sums(port):
+    """{sample name: sum over its labels} of the admin listener's /metrics."""
+    code, _, text = admin.get(port, "/metrics", ADMIN_TOKEN)
+    assert code == 200, code
+    sums = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            sums[sample.name] = sums.get(sample.name, 0) + sample.value
+    return sums
+
+
+def test_a_handed_over_tunnel_is_counted_once_and_keeps_its_age():
+    b1 = h.EchoBackend()
+    port = h.free_port()
+    inst = h.Instance([b1], workers=1,
+                      extra=["--mode", "tcp", "--drain-timeout", "60s", "--admin",
+                             f"127.0.0.1:{port}", "--admin-token", ADMIN_TOKEN])
+    n, age_s = 10, 2
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
+        h.echo_through(s, f"hello {i}".encode())
+        socks.append(s)
+    time.sleep(age_s)
+    gen = inst.status()["generation"]
+    assert h.cli("restart-workers", "--name", inst.name).returncode == 0
+    h.wait_until(lambda: _only_generation_left(inst, gen + 1), 60, 0.05, "the old generation gone")
+    # Moving is not ending: no close, no finished connection, no lifetime recorded.
+    moved = _metric_sums(port)
+    assert moved["wslb_closes_total"] == 0, moved
+    assert moved["wslb_connections_total"] == 0, moved
+    assert moved["wslb_connection_duration_seconds_count"] == 0, moved
+    for s in socks:
+        s.close()
+    h.wait_until(lambda: _live_connections(inst.status()) == 0, 30, 0.05, "every close seen")
+    ended = _metric_sums(port)
+    assert ended["wslb_closes_total"] == n, ended
+    assert ended["wslb_connections_total"] == n, ended
+    assert ended["wslb_connection_duration_seconds_count"] == n, ended
+    # Each lived from its accept in the old worker, not from its arrival in the new one.
+    assert ended["wslb_connection_duration_seconds_sum"] >= n * age_s, ended
     inst.stop()
 
 
@@ -232,6 +299,22 @@ def test_kill_9_of_a_receiving_worker_leaves_every_connection_served_or_closed_a
         60, 0.1, "the old generation gone and the killed worker reaped")
     # Every connection the table counts is one the new workers read; every other one is closed.
     counted = _live_connections(settled)
+    served, closed, silent = _probe_all(socks)
+    s = h.wait_until(lambda: (lambda s: s if _live_connections(s) == 0 else None)(inst.status()),
+                     30, 0.1, "every probed connection closed")
+    lost = settled["handover_lost"]
+    h.log(f"kill -9 during a handover of {n}: {served} served, {closed} closed, "
+          f"handover_lost {lost}")
+    assert not silent, silent[:5]
+    assert served + closed == n
+    assert served == counted, (served, counted)
+    assert lost <= closed, (lost, closed)
+    assert s["handover_lost"] == lost, "a loss counted after the handover had settled"
+    inst.stop()
+
+
+def _probe_all(socks):
+    """Sends each connection a line and reads it back: (served, closed, silent ones)."""
     served, closed, silent = 0, 0, []
     for i, s in enumerate(socks):
         s.settimeout(10)
@@ -255,16 +338,39 @@ def test_kill_9_of_a_receiving_worker_leaves_every_connection_served_or_closed_a
         except socket.timeout:
             silent.append((i, "no answer"))
         s.close()
-    s = h.wait_until(lambda: (lambda s: s if _live_connections(s) == 0 else None)(inst.status()),
-                     30, 0.1, "every probed connection closed")
-    lost = settled["handover_lost"]
-    h.log(f"kill -9 during a handover of {n}: {served} served, {closed} closed, "
-          f"handover_lost {lost}")
+    return served, closed, silent
+
+
+def test_kill_9_of_the_sending_worker_cuts_only_what_it_still_held():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1, extra=["--mode", "tcp", "--drain-timeout", "60s"])
+    n = _scaled(5000)
+    socks = [socket.create_connection(("127.0.0.1", inst.port)) for _ in range(n)]
+    h.wait_until(lambda: _live_connections(inst.status()) == n, 30, 0.1, f"{n} connections")
+    s0 = inst.status()
+    gen, sender = s0["generation"], s0["workers"][0]["pid"]
+    # Held still while the new generation starts, so that the handover begins only when it
+    # runs again; then killed a moment into it.
+    os.kill(sender, signal.SIGSTOP)
+    r = h.cli("restart-workers", "--name", inst.name)
+    assert r.returncode == 0, r
+    os.kill(sender, signal.SIGCONT)
+    time.sleep(0.01)
+    os.kill(sender, signal.SIGKILL)
+    settled = h.wait_until(
+        lambda: (lambda s: s if _only_generation_left(inst, gen + 1) and
+                 all(w["pid"] != sender for w in s["workers"]) else None)(inst.status()),
+        60, 0.1, "the killed worker reaped")
+    counted = _live_connections(settled)
+    moved = sum(w["handed_in"] for w in settled["workers"])
+    served, closed, silent = _probe_all(socks)
+    h.log(f"kill -9 of the sender during a handover of {n}: {moved} moved first, {served} "
+          f"served, {closed} closed, handover_lost {settled['handover_lost']}")
     assert not silent, silent[:5]
     assert served + closed == n
-    assert served == counted, (served, counted)
-    assert lost <= closed, (lost, closed)
-    assert s["handover_lost"] == lost, "a loss counted after the handover had settled"
+    # What it had passed on lives on in the new worker; what it still held died with it.
+    assert served == counted == moved, (served, counted, moved)
+    assert settled["handover_lost"] == 0, settled
     inst.stop()
 
 

@@ -12,12 +12,14 @@ handover::tunnel_record sample_record() {
   handover::tunnel_record r;
   r.kind = 2;
   r.flags = handover::flag_upgraded | handover::flag_graceful | handover::flag_sticky_key |
-            handover::flag_pinned | handover::flag_access;
+            handover::flag_pinned | handover::flag_access | handover::flag_cause_noted;
   r.eof_mask = 1;
   r.shut_sent_mask = 2;
   r.shut_done_mask = 2;
   r.finishing_mask = 1;
   r.done_mask = 2;
+  r.close_cause = 5;
+  r.client_close_code = 1012;
   r.backend_row = 7;
   r.last_status = 101;
   r.requests = 3;
@@ -59,6 +61,8 @@ TEST_CASE("handover_format.record_round_trips_every_field") {
   CHECK(out->shut_done_mask == in.shut_done_mask);
   CHECK(out->finishing_mask == in.finishing_mask);
   CHECK(out->done_mask == in.done_mask);
+  CHECK(out->close_cause == in.close_cause);
+  CHECK(out->client_close_code == in.client_close_code);
   CHECK(out->backend_row == in.backend_row);
   CHECK(out->last_status == in.last_status);
   CHECK(out->requests == in.requests);

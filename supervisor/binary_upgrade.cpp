@@ -17,20 +17,26 @@ namespace {
 
 constexpr const char* who = "master";
 
+// The last bytes of the new binary's stderr kept for the reply, when it fails.
+constexpr std::size_t kept_output_bytes = 4096;
+
 struct named_fd {
   const char* name;
   int inherited_fds::*field;
+  bool required;
 };
-constexpr named_fd fd_names[] = {{"listen", &inherited_fds::listen},
-                                 {"lock", &inherited_fds::lock},
-                                 {"control", &inherited_fds::control},
-                                 {"report", &inherited_fds::report}};
+constexpr named_fd fd_names[] = {{"listen", &inherited_fds::listen, true},
+                                 {"lock", &inherited_fds::lock, true},
+                                 {"control", &inherited_fds::control, true},
+                                 {"report", &inherited_fds::report, true},
+                                 {"log", &inherited_fds::log, false}};
 
 }  // namespace
 
 std::string format_inherited_fds(const inherited_fds& fds) {
   std::string out;
   for (const named_fd& n : fd_names) {
+    if (!n.required && fds.*n.field < 0) continue;
     out += (out.empty() ? "" : ",") + std::string(n.name) + "=" + std::to_string(fds.*n.field);
   }
   return out;
@@ -62,7 +68,7 @@ std::optional<inherited_fds> parse_inherited_fds(std::string_view text, std::str
     fds.*slot->field = static_cast<int>(v);
   }
   for (const named_fd& n : fd_names) {
-    if (fds.*n.field < 0) {
+    if (n.required && fds.*n.field < 0) {
       error = std::string("no ") + n.name + " descriptor";
       return std::nullopt;
     }
@@ -82,6 +88,7 @@ std::optional<inherited_fds> take_inherited_fds() {
   }
   for (const named_fd& n : fd_names) {
     const int fd = (*fds).*n.field;
+    if (fd < 0) continue;  // an optional one not passed
     if (fcntl(fd, F_GETFD) < 0) {
       throw std::runtime_error(std::string(inherited_fds_variable) + ": " + n.name +
                                " descriptor " + std::to_string(fd) + " is not open");
@@ -97,6 +104,13 @@ void report_upgrade(int& fd, bool ready, const std::string& text) {
   [[maybe_unused]] const ssize_t n = write(fd, line.data(), line.size());
   close(fd);
   fd = -1;
+}
+
+void restore_own_stderr(inherited_fds& fds) {
+  if (fds.log < 0) return;
+  dup2(fds.log, STDERR_FILENO);
+  close(fds.log);
+  fds.log = -1;
 }
 
 std::string own_executable() {
@@ -116,13 +130,53 @@ std::string own_executable() {
 struct upgrade_watch {
   binary_upgrade* owner = nullptr;
   uv_poll_t poll{};
+  uv_poll_t output_poll{};
   uv_timer_t timer{};
   int read_fd = -1;
-  int open_handles = 2;
+  int output_fd = -1;  // read end of the new master's stderr, until it restores its own
+  bool output_polled = false;
+  int open_handles = 3;
   std::string got;
+  std::string output;  // its last kept_output_bytes
   binary_upgrade::done_fn done;
   bool finished = false;
 };
+
+namespace {
+
+// Copies what the new master wrote to its stderr to ours and keeps its tail. False at its end
+// (EOF, or an error).
+bool copy_output(upgrade_watch* w) {
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(w->output_fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    if (n <= 0) return false;
+    [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, buf, static_cast<size_t>(n));
+    w->output.append(buf, static_cast<std::size_t>(n));
+    if (w->output.size() > kept_output_bytes) {
+      w->output.erase(0, w->output.size() - kept_output_bytes);
+    }
+  }
+}
+
+void stop_output(upgrade_watch* w) {
+  if (!w->output_polled) return;
+  w->output_polled = false;
+  uv_poll_stop(&w->output_poll);
+}
+
+// The last non-empty line the new binary wrote to stderr, or "".
+std::string last_output_line(const std::string& output) {
+  std::size_t end = output.find_last_not_of("\r\n");
+  if (end == std::string::npos) return {};
+  const std::size_t start = output.rfind('\n', end);
+  return output.substr(start == std::string::npos ? 0 : start + 1,
+                       end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+}  // namespace
 
 void finish_upgrade(upgrade_watch* w, bool ok, const std::string& message) {
   if (w->finished) return;
@@ -132,17 +186,27 @@ void finish_upgrade(upgrade_watch* w, bool ok, const std::string& message) {
   // A new master that failed is killed: whatever it started dies with it (its workers have
   // PDEATHSIG); the caller repairs the table rows it took.
   if (!ok && owner->pid_ > 0) kill(owner->pid_, SIGKILL);
+  // What it wrote before it ended is in the pipe already; a binary that gave no reason of its
+  // own is quoted by its last line.
+  if (w->output_polled) copy_output(w);
+  stop_output(w);
+  const std::string said = last_output_line(w->output);
+  // A wslb that could not start said why on the pipe and logged the same line.
+  const bool quoted = said.empty() || said.find(message) != std::string::npos;
+  const std::string full = ok || quoted ? message : message + ": " + said;
   const auto close_cb = [](uv_handle_t* h) {
     auto* st = static_cast<upgrade_watch*>(h->data);
     if (--st->open_handles == 0) {
       close(st->read_fd);
+      close(st->output_fd);
       delete st;
     }
   };
   uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), close_cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->output_poll), close_cb);
   uv_close(reinterpret_cast<uv_handle_t*>(&w->timer), close_cb);
   const binary_upgrade::done_fn done = std::move(w->done);
-  done(ok, message);
+  done(ok, full);
 }
 
 namespace {
@@ -164,6 +228,12 @@ void on_report_readable(uv_poll_t* h, int status, int) {
   finish_upgrade(w, false, "the new binary exited before it was ready");
 }
 
+void on_output_readable(uv_poll_t* h, int status, int) {
+  auto* w = static_cast<upgrade_watch*>(h->data);
+  // At its end (the new master restored its own stderr, or exited) there is no more to copy.
+  if (status < 0 || !copy_output(w)) stop_output(w);
+}
+
 void on_ready_timeout(uv_timer_t* t) {
   finish_upgrade(static_cast<upgrade_watch*>(t->data), false,
                  "the new master was not ready within " +
@@ -180,8 +250,15 @@ std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
     return "cannot execute " + binary + ": " + strerror(errno);
   }
   int pipe_fds[2];
+  int output_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return std::string("pipe: ") + strerror(errno);
+  if (pipe2(output_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return std::string("pipe: ") + strerror(errno);
+  }
   fds.report = pipe_fds[1];
+  fds.log = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
   std::vector<std::string> argv_text{binary, "run"};
   argv_text.insert(argv_text.end(), run_args.begin(), run_args.end());
   std::vector<char*> argv;
@@ -191,8 +268,7 @@ std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
 
   const pid_t pid = fork();
   if (pid < 0) {
-    close(pipe_fds[0]);
-    close(pipe_fds[1]);
+    for (int fd : {pipe_fds[0], pipe_fds[1], output_fds[0], output_fds[1], fds.log}) close(fd);
     return std::string("fork: ") + strerror(errno);
   }
   if (pid == 0) {
@@ -203,6 +279,9 @@ std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Its stderr is the pipe, blocking as a stderr is expected to be; ours goes as "log".
+    fcntl(output_fds[1], F_SETFL, fcntl(output_fds[1], F_GETFL) & ~O_NONBLOCK);
+    dup2(output_fds[1], STDERR_FILENO);
     for (const named_fd& n : fd_names) fcntl(fds.*n.field, F_SETFD, 0);
     setenv(inherited_fds_variable, variable.c_str(), 1);
     execv(binary.c_str(), argv.data());
@@ -211,10 +290,13 @@ std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
     _exit(127);
   }
   close(pipe_fds[1]);
+  close(output_fds[1]);
+  close(fds.log);
   pid_ = pid;
   auto* w = new upgrade_watch{};
   w->owner = this;
   w->read_fd = pipe_fds[0];
+  w->output_fd = output_fds[0];
   w->done = std::move(done);
   state_ = w;
   log_line(who, "upgrade: started %s as pid %d", binary.c_str(), pid);
@@ -223,6 +305,10 @@ std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
   uv_timer_init(loop, &w->timer);
   w->timer.data = w;
   uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_report_readable);
+  uv_poll_init(loop, &w->output_poll, w->output_fd);
+  w->output_poll.data = w;
+  w->output_polled = true;
+  uv_poll_start(&w->output_poll, UV_READABLE | UV_DISCONNECT, on_output_readable);
   uv_timer_start(&w->timer, on_ready_timeout, upgrade_ready_timeout_ms, 0);
   return {};
 }

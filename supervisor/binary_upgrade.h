@@ -6,7 +6,10 @@
 // reports on the pipe: "R <text>" once every new worker is ready, or "E <why>" when it cannot
 // start. Only then does the old master hand its workers' tunnels over and leave; a binary that
 // fails, exits or is not ready within upgrade_ready_timeout_ms is killed and the old master
-// serves on (the listener was open in both all along). Master only.
+// serves on (the listener was open in both all along). Until the new master starts children,
+// its stderr is a pipe the old master copies to its own stderr: so a binary that exits with
+// only a message there (not a wslb, or one that rejects its arguments) is quoted in the
+// reply. Master only.
 #pragma once
 
 #include <sys/types.h>
@@ -30,12 +33,15 @@ struct inherited_fds {
   int lock = -1;
   int control = -1;
   int report = -1;  // write end of the pipe the new master reports on
+  // The predecessor's stderr, while the new master's own is the pipe its predecessor reads
+  // (optional: -1 when not passed).
+  int log = -1;
 
   bool operator==(const inherited_fds&) const = default;
 };
 
-// "listen=3,lock=4,control=5,report=7" and back. Pure. parse returns nullopt with `error` set
-// when a name is unknown, missing or a number is bad.
+// "listen=3,lock=4,control=5,report=7[,log=8]" and back. Pure. parse returns nullopt with
+// `error` set when a name is unknown, a required one missing or a number is bad.
 std::string format_inherited_fds(const inherited_fds& fds);
 std::optional<inherited_fds> parse_inherited_fds(std::string_view text, std::string& error);
 
@@ -46,6 +52,10 @@ std::optional<inherited_fds> take_inherited_fds();
 
 // New master: tells the old one it serves ("R ...") or cannot start ("E ..."); closes `fd`.
 void report_upgrade(int& fd, bool ready, const std::string& text);
+
+// New master, before it forks any child: stderr is the predecessor's again (children must not
+// inherit a pipe whose reader exits); closes and clears `fds.log`. Nothing when not passed.
+void restore_own_stderr(inherited_fds& fds);
 
 // Old master: the path of the running executable (the default `upgrade` binary).
 std::string own_executable();

@@ -166,6 +166,8 @@ void master::take_lock_and_table() {
 }
 
 void master::start_children() {
+  // No child may inherit the pipe an upgrade's predecessor reads our messages from.
+  if (inherited_) restore_own_stderr(*inherited_);
   ops_ = make_ops_(&loop_, *this);
   shm::table& t = table_->get();
   generation_context ctx{*ops_, t, listen_fd_,

@@ -5,28 +5,24 @@ clients (python3-websockets), loopback."""
 
 import asyncio
 import os
-import shutil
 import stat
 
 import websockets
 
 import harness as h
-from test_handover import Echoer, _open_all
+from test_handover import _open_all
 
 
-def _build_copy_with_another_id(build_id, name):
-    """A copy of the wslb binary whose GNU build id note holds other bytes: another build, as
-    far as the instance can tell."""
-    path = os.path.join(h.RUNTIME_DIR, name)
-    with open(h.WSLB, "rb") as f:
-        image = f.read()
-    old = bytes.fromhex(build_id)
-    assert image.count(old) >= 1, "build id bytes not found in the binary"
-    new = bytes(b ^ 0x5A for b in old)
-    with open(path, "wb") as f:
-        f.write(image.replace(old, new, 1))
-    os.chmod(path, stat.S_IRWXU)
-    return path, new.hex()
+def _running(cmdline):
+    """True while a process with exactly this /proc cmdline runs."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read() == cmdline:
+                    return True
+        except OSError:
+            pass
+    return False
 
 
 def _upgrade(inst, binary=None):
@@ -39,7 +35,7 @@ def test_upgrade_to_another_build_keeps_every_connection():
     inst = h.Instance([b1, b2], workers=2, extra=["--drain-timeout", "60s"])
     first = inst.status()
     assert first["build_id"] not in ("", "unknown"), first["build_id"]
-    other, other_id = _build_copy_with_another_id(first["build_id"], "wslb-other-build")
+    other, other_id = h.copy_with_another_build_id(first["build_id"], "wslb-other-build")
     report = {}
 
     async def scenario():
@@ -88,20 +84,23 @@ def test_upgrade_to_another_build_keeps_every_connection():
     assert r.returncode == 0, r
 
 
-def test_a_binary_that_exits_at_start_rolls_back_and_the_old_instance_serves_on():
+def _upgrade_that_fails(script, name):
+    """An instance serving a WebSocket client and a connect storm while `upgrade` runs a shell
+    script of that name as the new binary. Returns (instance, status before, upgrade result,
+    storm), once the client has been answered after it."""
     b1 = h.EchoBackend()
     inst = h.Instance([b1], workers=2)
-    broken = os.path.join(h.RUNTIME_DIR, "wslb-broken")
-    with open(broken, "w") as f:
-        f.write("#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n")
-    os.chmod(broken, stat.S_IRWXU)
+    path = os.path.join(h.RUNTIME_DIR, name)
+    with open(path, "w") as f:
+        f.write(script)
+    os.chmod(path, stat.S_IRWXU)
     before = inst.status()
 
     async def scenario():
         async with websockets.connect(inst.url) as ws:
             churn = h.Churn(inst.url, concurrency=6)
             storm = asyncio.create_task(churn.run())
-            r = await asyncio.to_thread(_upgrade, inst, broken)
+            r = await asyncio.to_thread(_upgrade, inst, path)
             await asyncio.sleep(0.5)
             churn.stop.set()
             await storm
@@ -110,19 +109,38 @@ def test_a_binary_that_exits_at_start_rolls_back_and_the_old_instance_serves_on(
             return r, churn
 
     r, churn = h.run_async(scenario(), timeout=120)
-    h.log(f"rollback: exit {r.returncode}, {r.stderr.strip()!r}; storm {churn.ok} ok")
+    h.log(f"{name}: exit {r.returncode}, {r.stderr.strip()!r}; storm {churn.ok} ok")
     assert r.returncode == 1, r
-    assert "upgrade failed" in r.stderr and "exited before it was ready" in r.stderr, r.stderr
+    assert "upgrade failed" in r.stderr, r.stderr
     assert not churn.failures, churn.failures[:5]
     after = inst.status()
     assert after["master_pid"] == before["master_pid"] == inst.proc.pid
     assert after["generation"] == before["generation"]
     assert h.without_counters(after) == h.without_counters(before)
+    return inst, r
+
+
+def test_a_binary_that_exits_at_start_rolls_back_and_the_old_instance_serves_on():
+    inst, r = _upgrade_that_fails("#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n",
+                                  "wslb-broken")
+    assert "exited before it was ready" in r.stderr, r.stderr
+    assert "this build is broken" in r.stderr, "the binary's own message is not quoted"
     # Still upgradable and stoppable as before.
     r = _upgrade(inst, "relative/path")
     assert r.returncode == 2 and "relative/path" in r.stderr, r
     inst.stop()
     assert inst.proc.returncode == 0
+
+
+def test_a_binary_never_ready_is_killed_at_the_timeout_and_the_old_instance_serves_on():
+    inst, r = _upgrade_that_fails(
+        "#!/bin/sh\necho 'waiting for something that never comes' >&2\nexec sleep 631\n",
+        "wslb-hangs")
+    assert "not ready within 30 s" in r.stderr, r.stderr
+    assert "waiting for something that never comes" in r.stderr, r.stderr
+    # Killed: nothing runs what the hanging binary became any more.
+    h.wait_until(lambda: not _running(b"sleep\x00631\x00"), 10, 0.1, "the hanging binary killed")
+    inst.stop()
 
 
 if __name__ == "__main__":

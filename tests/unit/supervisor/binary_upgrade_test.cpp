@@ -18,6 +18,13 @@ TEST_CASE("binary_upgrade.inherited_descriptors_round_trip_through_the_variable"
   const auto shuffled = parse_inherited_fds("report=7,control=5,listen=3,lock=4", error);
   REQUIRE(shuffled.has_value());
   CHECK(*shuffled == fds);
+  // The predecessor's stderr is named only when passed.
+  inherited_fds with_log = fds;
+  with_log.log = 8;
+  CHECK(format_inherited_fds(with_log) == "listen=3,lock=4,control=5,report=7,log=8");
+  const auto logged = parse_inherited_fds("listen=3,lock=4,control=5,report=7,log=8", error);
+  REQUIRE_MESSAGE(logged.has_value(), error);
+  CHECK(*logged == with_log);
 }
 
 TEST_CASE("binary_upgrade.a_malformed_variable_is_refused_saying_what_is_wrong") {
@@ -29,6 +36,8 @@ TEST_CASE("binary_upgrade.a_malformed_variable_is_refused_saying_what_is_wrong")
   CHECK_FALSE(parse_inherited_fds("listen=3,lock=4,control=5,report=-1", error).has_value());
   CHECK_FALSE(parse_inherited_fds("listen=3,lock=4,control=5,report=7,shell=9", error).has_value());
   CHECK(error == "unknown item 'shell=9'");
+  CHECK_FALSE(parse_inherited_fds("listen=3,lock=4,control=5,report=7,log=", error).has_value());
+  CHECK(error == "bad descriptor '' for log");
   CHECK_FALSE(parse_inherited_fds("listen", error).has_value());
   CHECK_FALSE(parse_inherited_fds("", error).has_value());
 }

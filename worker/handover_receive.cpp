@@ -13,6 +13,7 @@
 #include "common/handover_format.h"
 #include "common/log.h"
 #include "worker/access_record.h"
+#include "worker/backend_set.h"
 #include "worker/connection_limits.h"
 #include "worker/row_counters.h"
 #include "worker/session.h"
@@ -89,7 +90,12 @@ int backend_index_of(const worker_context& ctx, const handover::tunnel_record& r
 // record does not fit this worker (the caller closes the descriptors).
 bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int client_fd,
                   int backend_fd, std::string& why) {
-  const int index = backend_index_of(ctx, rec);
+  int index = backend_index_of(ctx, rec);
+  if (index < 0) {
+    // A backend added at run time (`wslb backend add`) that this worker has not taken yet.
+    follow_backend_set(ctx);
+    index = backend_index_of(ctx, rec);
+  }
   if (index < 0) {
     why = "backend " + rec.backend_address + " is not in this generation's configuration";
     return false;

@@ -89,8 +89,12 @@ def test_long_lived_connections_drain_and_get_1001_at_the_deadline():
             except websockets.ConnectionClosed:
                 closes.append((time.monotonic() - restarted, ws.close_code))
         await asyncio.wait_for(asyncio.gather(*(wait_close(ws) for ws in conns)), drain_s + 8)
-        s3 = await asyncio.to_thread(inst.status)
-        out.update(closes=closes, s3=s3)
+        # A client sees the close frame before the worker has finished the closing handshake
+        # and counted the connection out, so the count settles shortly after, not at once.
+        await asyncio.to_thread(
+            h.wait_until, lambda: sum(b["active"] for b in inst.status()["backends"]) == 10, 5,
+            what="only the 10 fresh connections counted after the drain")
+        out.update(closes=closes)
         for ws in fresh:
             await ws.send("still")
             assert await ws.recv() == "still"
@@ -106,8 +110,6 @@ def test_long_lived_connections_drain_and_get_1001_at_the_deadline():
     assert codes == {1001}, codes
     assert times[0] >= drain_s - 0.3, times[0]
     assert times[-1] - times[0] >= 0.1, "closes were not spread over a window"
-    s3 = out["s3"]
-    assert sum(b["active"] for b in s3["backends"]) == 10, s3["backends"]
     h.wait_until(lambda: all(w["state"] == "running" for w in inst.status()["workers"]), 5,
                  what="old generation gone")
     inst.stop()

@@ -346,17 +346,18 @@ def process_gone(pid):
         return True
 
 
-def echo_through(sock, data, shut_write=False):
+def echo_through(sock, data, shut_write=False, send=None):
     """Sends `data` on a thread while reading back on this one until as many bytes came back
     (or EOF). Returns (bytes received, sha256 hex of them). With `shut_write` a FIN follows the
-    data and reading goes on to EOF."""
+    data and reading goes on to EOF. `send`, when given, is the thread's own way of sending
+    `data` (e.g. half, then a restart, then the rest)."""
     import hashlib
 
     def writer():
         sock.sendall(data)
         if shut_write:
             sock.shutdown(socket.SHUT_WR)
-    sender = threading.Thread(target=writer)
+    sender = threading.Thread(target=send or writer)
     sender.start()
     digest, got = hashlib.sha256(), 0
     while shut_write or got < len(data):

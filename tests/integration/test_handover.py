@@ -13,7 +13,6 @@ import hashlib
 import os
 import signal
 import socket
-import threading
 import time
 
 import websockets
@@ -188,22 +187,13 @@ def test_tcp_64_mib_each_way_across_a_restart_keeps_checksums():
         restarted["handed_in"] = sum(w["handed_in"] for w in inst.status()["workers"])
         sock.sendall(data[half:])
 
-    sender = threading.Thread(target=send_around_the_restart)
-    sender.start()
-    digest, got = hashlib.sha256(), 0
-    while got < len(data):
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            break
-        digest.update(chunk)
-        got += len(chunk)
-    sender.join()
+    got, digest = h.echo_through(sock, data, send=send_around_the_restart)
     sock.close()
     h.log(f"tcp: {got} bytes back, {restarted.get('handed_in')} tunnel handed over")
     assert restarted["r"].returncode == 0, restarted["r"]
     assert restarted["handed_in"] == 1, "the tunnel was not handed over"
     assert got == len(data)
-    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert digest == hashlib.sha256(data).hexdigest()
     inst.stop()
 
 

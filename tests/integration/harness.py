@@ -346,6 +346,16 @@ def process_gone(pid):
         return True
 
 
+async def record_close(ws, since, closes):
+    """Reads `ws` until it closes, then appends (seconds since `since`, its close code) to
+    `closes`: when each client saw its close, and with which code."""
+    try:
+        while True:
+            await ws.recv()
+    except websockets.ConnectionClosed:
+        closes.append((time.monotonic() - since, ws.close_code))
+
+
 def echo_through(sock, data, shut_write=False, send=None):
     """Sends `data` on a thread while reading back on this one until as many bytes came back
     (or EOF). Returns (bytes received, sha256 hex of them). With `shut_write` a FIN follows the

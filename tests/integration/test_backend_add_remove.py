@@ -257,15 +257,9 @@ def test_websockets_of_a_removed_backend_get_1012_over_the_drain_time():
         r = await asyncio.to_thread(ctl, inst, "remove", b1.address, "--drain", "2s")
         assert r.returncode == 0, r.stderr
         closes = []
-
-        async def wait_close(ws):
-            try:
-                while True:
-                    await ws.recv()
-            except websockets.ConnectionClosed:
-                closes.append((time.monotonic() - started, ws.close_code))
-        _, pending = await asyncio.wait([asyncio.create_task(wait_close(ws)) for ws in conns],
-                                        timeout=3.0)
+        _, pending = await asyncio.wait(
+            [asyncio.create_task(h.record_close(ws, started, closes)) for ws in conns],
+            timeout=3.0)
         for task in pending:  # b2's: they stay open
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

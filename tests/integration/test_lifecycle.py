@@ -81,14 +81,8 @@ def test_long_lived_connections_drain_and_get_1001_at_the_deadline():
         assert sum(b["active"] for b in s2["backends"]) == 110, s2["backends"]
         assert sum(w["connections"] for w in s2["workers"] if w["state"] == "running") == 10
         closes = []
-
-        async def wait_close(ws):
-            try:
-                while True:
-                    await ws.recv()
-            except websockets.ConnectionClosed:
-                closes.append((time.monotonic() - restarted, ws.close_code))
-        await asyncio.wait_for(asyncio.gather(*(wait_close(ws) for ws in conns)), drain_s + 8)
+        await asyncio.wait_for(
+            asyncio.gather(*(h.record_close(ws, restarted, closes) for ws in conns)), drain_s + 8)
         # A client sees the close frame before the worker has finished the closing handshake
         # and counted the connection out, so the count settles shortly after, not at once.
         await asyncio.to_thread(

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "common/log.h"
 #include "worker/access_record.h"
 #include "worker/drain.h"
+#include "worker/handover_spread.h"
 #include "worker/row_counters.h"
 #include "worker/session.h"
 
@@ -33,8 +35,8 @@ struct receiver_link {
   uv_poll_t poll;
   int fd = -1;
   std::size_t row = 0;
-  std::uint64_t load = 0;  // its connections when we connected, plus what we sent it
-  bool blocked = false;    // its socket is full: waiting for it to be writable
+  receiver_load load;   // its own connections when we connected, and what we sent it
+  bool blocked = false;  // its socket is full: waiting for it to be writable
 };
 
 enum class send_result { sent, blocked, too_big, broken };
@@ -46,6 +48,10 @@ struct handover_sender {
   uv_timer_t retry{};
   std::uint64_t sent = 0;
   bool told_no_receiver = false;
+  // What this worker moves, and what all the older workers move together (its own
+  // included): worker/handover_spread.h.
+  std::uint64_t mine = 1;
+  std::uint64_t all_moving = 1;
 };
 
 namespace {
@@ -186,10 +192,13 @@ send_result send_tunnel(session* s, const handover::tunnel_record& rec, receiver
   }
 }
 
+// The receiver least loaded as this sender counts it (worker/handover_spread.h), not full.
 receiver_link* least_loaded(handover_sender& h) {
   receiver_link* best = nullptr;
   for (receiver_link* l : h.links) {
-    if (!l->blocked && (best == nullptr || l->load < best->load)) best = l;
+    if (!l->blocked && (best == nullptr || lighter(l->load, best->load, h.mine, h.all_moving))) {
+      best = l;
+    }
   }
   return best;
 }
@@ -225,7 +234,7 @@ void pump(worker_context& ctx) {
     if (link == nullptr) return;  // every receiver is full: on_link_writable comes back
     switch (send_tunnel(s, rec, *link)) {
       case send_result::sent:
-        ++link->load;
+        ++link->load.sent;
         ++h.sent;
         counter_add(ctx.row.handed_over, 1);
         // The receiver holds the sockets now: closing ours neither resets nor ends them.
@@ -283,6 +292,8 @@ void begin_handover(worker_context& ctx) {
       newest = std::max(newest, w.generation.load(relaxed));
     }
   }
+  h->mine = std::max<std::uint64_t>(ctx.live_sessions, 1);
+  h->all_moving = std::max(moving_in_all(ctx.table, newest), h->mine);
   for (std::size_t i = 0; i < shm::max_worker_slots && newest != ctx.generation; ++i) {
     const shm::worker_row& w = ctx.table.workers[i];
     if (w.state.load(relaxed) != shm::worker_state::running ||
@@ -294,7 +305,7 @@ void begin_handover(worker_context& ctx) {
     auto* link = new receiver_link{};
     link->fd = fd;
     link->row = i;
-    link->load = w.connections.load(relaxed);
+    link->load.own = own_connections(w);
     uv_poll_init(&ctx.loop, &link->poll, fd);
     link->poll.data = link;
     h->links.push_back(link);

@@ -259,8 +259,12 @@ void response_done(session* s) {
   front_state* hs = s->hs;
   // A response that came before its request's body was all sent (an early 413): the rest of
   // the body would be read as the next request, so the connection ends here.
-  if (!hs->request_done || hs->close_after_response || !hs->response.keep_alive() ||
-      (s->eof_mask & client_to_backend) || s->ctx().phase != worker_phase::running) {
+  const bool kept_alive = hs->request_done && hs->request.keep_alive() &&
+                          hs->response.keep_alive() && !(s->eof_mask & client_to_backend);
+  const bool draining = s->ctx().phase != worker_phase::running;
+  if (!kept_alive || hs->close_after_response || draining) {
+    // Both ends would go on: it ends because this worker drains, and is counted so.
+    if (kept_alive && draining) note_cause(s, shm::close_cause::drain);
     end_connection(s, response_linger_ms);
     return;
   }

@@ -254,6 +254,7 @@ void master::housekeeping() {
   const clock_reading at = now();
   children_->tick(at);
   operations_.tick();
+  answer_waiting_rebalances(at.unix_ms);
   if (stopping_) {
     check_stop_progress();
     return;

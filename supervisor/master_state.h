@@ -93,6 +93,11 @@ class master : public child_events {
   void reopen_logs(control_request_ptr request);
   // `rebalance [dry-run]` and `backend-evacuate ADDRESS MS|cancel` (shaping_commands.cpp).
   void register_shaping_commands();
+  // Makes the plan now, prints it and (unless `dry_run`) starts it.
+  void run_rebalance(bool dry_run, control_request_ptr request);
+  // Every housekeeping tick: the `rebalance` requests held while a handover moved tunnels run
+  // once it has settled, or are refused (the instance stops, or it never settled).
+  void answer_waiting_rebalances(std::int64_t now_ms);
   void check_stop_progress();
   void finish_stop();
 
@@ -116,6 +121,12 @@ class master : public child_events {
   operations operations_;
   override_journal journal_;
   rebalancer rebalancer_;
+  struct waiting_rebalance {
+    control_request_ptr request;
+    bool dry_run = false;
+    std::int64_t give_up_ms = 0;  // unix ms
+  };
+  std::vector<waiting_rebalance> waiting_rebalances_;
   std::optional<inherited_fds> inherited_;  // set when an upgrade started this master
   std::string executable_;                  // the binary `upgrade` re-executes by default
   binary_upgrade upgrade_;

@@ -114,18 +114,21 @@ void rebalancer::finish(shm::table& t, std::int64_t now_ms, const char* why) {
            static_cast<long long>(now_ms - t.header.rebalance_started_ms.load(relaxed)));
 }
 
-bool rebalancer::handover_settled(const shm::table& t, std::int64_t now_ms) {
+bool rebalancer::tunnels_still(const shm::table& t, std::int64_t now_ms) {
   const std::uint64_t unmatched = shm::handover_lost(t);
   if (unmatched != transit_seen_) {
     transit_seen_ = unmatched;
     transit_changed_ms_ = now_ms;
   }
-  return now_ms - transit_changed_ms_ >= handover_settle_ms &&
-         now_ms - changed_ms_ >= handover_settle_ms;
+  return now_ms - transit_changed_ms_ >= handover_settle_ms;
+}
+
+bool rebalancer::handover_settled(const shm::table& t, std::int64_t now_ms) {
+  return tunnels_still(t, now_ms) && now_ms - changed_ms_ >= handover_settle_ms;
 }
 
 void rebalancer::tick(shm::table& t, const shaping_config& settings, std::int64_t now_ms) {
-  handover_settled(t, now_ms);  // follows the count every tick, so a change is seen when it comes
+  tunnels_still(t, now_ms);  // follows the count every tick, so a change is seen when it comes
   t.header.rebalance_mode.store(static_cast<std::uint32_t>(settings.rebalance), relaxed);
   if (t.header.rebalance_running.load(relaxed) != 0) {
     bool shedding = false;

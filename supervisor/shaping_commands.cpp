@@ -7,22 +7,60 @@
 
 namespace wslb::supervisor {
 
+namespace {
+
+// A manual plan held for a handover that keeps moving tunnels (a stream of reloads) is refused
+// after this long, asking to retry.
+constexpr std::int64_t rebalance_wait_limit_ms = 30'000;
+
+}  // namespace
+
+void master::run_rebalance(bool dry_run, control_request_ptr request) {
+  const shaping_config& settings = children_->serving().cfg()->shaping;
+  shm::table& t = table_->get();
+  const rebalance_plan plan = rebalancer_.plan_now(t, settings);
+  std::istringstream lines(describe_plan(plan));
+  for (std::string line; std::getline(lines, line);) request->send(line + "\n");
+  if (dry_run) return request->finish(true, "dry run: nothing changed");
+  if (settings.rebalance == rebalance_mode::off) {
+    return request->finish(false, "rebalancing is off (--rebalance off)");
+  }
+  if (stopping_) return request->finish(false, "the instance is stopping");
+  request->finish(true, rebalancer_.start(t, plan, unix_ms()));
+}
+
+void master::answer_waiting_rebalances(std::int64_t now_ms) {
+  if (waiting_rebalances_.empty()) return;
+  const bool still = rebalancer_.tunnels_still(table_->get(), now_ms);
+  std::vector<waiting_rebalance> waiting = std::move(waiting_rebalances_);
+  waiting_rebalances_.clear();
+  for (waiting_rebalance& w : waiting) {
+    if (stopping_) {
+      w.request->finish(false, "the instance is stopping");
+    } else if (still) {
+      run_rebalance(w.dry_run, w.request);
+    } else if (now_ms >= w.give_up_ms) {
+      w.request->finish(false, "connections are still being handed over between workers after " +
+                                   std::to_string(rebalance_wait_limit_ms / 1000) +
+                                   " s; retry once they have settled");
+    } else {
+      waiting_rebalances_.push_back(std::move(w));
+    }
+  }
+}
+
 void master::register_shaping_commands() {
   commands_.add("rebalance", [this](const std::string& arguments, control_request_ptr request) {
     if (arguments != "" && arguments != "dry-run") {
       return request->finish(false, "rebalance takes no argument but 'dry-run'");
     }
-    const shaping_config& settings = children_->serving().cfg()->shaping;
-    shm::table& t = table_->get();
-    const rebalance_plan plan = rebalancer_.plan_now(t, settings);
-    std::istringstream lines(describe_plan(plan));
-    for (std::string line; std::getline(lines, line);) request->send(line + "\n");
-    if (arguments == "dry-run") return request->finish(true, "dry run: nothing changed");
-    if (settings.rebalance == rebalance_mode::off) {
-      return request->finish(false, "rebalancing is off (--rebalance off)");
-    }
-    if (stopping_) return request->finish(false, "the instance is stopping");
-    request->finish(true, rebalancer_.start(t, plan, unix_ms()));
+    const bool dry_run = arguments == "dry-run";
+    const std::int64_t now_ms = unix_ms();
+    if (rebalancer_.tunnels_still(table_->get(), now_ms)) return run_rebalance(dry_run, request);
+    // A tunnel in flight between workers counts on neither side: the plan is made once the
+    // handover has settled (housekeeping looks again every tick).
+    request->send("waiting for the connections being handed over between workers to settle\n");
+    waiting_rebalances_.push_back({request, dry_run, now_ms + rebalance_wait_limit_ms});
   });
   commands_.add("backend-evacuate", [this](const std::string& arguments,
                                            control_request_ptr request) {

@@ -57,28 +57,41 @@ def rebalance_closes(status):
     return sum(b["closed"]["rebalance"] for b in status["backends"])
 
 
+def manual_instance(tag, extra=()):
+    """Echo backends A, B and C, and an instance on A and B (--rebalance manual, minimum age
+    1 s, rate 10 %) whose --config file a reload rewrites to add C: (a, b, c, conf, inst)."""
+    a, b, c = (h.EchoBackend(ident=x) for x in "ABC")
+    conf = os.path.join(h.RUNTIME_DIR, f"{tag}-{os.getpid()}.toml")
+    h.write_config(conf, [a, b])
+    inst = h.Instance([], workers=2,
+                      extra=["--config", conf, "--rebalance", "manual", "--rebalance-min-age", "1s",
+                             "--rebalance-rate", "10%", "--drain-timeout", "10m", *extra])
+    return a, b, c, conf, inst
+
+
+async def place_then_add_c(clients, total, timeout, inst, conf, backends):
+    """Once `total` clients are placed and older than the minimum age, reloads `conf` rewritten
+    with `backends`; returns the reload's result."""
+    assert await clients.wait_placed(total, timeout) == total
+    await asyncio.sleep(1.5)
+    h.write_config(conf, backends)
+    r = await run_cli("reload", "--name", inst.name)
+    assert r.returncode == 0, r
+    return r
+
+
 def test_manual_waits_for_rebalance_and_dry_run_prints_the_plan():
     """150 clients on A and B, a reload adds C with --rebalance manual: nothing is shed by
     itself; `--dry-run` prints each backend's current count (as status has it), target 50,
     surplus and expected time (surplus / pace) and changes nothing; `wslb rebalance` starts that
     plan, which evens the load with 1012 closes, at most 1.2 x the surplus; /metrics shows the
     plan running with each backend's target and surplus, then its closes by cause."""
-    a, b, c = (h.EchoBackend(ident=x) for x in "ABC")
-    conf = os.path.join(h.RUNTIME_DIR, f"manual-{os.getpid()}.toml")
-    h.write_config(conf, [a, b])
     admin = h.free_port()
-    inst = h.Instance([], workers=2,
-                      extra=["--config", conf, "--rebalance", "manual", "--rebalance-min-age", "1s",
-                             "--rebalance-rate", "10%", "--drain-timeout", "10m",
-                             "--admin", f"127.0.0.1:{admin}"])
+    a, b, c, conf, inst = manual_instance("manual", ["--admin", f"127.0.0.1:{admin}"])
     total = 150
 
     async def body(clients):
-        assert await clients.wait_placed(total, 60) == total
-        await asyncio.sleep(1.5)  # older than the minimum age
-        h.write_config(conf, [a, b, c])
-        r = await run_cli("reload", "--name", inst.name)
-        assert r.returncode == 0, r
+        await place_then_add_c(clients, total, 60, inst, conf, [a, b, c])
         await asyncio.sleep(3)
         s = await poll_status(inst)
         assert s["rebalance"]["mode"] == "manual" and s["rebalance"]["plans"] == 0, s["rebalance"]
@@ -127,6 +140,39 @@ def test_manual_waits_for_rebalance_and_dry_run_prints_the_plan():
     assert after[("wslb_rebalance_running", frozenset())] == 0
     assert after[("wslb_rebalance_plans_total", frozenset())] == 1
     assert after[("wslb_closes_total", frozenset({("cause", "rebalance")}))] == len(codes), after
+    inst.stop()
+
+
+def test_manual_rebalance_right_after_a_handover_counts_every_connection():
+    """1,000 clients on A and B over two workers, --rebalance manual; a reload adds C and hands
+    every tunnel to the new workers. `wslb rebalance --dry-run` and `wslb rebalance`, sent the
+    moment the reload answers, wait for the handover to settle: both plans count all 1,000
+    connections (a tunnel in flight between workers counts on neither side; before, a plan
+    made then could see 754 of 1,000 and shed too few)."""
+    a, b, c, conf, inst = manual_instance("manual-handover")
+    total = 1000
+
+    async def body(clients):
+        r = await place_then_add_c(clients, total, 90, inst, conf, [a, b, c])
+        assert "handing over" in r.stdout, r
+        dry, started = await asyncio.gather(
+            run_cli("rebalance", "--dry-run", "--name", inst.name),
+            run_cli("rebalance", "--name", inst.name))
+        s = await poll_status(inst)
+        return dry, started, s
+
+    clients = ReconnectingClients(inst.url, total)
+    dry, started, s = h.run_async(clients.run(body), timeout=240)
+    h.log(f"right after the handover: dry run {dry.stdout.splitlines()[-2:]}, "
+          f"started {started.stdout.splitlines()[-1:]}; waited for it to settle: "
+          f"{'waiting for' in dry.stdout}, {'waiting for' in started.stdout}")
+    assert dry.returncode == 0, dry
+    assert parse_plan(dry.stdout)[1][0] == total, dry.stdout
+    assert started.returncode == 0, started
+    assert parse_plan(started.stdout)[1][0] == total, started.stdout
+    assert re.search(r"rebalancing: 33\d of 1000 connections", started.stdout), started.stdout
+    assert s["rebalance"]["plans"] == 1, s["rebalance"]
+    assert sum(w["connections"] for w in s["workers"] if w["state"] == "draining") == 0, s["workers"]
     inst.stop()
 
 

@@ -171,3 +171,23 @@ TEST_CASE("rebalancer.auto_waits_for_a_handover_to_settle") {
   CHECK(t->backends[0].rebalance_target == 67);  // 200 / 3: every tunnel counted again
   CHECK(t->backends[0].rebalance_surplus == 33);
 }
+
+TEST_CASE("rebalancer.tunnels_still_only_a_second_after_the_handover_count_last_moved") {
+  // What a manual `rebalance` waits for: the tunnels sent minus taken in has not moved for
+  // handover_settle_ms (a tunnel in flight counts on neither side).
+  auto t = wslb::testing::fresh_table();
+  t->header.slot_high_water = 2;
+  rebalancer shaping;
+  CHECK(shaping.tunnels_still(*t, 10'000));  // nothing was ever handed over
+  t->workers[0].handed_over = 40;            // a reload's handover begins
+  t->workers[1].handed_in = 10;
+  CHECK_FALSE(shaping.tunnels_still(*t, 10'050));
+  t->workers[1].handed_in = 40;              // every tunnel taken in
+  CHECK_FALSE(shaping.tunnels_still(*t, 10'100));
+  CHECK_FALSE(shaping.tunnels_still(*t, 11'099));
+  CHECK(shaping.tunnels_still(*t, 11'100));
+  // A receiver that died with 5 tunnels: the count stands at 5, and stands still.
+  t->workers[0].handed_over = 45;
+  CHECK_FALSE(shaping.tunnels_still(*t, 12'000));
+  CHECK(shaping.tunnels_still(*t, 13'000));
+}

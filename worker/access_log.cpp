@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "common/access_log_file.h"
 #include "common/log.h"
@@ -66,9 +68,10 @@ void access_log::on_written(uv_fs_t* req) {
     // A FIFO whose reader is behind: the rest goes first at the next tick.
     self->filling_.insert(0, self->in_flight_, self->in_flight_done_);
   } else if (result < 0) {
-    log_line(self->who_, "access log '%s': write failed: %s (%zu bytes lost)",
-             self->path_.c_str(), uv_strerror(static_cast<int>(result)),
-             self->in_flight_.size() - self->in_flight_done_);
+    // Every line not yet written, a line cut by an earlier short write included.
+    const auto unwritten = std::string_view(self->in_flight_).substr(self->in_flight_done_);
+    self->lost_ += static_cast<std::uint64_t>(std::count(unwritten.begin(), unwritten.end(), '\n'));
+    self->write_error_ = static_cast<int>(result);
   } else {
     self->in_flight_done_ += static_cast<std::size_t>(result);
     if (self->in_flight_done_ < self->in_flight_.size()) {
@@ -130,10 +133,25 @@ void access_log::on_opened(uv_fs_t* req) {
 void access_log::on_timer(uv_timer_t* t) {
   auto* self = static_cast<access_log*>(t->data);
   self->flush();
-  if (self->dropped_ > 0) {
-    log_line(self->who_, "access log '%s': %llu lines dropped (the writes do not keep up)",
-             self->path_.c_str(), static_cast<unsigned long long>(self->dropped_));
-    self->dropped_ = 0;
+  self->report_losses(false);
+}
+
+void access_log::report_losses(bool force) {
+  if (dropped_ == 0 && lost_ == 0) return;
+  // A full disk fails every write: one line a second says it, not five (the master's log may
+  // well be on the same disk).
+  const std::uint64_t now = uv_now(loop_);
+  if (!force && reported_ms_ != 0 && now - reported_ms_ < 1000) return;
+  reported_ms_ = now;
+  if (dropped_ > 0) {
+    log_line(who_, "access log '%s': %llu lines dropped (the writes do not keep up)",
+             path_.c_str(), static_cast<unsigned long long>(dropped_));
+    dropped_ = 0;
+  }
+  if (lost_ > 0) {
+    log_line(who_, "access log '%s': write failed: %s (%llu lines lost)", path_.c_str(),
+             uv_strerror(write_error_), static_cast<unsigned long long>(lost_));
+    lost_ = 0;
   }
 }
 
@@ -160,13 +178,11 @@ void access_log::finish() {
     }
   }
   if (done < filling_.size()) {
-    log_line(who_, "access log '%s': %zu bytes not written at exit", path_.c_str(),
-             filling_.size() - done);
+    const auto unwritten = std::string_view(filling_).substr(done);
+    lost_ += static_cast<std::uint64_t>(std::count(unwritten.begin(), unwritten.end(), '\n'));
+    write_error_ = uv_translate_sys_error(errno);
   }
-  if (dropped_ > 0) {
-    log_line(who_, "access log '%s': %llu lines dropped (the writes do not keep up)",
-             path_.c_str(), static_cast<unsigned long long>(dropped_));
-  }
+  report_losses(true);
   filling_.clear();
   if (!is_stdout_) close(fd_);
   fd_ = -1;

@@ -2,7 +2,9 @@
 // buffer, and the buffer is written by libuv's thread pool (uv_fs_write) every flush_ms or
 // once it holds flush_bytes, so the relay never waits on the disk. One write in flight at a
 // time; lines that come meanwhile wait in the buffer, which is bounded (max_buffered_bytes:
-// beyond it lines are dropped, counted and reported once a second in the worker's log).
+// beyond it lines are dropped). A write that fails (disk full, an I/O error) loses its lines
+// and the worker serves on; dropped and lost lines are counted and reported at most once a
+// second in the worker's log, not once per write.
 // Every write holds whole lines, and the file is opened with O_APPEND, so the lines of all
 // workers never interleave. Worker only, on the loop thread.
 #pragma once
@@ -52,6 +54,9 @@ class access_log {
   static void on_opened(uv_fs_t* req);
   void flush();
   void start_reopen();
+  // Logs the lines dropped and lost since the last report, at most once a second (`force`:
+  // now, at exit).
+  void report_losses(bool force);
 
   uv_loop_t* loop_ = nullptr;
   std::string path_;
@@ -69,6 +74,9 @@ class access_log {
   std::string in_flight_;        // the bytes of the write in flight
   std::size_t in_flight_done_ = 0;
   std::uint64_t dropped_ = 0;    // lines dropped since the last report
+  std::uint64_t lost_ = 0;       // lines lost to failed writes since the last report
+  int write_error_ = 0;          // the last failed write's error (a libuv code)
+  std::uint64_t reported_ms_ = 0;  // loop time of the last report
 };
 
 }  // namespace wslb::worker

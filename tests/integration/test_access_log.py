@@ -12,6 +12,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import struct
@@ -296,6 +297,32 @@ def test_hostile_request_stays_one_valid_line():
     assert x["forwarded_for"] is None, x  # not from a trusted proxy: not an origin
     assert {y["status"] for y in lines} - {200} <= {400}, lines
     assert not any(y.get("kind") == "forged" or y["status"] == 999 for y in lines), lines
+
+
+def test_a_full_disk_loses_the_lines_counted_and_the_worker_serves_on():
+    """The access log on a device where every write fails with ENOSPC (/dev/full, as a full
+    disk does): every request is still answered by the same worker, and the worker's log
+    counts the lines it could not write, exactly, with the error."""
+    b = h.EchoBackend()
+    inst = h.Instance([b], workers=1, extra=["--access-log", "/dev/full"])
+    [pid] = inst.worker_pids()
+    n = 40
+    get = f"GET /full HTTP/1.1\r\nHost: 127.0.0.1:{inst.port}\r\n\r\n".encode()
+    last = (f"GET /full HTTP/1.1\r\nHost: 127.0.0.1:{inst.port}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    results = run_threads(n // 2, lambda i: http_exchange(inst.port, [get, last]))
+    assert [status for r in results for _, _, status in r] == [200] * n, results
+
+    def lost():
+        counts = [int(m) for m in re.findall(
+            r"access log '/dev/full': write failed: no space left on device \((\d+) lines lost\)",
+            inst.log())]
+        return sum(counts) if sum(counts) >= n else None
+    assert h.wait_until(lost, 15, what=f"{n} lost lines reported") == n, inst.log()[-3000:]
+    assert inst.worker_pids() == [pid]
+    [(_, _, status)] = http_exchange(inst.port, [last])
+    assert status == 200
+    inst.stop()
 
 
 def test_bad_path_exits_2_naming_the_flag():

@@ -401,6 +401,57 @@ def test_the_journal_keeps_them_across_reload_stop_and_run_and_an_edited_line_wi
     assert "added\t" not in open(state_file).read()
 
 
+def test_add_and_remove_while_a_reload_starts_are_refused_and_change_nothing():
+    """`backend add` and `backend remove` that reach the master while a reload's workers are
+    starting are refused ("a reload is in progress") and change nothing: the reload commits with
+    its own backend set, the state file records nothing, and the same commands succeed once it
+    has finished. The commands go over the control socket right behind `reload`, so the master
+    reads them before the new workers can have said they are ready."""
+    b1, b2, b3 = h.EchoBackend(), h.EchoBackend(), h.EchoBackend()
+    conf = os.path.join(h.RUNTIME_DIR, f"add-in-reload-{os.getpid()}.toml")
+    h.write_config(conf, [b1, b2])
+    inst = h.Instance([], extra=["--config", conf])
+    path = os.path.join(h.RUNTIME_DIR, inst.name + ".sock")
+    state_file = os.path.join(h.RUNTIME_DIR, inst.name + ".state")
+
+    def send(command):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(20)
+        s.connect(path)
+        s.sendall(command.encode() + b"\n")
+        return s
+
+    def answer(s):
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+        s.close()
+        return reply.decode().strip().splitlines()[-1]
+
+    gen = generation(inst)
+    reloading = send("reload")
+    adding, removing = send(f"backend add {b3.address}"), send(f"backend remove {b2.address}")
+    added, removed, reloaded = answer(adding), answer(removing), answer(reloading)
+    assert added == "error a reload is in progress; try again once it has finished", added
+    assert removed == "error a reload is in progress; try again once it has finished", removed
+    assert reloaded.startswith("ok "), reloaded
+    h.wait_until(lambda: all(w["state"] == "running" and w["generation"] == gen + 1
+                             for w in inst.status()["workers"]), 10, what="generation 2 alone")
+    s = inst.status()
+    assert sorted(b["address"] for b in s["backends"] if b["state"] == "active") == \
+        sorted([b1.address, b2.address]), s["backends"]
+    journal = open(state_file).read() if os.path.exists(state_file) else ""
+    assert "added\t" not in journal and "removed\t" not in journal, journal
+    # Nothing was left half-done: the same changes go through now.
+    r = ctl(inst, "add", b3.address)
+    assert r.returncode == 0, r.stderr
+    r = ctl(inst, "remove", b2.address)
+    assert r.returncode == 0, r.stderr
+    assert sorted(b["address"] for b in inst.status()["backends"] if b["state"] == "active") == \
+        sorted([b1.address, b3.address])
+    inst.stop()
+
+
 def test_bad_input_is_refused_saying_what_is_wrong():
     b1 = h.EchoBackend()
     inst = h.Instance([b1], extra=["--mode", "tcp"])

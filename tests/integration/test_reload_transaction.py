@@ -1,5 +1,6 @@
 """Issue 11, points 1-3: a reload (and a restart) happens whole or not at all. A reload refused
-part-way (no free backend row, new workers exiting with 78 or crashing at start) leaves `status`
+part-way (no free backend row, a key that does not match its certificate after a row was
+staged, new workers exiting with 78 or crashing at start) leaves `status`
 as it was, byte for byte apart from counters, keeps held connections alive and new ones served
 without a single failure, and the reply names the cause. Real binary (and wslb-faulty, the test
 build whose workers fail at start on demand), loopback, python3-websockets as the client."""
@@ -10,6 +11,7 @@ import os
 import websockets
 
 import harness as h
+from tls_pki import TestPKI
 
 
 async def _held(url, n):
@@ -68,6 +70,36 @@ def test_a_reload_with_no_free_backend_row_changes_nothing():
     assert s["generation"] == 2
     assert sorted(b["address"] for b in s["backends"] if b["state"] == "active") == \
         sorted([b2.address] + [f"127.0.0.1:{20000 + i}" for i in range(3)])
+    inst.stop()
+
+
+def test_a_reload_refused_by_its_certificate_after_staging_a_backend_row_leaves_no_row():
+    """The backend rows are prepared before the certificates: a reload that adds a backend (a
+    row staged for it) and names a key that does not match its certificate is refused, and the
+    staged row goes with it (status as before, no `staged` row); fixed, the same reload goes
+    through and the backend takes a row."""
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    pki = TestPKI(os.path.join(h.RUNTIME_DIR, f"pki-{h.unique_name()}"))
+    alpha, beta = pki.issue("alpha", ["alpha.test"]), pki.issue("beta", ["beta.test"])
+    cfg = os.path.join(h.RUNTIME_DIR, f"staged-{os.getpid()}.toml")
+
+    def write(backends, cert, key):
+        h.write_config(cfg, backends, f'tls-cert = ["{cert}"]\ntls-key = ["{key}"]\n')
+    write([b1], *alpha)
+    inst = h.Instance([], workers=1, extra=["--config", cfg])
+    before = h.without_counters(inst.status())
+    write([b1, b2], alpha[0], beta[1])
+    r = h.cli("reload", "--name", inst.name)
+    assert r.returncode == 1 and "does not match the certificate" in r.stderr, r.stderr
+    s = inst.status()
+    assert [b["address"] for b in s["backends"]] == [b1.address], s["backends"]
+    assert h.without_counters(s) == before
+    write([b1, b2], *alpha)
+    r = h.cli("reload", "--name", inst.name)
+    assert r.returncode == 0 and "+" + b2.address in r.stdout, (r.stdout, r.stderr)
+    s = inst.status()
+    assert sorted((b["address"], b["state"]) for b in s["backends"]) == \
+        sorted([(b1.address, "active"), (b2.address, "active")]), s["backends"]
     inst.stop()
 
 

@@ -270,11 +270,15 @@ def test_bad_input_on_the_tls_port_and_the_worker_goes_on():
     # A handshake that stalls after half a ClientHello: closed at the handshake timeout.
     ctx = _client_context(pki)
     hello = _client_hello(pki)
+    abandoned = inst.status()["tls"]["abandoned"]
     started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", inst.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", inst.port), timeout=30) as sock:
         sock.sendall(hello[: len(hello) // 2])
         assert sock.recv(4096) == b""
-    assert 0.7 < time.monotonic() - started < 5, time.monotonic() - started
+    # Not before the timeout, and counted as the one abandoned handshake (how long after it
+    # the close came is the machine's load, not wslb's).
+    assert time.monotonic() - started > 0.7, time.monotonic() - started
+    assert inst.status()["tls"]["abandoned"] == abandoned + 1, inst.status()["tls"]
     # A client that vanishes mid-handshake.
     for _ in range(20):
         sock = socket.create_connection(("127.0.0.1", inst.port))

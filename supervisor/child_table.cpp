@@ -175,6 +175,10 @@ void child_table::stop_helpers() {
   for (auto& h : helpers_) h.stop(ctx_.ops);
 }
 
+void child_table::resume_helpers(clock_reading now) {
+  for (auto& h : helpers_) h.resume(ctx_.ops, now);
+}
+
 std::size_t child_table::tell_workers(char message) {
   std::size_t told = 0;
   for (auto& g : generations_) told += g->tell_workers(ctx_, message);

@@ -69,6 +69,8 @@ class child_table {
   bool holds_row(std::size_t row) const;
   // Stops the helpers; the master does this once no worker is left.
   void stop_helpers();
+  // Starts the stopped helpers again (an upgraded master died: this one serves on).
+  void resume_helpers(clock_reading now);
   // Sends `message` to every live worker of every generation (SIGUSR1: reopen the access
   // log); returns how many.
   std::size_t tell_workers(char message);

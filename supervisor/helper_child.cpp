@@ -52,6 +52,13 @@ void helper_child::tick(child_ops& ops, clock_reading now) {
   if (pid_ == 0 && respawn_at_ms_ != 0 && now.monotonic_ms >= respawn_at_ms_) start(ops, now);
 }
 
+void helper_child::resume(child_ops& ops, clock_reading now) {
+  if (!stopping_) return;
+  stopping_ = false;
+  // One still exiting is respawned by on_exit, as any child that exits unasked.
+  if (pid_ == 0) start(ops, now);
+}
+
 void helper_child::stop(child_ops& ops) {
   stopping_ = true;
   respawn_at_ms_ = 0;

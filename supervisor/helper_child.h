@@ -28,6 +28,8 @@ class helper_child {
   void tick(child_ops& ops, clock_reading now);
   // Asks it to exit (msg_stop, then SIGTERM) and never respawns it.
   void stop(child_ops& ops);
+  // Undoes stop(): starts it again now, or (still exiting) once it has exited.
+  void resume(child_ops& ops, clock_reading now);
 
   pid_t pid() const { return pid_; }
 

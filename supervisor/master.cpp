@@ -208,12 +208,7 @@ void master::start() {
   take_lock_and_table();
   apply_journal();
   register_commands();
-  control_.start(&loop_, control_socket_path(cfg_->name),
-                 [this](const std::string& line, control_request_ptr r) {
-                   log_line(who, "control: %s", line.c_str());
-                   commands_.dispatch(line, std::move(r));
-                 },
-                 inherited_ ? inherited_->control : -1);
+  start_control(inherited_ ? inherited_->control : -1);
   std::string error;
   if (!operations_.start(&loop_, *cfg_, table_->get(), admin_fd_, error)) {
     throw std::runtime_error(error);
@@ -250,6 +245,15 @@ void master::start() {
   }
 }
 
+void master::start_control(int inherited_fd) {
+  control_.start(&loop_, control_socket_path(cfg_->name),
+                 [this](const std::string& line, control_request_ptr r) {
+                   log_line(who, "control: %s", line.c_str());
+                   commands_.dispatch(line, std::move(r));
+                 },
+                 inherited_fd);
+}
+
 void master::housekeeping() {
   const clock_reading at = now();
   children_->tick(at);
@@ -279,6 +283,7 @@ void master::on_child_message(child_id id, char message) {
 void master::on_signal(int signum) {
   switch (signum) {
     case SIGCHLD:
+      if (retiring_) watch_upgraded_master();  // before reap_children reaps it unrecognised
       children_->reap_children(now());
       if (stopping_) check_stop_progress();
       break;

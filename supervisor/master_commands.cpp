@@ -1,3 +1,4 @@
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/child_channel.h"
@@ -228,6 +229,34 @@ void master::finish_stop() {
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&housekeeping_timer_), nullptr);
   ops_->close_all_channels();
+}
+
+void master::watch_upgraded_master() {
+  const pid_t successor = upgrade_.new_master();
+  int status = 0;
+  if (successor <= 0 || waitpid(successor, &status, WNOHANG) != successor) return;
+  take_back_after_upgrade(successor, status);
+}
+
+void master::take_back_after_upgrade(pid_t successor, int status) {
+  retiring_ = false;
+  stopping_ = false;
+  helpers_asked_to_stop_ = false;
+  // Its workers went with it (PDEATHSIG), and the tunnels handed to them: the rows and header
+  // fields it took are given back as after an upgrade that failed before it was ready.
+  recover_from_failed_upgrade(nullptr, "the new master (pid " + std::to_string(successor) +
+                                           ") " + describe_exit(status) +
+                                           " after it took over; this master serves the "
+                                           "instance again");
+  try {
+    start_control(-1);
+  } catch (const std::exception& e) {
+    log_line(who, "%s; `wslb` commands cannot reach this master", e.what());
+  }
+  children_->resume_helpers(now());
+  // This master's workers were told to hand over and drain: a new generation takes the
+  // listener (open here all along: connections wait in its queue meanwhile).
+  restart_workers(nullptr);
 }
 
 }  // namespace wslb::supervisor

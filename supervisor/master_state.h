@@ -88,6 +88,13 @@ class master : public child_events {
   void retire_after_upgrade(control_request_ptr request, const std::string& message);
   // The new master failed: it is killed, and the table rows and header it took are ours again.
   void recover_from_failed_upgrade(control_request_ptr request, const std::string& why);
+  // On SIGCHLD while retiring: the upgraded master died before this one had left (its workers
+  // still hand over or drain). Nobody else serves the listener then, so this master takes the
+  // instance back: its rows, the control socket, its helpers and a new generation.
+  void watch_upgraded_master();
+  void take_back_after_upgrade(pid_t successor, int status);
+  // Listens on the control socket (`inherited_fd`: the one a predecessor passed, or -1).
+  void start_control(int inherited_fd);
   void begin_stop(bool graceful, control_request_ptr request);
   // SIGUSR1 or `wslb reopen-logs`: every live worker reopens its access log (log rotation).
   void reopen_logs(control_request_ptr request);

@@ -5,12 +5,15 @@ clients (python3-websockets), loopback."""
 
 import asyncio
 import os
+import signal
+import ssl
 import stat
 
 import websockets
 
 import harness as h
 from test_handover import _open_all
+from tls_pki import TestPKI
 
 
 def _running(cmdline):
@@ -82,6 +85,53 @@ def test_upgrade_to_another_build_keeps_every_connection():
     assert inst.proc.wait(5) == 0, "the first master did not exit cleanly"
     r = h.cli("stop", "--name", inst.name)
     assert r.returncode == 0, r
+
+
+def test_a_new_master_killed_after_taking_over_leaves_the_old_one_serving():
+    """kill -9 of the new master right after `upgrade` answered, while the old master's worker
+    still drains a wss connection (TLS connections drain instead of moving, 60 s here): the old
+    master takes the instance back instead of leaving nobody on the listener. A new
+    generation of its own answers new clients, the held connection still echoes, `status`
+    names it as the master, and `wslb reload` and `wslb stop` reach it."""
+    pki = TestPKI(os.path.join(h.RUNTIME_DIR, f"pki-{h.unique_name()}"))
+    cert, key = pki.issue("alpha", ["alpha.test"])
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=1, extra=["--tls-cert", cert, "--tls-key", key,
+                                               "--drain-timeout", "60s"])
+    ctx = ssl.create_default_context(cafile=pki.ca_cert)
+    url = f"wss://127.0.0.1:{inst.port}/"
+    old = inst.status()["master_pid"]
+
+    def served_by_old_master():
+        s = inst.status()
+        return s and s["master_pid"] == old and any(
+            w["state"] == "running" and w["generation"] == s["generation"] for w in s["workers"])
+
+    async def scenario():
+        async with websockets.connect(url, ssl=ctx, server_hostname="alpha.test") as held:
+            await held.send("before")
+            assert await held.recv() == "before"
+            r = await asyncio.to_thread(_upgrade, inst)
+            assert r.returncode == 0 and "upgraded" in r.stdout, (r.stdout, r.stderr)
+            new = (await asyncio.to_thread(inst.status))["master_pid"]
+            assert new != old
+            os.kill(new, signal.SIGKILL)
+            await asyncio.to_thread(h.wait_until, served_by_old_master, 20, 0.1,
+                                    "the old master serving again")
+            async with websockets.connect(url, ssl=ctx, server_hostname="alpha.test",
+                                          open_timeout=10) as fresh:
+                await fresh.send("after")
+                assert await fresh.recv() == "after"
+            await held.send("still")
+            assert await held.recv() == "still"
+            r = await asyncio.to_thread(h.cli, "reload", "--name", inst.name)
+            assert r.returncode == 0, (r.stdout, r.stderr)
+
+    h.run_async(scenario(), timeout=120)
+    assert "this master serves the instance again" in inst.log()
+    assert not h.process_gone(old)
+    inst.stop()
+    assert inst.proc.returncode == 0
 
 
 def _upgrade_that_fails(script, name):

@@ -426,6 +426,30 @@ TEST_CASE("helper_child.respawns_with_backoff_and_stops_for_good") {
   CHECK_FALSE(checker.on_exit(ops, exited_child{4242, 0}, now));
 }
 
+TEST_CASE("helper_child.resumed_after_a_stop_starts_again_at_once_or_once_it_has_exited") {
+  // A retiring master whose upgraded successor died takes its helpers back.
+  fake_ops ops;
+  clock_reading now{5'000, 1'700'000'000'000};
+  helper_child checker([] { return child_spec{checker_id, "the checker", -1, [](int) { return 0; }}; },
+                       [](pid_t, bool) {});
+  checker.start(ops, now);
+  checker.stop(ops);
+  ops.exit_code(checker.pid(), 0);
+  CHECK(checker.on_exit(ops, *ops.reap(), now));
+  CHECK(checker.pid() == 0);
+  checker.resume(ops, now);
+  const pid_t again = checker.pid();
+  CHECK(again != 0);
+  // Resumed while the stopped one is still exiting: its exit brings the next one.
+  checker.stop(ops);
+  checker.resume(ops, now);
+  CHECK(checker.pid() == again);
+  ops.exit_code(again, 0);
+  CHECK(checker.on_exit(ops, *ops.reap(), now));
+  CHECK(checker.pid() != 0);
+  CHECK(checker.pid() != again);
+}
+
 TEST_CASE("child_table.with_handover_on_the_old_workers_are_asked_to_hand_over_not_a_stop") {
   master_fixture m;
   auto next = std::make_shared<config>(*m.first);

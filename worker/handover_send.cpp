@@ -192,15 +192,20 @@ send_result send_tunnel(session* s, const handover::tunnel_record& rec, receiver
   }
 }
 
-// The receiver least loaded as this sender counts it (worker/handover_spread.h), not full.
+// The receiver to send the next tunnel to: the least loaded as this sender counts it
+// (worker/handover_spread.h), or while its socket is full the least loaded of the others
+// within max_lead of it; nullptr: wait until a full one is writable again.
 receiver_link* least_loaded(handover_sender& h) {
-  receiver_link* best = nullptr;
+  receiver_link* least = nullptr;
+  receiver_link* open = nullptr;
   for (receiver_link* l : h.links) {
-    if (!l->blocked && (best == nullptr || lighter(l->load, best->load, h.mine, h.all_moving))) {
-      best = l;
+    if (least == nullptr || lighter(l->load, least->load, h.mine, h.all_moving)) least = l;
+    if (!l->blocked && (open == nullptr || lighter(l->load, open->load, h.mine, h.all_moving))) {
+      open = l;
     }
   }
-  return best;
+  if (open == nullptr || open == least) return open;
+  return within_lead(open->load, least->load, h.mine, h.all_moving) ? open : nullptr;
 }
 
 void pump(worker_context& ctx);
@@ -231,7 +236,7 @@ void pump(worker_context& ctx) {
       continue;
     }
     receiver_link* link = least_loaded(h);
-    if (link == nullptr) return;  // every receiver is full: on_link_writable comes back
+    if (link == nullptr) return;  // the receivers due are full: on_link_writable comes back
     switch (send_tunnel(s, rec, *link)) {
       case send_result::sent:
         ++link->load.sent;

@@ -5,7 +5,14 @@
 namespace wslb::worker {
 
 namespace {
+
 constexpr auto relaxed = std::memory_order_relaxed;
+
+// In 1/all_moving of a tunnel.
+std::uint64_t weighted(const receiver_load& r, std::uint64_t mine, std::uint64_t all_moving) {
+  return r.own * mine + r.sent * all_moving;
+}
+
 }  // namespace
 
 std::uint64_t moving_in_all(const shm::table& t, std::uint32_t newest) {
@@ -33,7 +40,12 @@ std::uint64_t own_connections(const shm::worker_row& w) {
 
 bool lighter(const receiver_load& a, const receiver_load& b, std::uint64_t mine,
              std::uint64_t all_moving) {
-  return a.own * mine + a.sent * all_moving < b.own * mine + b.sent * all_moving;
+  return weighted(a, mine, all_moving) < weighted(b, mine, all_moving);
+}
+
+bool within_lead(const receiver_load& a, const receiver_load& b, std::uint64_t mine,
+                 std::uint64_t all_moving) {
+  return weighted(a, mine, all_moving) <= weighted(b, mine, all_moving) + max_lead * all_moving;
 }
 
 }  // namespace wslb::worker

@@ -36,4 +36,14 @@ struct receiver_load {
 bool lighter(const receiver_load& a, const receiver_load& b, std::uint64_t mine,
              std::uint64_t all_moving);
 
+// While the least loaded receiver's socket is full, a sender goes on with the next one only as
+// long as that one is at most this many tunnels ahead of it, as the sender counts them; beyond,
+// it waits for the full one. Unbounded, a receiver descheduled for a moment ended 300 tunnels
+// short of its peer's 19,000, and near the descriptor limit the peer could run out.
+inline constexpr std::uint64_t max_lead = 64;
+
+// True when `a` is at most max_lead tunnels ahead of `b` (as in lighter()).
+bool within_lead(const receiver_load& a, const receiver_load& b, std::uint64_t mine,
+                 std::uint64_t all_moving);
+
 }  // namespace wslb::worker

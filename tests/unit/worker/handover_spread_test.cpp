@@ -118,3 +118,13 @@ TEST_CASE("handover_spread.three_senders_over_three_even_receivers_split_evenly"
   for (std::uint64_t n : got) CHECK((n >= 99 && n <= 102));
   CHECK(got[0] + got[1] + got[2] == 300);
 }
+
+TEST_CASE("handover_spread.a_sender_runs_ahead_of_a_full_receiver_by_max_lead_at_most") {
+  // One sender of 300 of 600 in all; the receivers held nothing of their own.
+  const receiver_load full{0, 10};
+  CHECK(within_lead({0, 10 + max_lead}, full, 300, 600));
+  CHECK_FALSE(within_lead({0, 10 + max_lead + 1}, full, 300, 600));
+  // Own connections count at the sender's part: 2 x max_lead own = max_lead of its own tunnels.
+  CHECK(within_lead({2 * max_lead, 10}, full, 300, 600));
+  CHECK_FALSE(within_lead({2 * max_lead + 2, 10}, full, 300, 600));
+}

@@ -68,12 +68,10 @@ void access_log::on_written(uv_fs_t* req) {
     // A FIFO whose reader is behind: the rest goes first at the next tick.
     self->filling_.insert(0, self->in_flight_, self->in_flight_done_);
   } else if (result < 0) {
-    // Every line not yet written, a line cut by an earlier short write included.
-    const auto unwritten = std::string_view(self->in_flight_).substr(self->in_flight_done_);
-    self->lost_ += static_cast<std::uint64_t>(std::count(unwritten.begin(), unwritten.end(), '\n'));
-    self->write_error_ = static_cast<int>(result);
+    self->write_failed(static_cast<int>(result));
   } else {
     self->in_flight_done_ += static_cast<std::size_t>(result);
+    if (result > 0) self->mid_line_ = self->in_flight_[self->in_flight_done_ - 1] != '\n';
     if (self->in_flight_done_ < self->in_flight_.size()) {
       // A short write (a pipe): the remainder, before anything newer.
       self->writing_ = true;
@@ -91,6 +89,18 @@ void access_log::on_written(uv_fs_t* req) {
   } else if (self->filling_.size() >= flush_bytes) {
     self->flush();
   }
+}
+
+void access_log::write_failed(int error) {
+  // A full disk takes what fits, then refuses: the rest of a line it took part of stays first
+  // in the buffer, so that line is completed before another starts after its first half. The
+  // whole lines behind it are lost.
+  std::string_view unwritten = std::string_view(in_flight_).substr(in_flight_done_);
+  const std::size_t rest = mid_line_ ? unwritten.find('\n') + 1 : 0;
+  filling_.insert(0, unwritten.substr(0, rest));
+  unwritten.remove_prefix(rest);
+  lost_ += static_cast<std::uint64_t>(std::count(unwritten.begin(), unwritten.end(), '\n'));
+  write_error_ = error;
 }
 
 void access_log::reopen() {
@@ -122,6 +132,12 @@ void access_log::on_opened(uv_fs_t* req) {
     // Nothing is in flight to the old descriptor (a reopen waits for the write), so it goes.
     close(self->fd_);
     self->fd_ = static_cast<int>(result);
+    if (self->mid_line_) {
+      // The rest of a line the old file holds the start of would begin the new one: lost.
+      self->filling_.erase(0, self->filling_.find('\n') + 1);
+      ++self->lost_;
+      self->mid_line_ = false;
+    }
   }
   if (self->reopen_due_) {
     self->start_reopen();  // asked again meanwhile

@@ -54,6 +54,8 @@ class access_log {
   static void on_opened(uv_fs_t* req);
   void flush();
   void start_reopen();
+  // A write that failed with `error` after in_flight_done_ bytes.
+  void write_failed(int error);
   // Logs the lines dropped and lost since the last report, at most once a second (`force`:
   // now, at exit).
   void report_losses(bool force);
@@ -76,6 +78,7 @@ class access_log {
   std::uint64_t dropped_ = 0;    // lines dropped since the last report
   std::uint64_t lost_ = 0;       // lines lost to failed writes since the last report
   int write_error_ = 0;          // the last failed write's error (a libuv code)
+  bool mid_line_ = false;        // the file ends inside a line: its rest is first in filling_
   std::uint64_t reported_ms_ = 0;  // loop time of the last report
 };
 

@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -323,6 +324,50 @@ def test_a_full_disk_loses_the_lines_counted_and_the_worker_serves_on():
     [(_, _, status)] = http_exchange(inst.port, [last])
     assert status == 200
     inst.stop()
+
+
+def test_a_disk_that_fills_mid_write_leaves_whole_lines_and_counts_the_lost_ones():
+    """The access log on a 64 KiB tmpfs with one page left: the write that fills it stops
+    inside a line. Every request is answered; once space is freed the rest of that line is
+    written first, so the file holds only whole JSON lines, and the lines in it plus those the
+    worker reports lost are exactly the requests made."""
+    if os.geteuid() != 0:
+        h.log("SKIP: needs root (mount)")
+        return
+    mnt = os.path.join(h.RUNTIME_DIR, "small-disk")
+    os.makedirs(mnt)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", mnt],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        path = os.path.join(mnt, "access.log")
+        filler = os.path.join(mnt, "filler")
+        b = h.EchoBackend()
+        inst = h.Instance([b], workers=1, extra=["--access-log", path])
+        with open(filler, "wb") as f:
+            f.write(b"x" * (60 * 1024))  # one 4 KiB page left for the log
+        get = (f"GET /{'p' * 200} HTTP/1.1\r\nHost: 127.0.0.1:{inst.port}\r\n"
+               "Connection: close\r\n\r\n").encode()
+        n = 60  # about 20 KiB of lines, written in one or a few flushes
+        results = run_threads(n, lambda i: http_exchange(inst.port, [get]))
+        assert [status for r in results for _, _, status in r] == [200] * n
+
+        def reported():
+            return sum(int(m) for m in re.findall(r"write failed: no space left on device "
+                                                   r"\((\d+) lines lost\)", inst.log()))
+        h.wait_until(reported, 15, what="lost lines reported")
+        os.unlink(filler)
+        more = 10
+        run_threads(more, lambda i: http_exchange(inst.port, [get]))
+        inst.stop()  # the worker writes what it holds as it exits
+        assert inst.proc.returncode == 0, inst.log()[-2000:]
+        lines = read_lines(path)  # each one whole JSON, the file ending with a newline
+        lost = reported()
+        h.log(f"{len(lines)} lines in the file, {lost} reported lost, of {n + more} requests")
+        assert len(lines) + lost == n + more, (len(lines), lost)
+        assert lost > 0 and len(lines) > more, (len(lines), lost)
+    finally:
+        subprocess.run(["umount", "-l", mnt], check=False)
 
 
 def test_bad_path_exits_2_naming_the_flag():

@@ -184,12 +184,15 @@ def test_a_binary_that_exits_at_start_rolls_back_and_the_old_instance_serves_on(
 
 def test_a_binary_never_ready_is_killed_at_the_timeout_and_the_old_instance_serves_on():
     inst, r = _upgrade_that_fails(
-        "#!/bin/sh\necho 'waiting for something that never comes' >&2\nexec sleep 631\n",
+        "#!/bin/sh\necho 'waiting for something that never comes' >&2\n"
+        f"exec sleep 631.{os.getpid()}\n",
         "wslb-hangs")
     assert "not ready within 30 s" in r.stderr, r.stderr
     assert "waiting for something that never comes" in r.stderr, r.stderr
     # Killed: nothing runs what the hanging binary became any more.
-    h.wait_until(lambda: not _running(b"sleep\x00631\x00"), 10, 0.1, "the hanging binary killed")
+    # (its argument names this test process: another run of this test on the machine has its own)
+    hanging = f"sleep\x00631.{os.getpid()}\x00".encode()
+    h.wait_until(lambda: not _running(hanging), 10, 0.1, "the hanging binary killed")
     inst.stop()
 
 

@@ -138,6 +138,7 @@ const char* to_string(shm::worker_state s) {
     case shm::worker_state::draining: return "draining";
     case shm::worker_state::backoff: return "backoff";
     case shm::worker_state::failed: return "failed";
+    case shm::worker_state::predecessor: return "predecessor";
   }
   return "?";
 }
@@ -156,7 +157,8 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
                     ",\"queued\":" + num(shm::sum_queued(t)) + rebalance_json(t, now) +
                     ",\"handover_lost\":" + num(shm::handover_lost(t)) +
                     ",\"version\":" + json_string(shown(h.master_version)) +
-                    ",\"build_id\":" + json_string(shown(h.master_build_id)) + ",\"workers\":[";
+                    ",\"build_id\":" + json_string(shown(h.master_build_id)) +
+                    ",\"layout\":" + std::to_string(h.version) + ",\"workers\":[";
   bool first = true;
   for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
     const auto& w = t.workers[s];
@@ -193,7 +195,9 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
            (row.maxconn.load() ? num(std::uint64_t{row.maxconn.load()}) : "null") +
            shaping_json(row, sums, now) +
            ",\"cluster_active\":" + num(row.cluster_active.load(relaxed)) +
-           ",\"tier_active\":" + num(shm::tier_active(t, b)) + ",\"active_per_worker\":{";
+           ",\"tier_active\":" + num(shm::tier_active(t, b)) +
+           ",\"inherited_active\":" + num(row.inherited_active.load(relaxed)) +
+           ",\"active_per_worker\":{";
     bool first_worker = true;
     for (std::size_t s = 0; s < shm::worker_rows_in_use(t); ++s) {
       if (!slot_shown(t.workers[s])) continue;
@@ -245,7 +249,8 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
                 h.workers_per_generation.load());
   out += line;
   out.insert(out.size() - 2, "  binary " + shown(h.master_version) + " build " +
-                                 shown(h.master_build_id).substr(0, 12));
+                                 shown(h.master_build_id).substr(0, 12) + " layout " +
+                                 std::to_string(h.version));
   if (const std::uint64_t lost = shm::handover_lost(t); lost > 0) {
     out += "handover_lost " + num(lost) +
            " (tunnels sent to a worker that died before taking them in)\n\n";
@@ -265,6 +270,8 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
       note = "next attempt in " + std::to_string(ms_left(w.backoff_until_ms.load(), now)) + " ms";
     } else if (state == shm::worker_state::failed) {
       note = "fatal configuration: not restarted";
+    } else if (state == shm::worker_state::predecessor) {
+      note = "hands over from the predecessor's table";
     }
     if (shown(w.build_id) != shown(h.master_build_id)) {
       // An upgrade is under way: this worker runs the other build.

@@ -12,7 +12,8 @@ constexpr auto relaxed = std::memory_order_relaxed;
 }  // namespace
 
 std::uint64_t tier_active(const table& t, std::size_t b) {
-  return sum_active(t, b) + t.backends[b].cluster_active.load(relaxed);
+  return sum_active(t, b) + t.backends[b].cluster_active.load(relaxed) +
+         t.backends[b].inherited_active.load(relaxed);
 }
 
 void write_cluster_view(table& t, const std::vector<cluster_peer>& peers, std::string_view error) {

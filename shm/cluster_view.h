@@ -20,7 +20,8 @@ struct cluster_view_copy {
 };
 
 // Live connections to backend row `b` across the tier: this node's workers (sum_active) plus
-// the other nodes' last-known counts. What least-conn compares. Any process.
+// the other nodes' last-known counts, plus the predecessor's not yet handed over after an
+// upgrade to another layout (inherited_active). What least-conn compares. Any process.
 std::uint64_t tier_active(const table& t, std::size_t b);
 
 // Agent only: replaces the peer list and the last error under the seqlock. At most

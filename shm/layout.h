@@ -17,7 +17,14 @@
 namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
-inline constexpr std::uint32_t layout_version = 12;
+#ifndef WSLB_NEXT_LAYOUT
+inline constexpr std::uint32_t layout_version = 13;
+#else
+// Only the test build of the next layout (tests/next_layout): a real binary whose table differs
+// from this one's (another version, fields moved by next_layout_field below), to upgrade to
+// and back from. Never shipped.
+inline constexpr std::uint32_t layout_version = 13 + 1000;
+#endif
 
 inline constexpr std::size_t max_backends = 64;
 inline constexpr std::size_t max_worker_slots = 128;  // several generations may drain at once
@@ -39,6 +46,10 @@ enum class worker_state : std::uint32_t {
   draining = 3,  // stopped accepting, relaying what it has until the drain deadline
   backoff = 4,   // died right after start; next attempt at `backoff_until_ms`
   failed = 5,    // exited with the fatal-configuration code; not respawned
+  // A worker of the predecessor's table, after an upgrade to another layout: shown (and
+  // trusted as a handover sender) until the predecessor master is gone. It counts in its own
+  // table, not in this row.
+  predecessor = 6,
 };
 
 // Lifecycle of a backend row. The master owns this field.
@@ -152,6 +163,7 @@ struct alignas(64) worker_row {
   std::atomic<std::uint64_t> accepted;        // client connections accepted since start
   std::atomic<std::uint64_t> handed_over;     // tunnels sent to a newer generation (handover)
   std::atomic<std::uint64_t> handed_in;       // tunnels received from an older generation
+                                              // of this table (not a predecessor table's)
   std::atomic<std::uint64_t> errors[error_kinds];
   // Like errors[], these count per instance: a slot's next worker continues from them.
   std::atomic<std::uint64_t> closes[close_causes];
@@ -177,6 +189,9 @@ struct alignas(64) worker_row {
 };
 
 struct alignas(64) backend_row {
+#ifdef WSLB_NEXT_LAYOUT
+  std::uint64_t next_layout_field;  // the test build of the next layout: moves every field
+#endif
   // Written by the master (configuration). `address` is written before `state` turns active.
   std::atomic<backend_state> state;
   std::atomic<std::uint32_t> weight;
@@ -229,6 +244,14 @@ struct alignas(64) backend_row {
 
   // Written by the master: the operator's state (a runtime command or the state journal).
   std::atomic<admin_state> admin;
+
+  // After an upgrade to another layout: the predecessor's live connections on this backend when
+  // the table was rebuilt (they count in the predecessor's table). Several writers: the master
+  // seeds it and zeroes it once the predecessor is gone; a worker takes one off (saturating,
+  // inherited_take_one) for each tunnel of this backend a predecessor's worker hands it. 0
+  // otherwise. Least-conn adds it to the live rows' sum, so the predecessor's tunnels are
+  // neither missed nor, once handed over, counted twice.
+  std::atomic<std::uint64_t> inherited_active;
 
   // Live connections that the OTHER nodes of the tier hold on the backend with this row's
   // address (matched by the configured "HOST:PORT" text): the sum of their last snapshots.
@@ -289,6 +312,9 @@ struct alignas(64) table_header {
   std::uint32_t version;
   std::uint32_t flags;
   std::uint64_t size;  // sizeof(table)
+#ifdef WSLB_NEXT_LAYOUT
+  std::uint64_t next_layout_field;  // the test build of the next layout: moves every field
+#endif
   char name[name_chars];
   char listen[address_chars];
   std::atomic<std::int32_t> master_pid;

@@ -32,6 +32,8 @@ std::string new_segment_name(const std::string& instance_name);
 // it is this user's, 0600 and exactly one table, else what is wrong ("owned by uid 1001, ...").
 // Pure but for geteuid(); attach() applies it to the open segment.
 std::string check_segment_owner(std::uint32_t uid, std::uint32_t mode, std::uint64_t size);
+// The owner and mode half of check_segment_owner, for a segment of any size (another layout's).
+std::string check_segment_private(std::uint32_t uid, std::uint32_t mode);
 
 // A mapped table. Move-only; unmaps on destruction (the segment itself stays until remove()).
 class table_mapping {
@@ -44,6 +46,14 @@ class table_mapping {
   // and one table long (check_segment_owner), then checks magic, version and size. Throws
   // table_error saying "no table" when there is no such segment, and what is wrong otherwise.
   static table_mapping attach(const std::string& segment, access mode);
+  // Maps the table open at descriptor `fd` (an upgrading master's predecessor passes it)
+  // after the same checks as attach(): owner, mode, size, magic, version. Does not take
+  // `fd`: the mapping keeps a duplicate. Throws table_error saying what is wrong.
+  static table_mapping attach_descriptor(int fd, access mode);
+  // The layout version in the header of the table open at `fd`, read without mapping it (a
+  // table of another layout is not mapped as ours). Throws table_error when `fd` is not this
+  // user's private segment or holds no wslb table.
+  static std::uint32_t layout_version_at(int fd);
   // Removes segment `segment`; true if it existed. Mappings already made stay valid.
   static bool remove(const std::string& segment);
 
@@ -52,6 +62,9 @@ class table_mapping {
   static std::string check_header(const void* bytes, std::size_t size);
 
   table& get() const { return *table_; }
+  // The segment's descriptor (close-on-exec), open as long as the mapping: what an upgrade
+  // passes to the next master.
+  int descriptor() const { return fd_; }
   table* operator->() const { return table_; }
 
   table_mapping(table_mapping&&) noexcept;
@@ -60,9 +73,10 @@ class table_mapping {
 
  private:
   struct region;
-  explicit table_mapping(std::unique_ptr<region> r);
+  table_mapping(std::unique_ptr<region> r, int fd);
   std::unique_ptr<region> region_;
   table* table_ = nullptr;
+  int fd_ = -1;
 };
 
 // Writes the header fields of a freshly zeroed table image. Used by create() and tests.

@@ -127,6 +127,13 @@ std::uint64_t handover_lost(const table& t) {
   return over > in ? over - in : 0;
 }
 
+void inherited_take_one(table& t, std::size_t b) {
+  std::atomic<std::uint64_t>& n = t.backends[b].inherited_active;
+  std::uint64_t seen = n.load(relaxed);
+  while (seen > 0 && !n.compare_exchange_weak(seen, seen - 1, relaxed)) {
+  }
+}
+
 void observe(histogram& h, std::span<const std::uint64_t> bounds, std::uint64_t value_us) {
   std::size_t i = 0;
   while (i < bounds.size() && value_us > bounds[i]) ++i;

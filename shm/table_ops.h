@@ -40,6 +40,11 @@ std::uint64_t sum_errors(const table& t, std::size_t kind);
 // summed over live rows and exited workers. A handover in flight shows here for a moment.
 std::uint64_t handover_lost(const table& t);
 
+// A worker taking in a tunnel of backend row `b` from a predecessor table's worker (an upgrade
+// to another layout): one less in backend_row::inherited_active, never below 0. Several
+// workers may do it at once (compare-and-swap); 0 when the master has zeroed it meanwhile.
+void inherited_take_one(table& t, std::size_t b);
+
 // TLS handshake counts summed over every worker row in use (like errors[], a slot's counts
 // outlive its worker: the next one continues from them).
 struct tls_totals {

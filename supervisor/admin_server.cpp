@@ -48,10 +48,22 @@ int admin_server::port() const {
   return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
 }
 
-void admin_server::stop() {
+int admin_server::fd() const {
+  uv_os_fd_t fd = -1;
+  if (!listening_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&server_), &fd) != 0) {
+    return -1;
+  }
+  return fd;
+}
+
+void admin_server::stop_listening() {
   if (!listening_) return;
   listening_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+}
+
+void admin_server::stop() {
+  stop_listening();
   const std::set<client*> clients = clients_;
   for (client* c : clients) close_client(*c);
 }

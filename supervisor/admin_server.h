@@ -32,8 +32,13 @@ class admin_server {
              std::string& error);
   // Closes the listener and every client still connected.
   void stop();
+  // Closes this process's listening handle only: the clients connected go on being answered
+  // (after an upgrade the successor's copy of the socket takes the new ones).
+  void stop_listening();
   // The port actually bound (useful with port 0), or 0 when not listening.
   int port() const;
+  // The listening socket's descriptor, or -1 when not listening.
+  int fd() const;
 
  private:
   struct client;

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -28,8 +30,11 @@ struct named_fd {
 constexpr named_fd fd_names[] = {{"listen", &inherited_fds::listen, true},
                                  {"lock", &inherited_fds::lock, true},
                                  {"control", &inherited_fds::control, true},
+                                 {"table", &inherited_fds::table, true},
                                  {"report", &inherited_fds::report, true},
-                                 {"log", &inherited_fds::log, false}};
+                                 {"log", &inherited_fds::log, false},
+                                 {"admin", &inherited_fds::admin, false},
+                                 {"state", &inherited_fds::state, false}};
 
 }  // namespace
 
@@ -98,6 +103,60 @@ std::optional<inherited_fds> take_inherited_fds() {
   return fds;
 }
 
+int sealed_state(const std::string& text, std::string& error) {
+  const int fd = memfd_create("wslb-table-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    error = std::string("memfd_create: ") + strerror(errno);
+    return -1;
+  }
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = std::string("writing the table's state: ") + strerror(errno);
+      close(fd);
+      return -1;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+    error = std::string("sealing the table's state: ") + strerror(errno);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string read_sealed_state(int fd) {
+  constexpr int wanted = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
+  const int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & wanted) != wanted) {
+    throw std::runtime_error("upgrade: the state descriptor " + std::to_string(fd) +
+                             " is not a sealed memfd");
+  }
+  std::string text;
+  char buf[65536];
+  for (off_t at = 0;;) {
+    const ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      throw std::runtime_error(std::string("upgrade: reading the predecessor's state: ") +
+                               strerror(errno));
+    }
+    if (n == 0) return text;
+    text.append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+}
+
+void report_successor_worker(int fd, const successor_worker& w) {
+  if (fd < 0) return;
+  const std::string line = "W " + std::to_string(w.row) + " " + std::to_string(w.pid) + " " +
+                           std::to_string(w.generation) + "\n";
+  [[maybe_unused]] const ssize_t n = write(fd, line.data(), line.size());
+}
+
 void report_upgrade(int& fd, bool ready, const std::string& text) {
   if (fd < 0) return;
   const std::string line = std::string(ready ? "R " : "E ") + text + "\n";
@@ -137,6 +196,7 @@ struct upgrade_watch {
   bool output_polled = false;
   int open_handles = 3;
   std::string got;
+  std::vector<successor_worker> workers;  // named before its "R"
   std::string output;  // its last kept_output_bytes
   binary_upgrade::done_fn done;
   bool finished = false;
@@ -183,6 +243,7 @@ void finish_upgrade(upgrade_watch* w, bool ok, const std::string& message) {
   w->finished = true;
   binary_upgrade* owner = w->owner;
   owner->state_ = nullptr;
+  if (ok) owner->workers_ = std::move(w->workers);
   // A new master that failed is killed: whatever it started dies with it (its workers have
   // PDEATHSIG); the caller repairs the table rows it took.
   if (!ok && owner->pid_ > 0) kill(owner->pid_, SIGKILL);
@@ -218,10 +279,19 @@ void on_report_readable(uv_poll_t* h, int status, int) {
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n > 0) {
     w->got.append(buf, static_cast<std::size_t>(n));
-    const std::size_t end = w->got.find('\n');
-    if (end == std::string::npos) return;
-    const std::string line = w->got.substr(0, end);
-    finish_upgrade(w, line.rfind("R ", 0) == 0, line.size() > 2 ? line.substr(2) : line);
+    for (std::size_t end; (end = w->got.find('\n')) != std::string::npos;) {
+      const std::string line = w->got.substr(0, end);
+      w->got.erase(0, end + 1);
+      unsigned long long row = 0, generation = 0;
+      int pid = 0;
+      if (std::sscanf(line.c_str(), "W %llu %d %llu", &row, &pid, &generation) == 3) {
+        w->workers.push_back(successor_worker{static_cast<std::size_t>(row), pid,
+                                                      static_cast<std::uint32_t>(generation)});
+        continue;
+      }
+      finish_upgrade(w, line.rfind("R ", 0) == 0, line.size() > 2 ? line.substr(2) : line);
+      return;
+    }
     return;
   }
   // EOF: the new binary is gone without a word (its own error went to the log).
@@ -244,7 +314,7 @@ void on_ready_timeout(uv_timer_t* t) {
 
 std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
                                   const std::vector<std::string>& run_args, inherited_fds fds,
-                                  done_fn done) {
+                                  const std::vector<std::string>& environment, done_fn done) {
   if (state_ != nullptr) return "an upgrade is already in progress";
   if (access(binary.c_str(), X_OK) != 0) {
     return "cannot execute " + binary + ": " + strerror(errno);
@@ -257,6 +327,7 @@ std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
     close(pipe_fds[1]);
     return std::string("pipe: ") + strerror(errno);
   }
+  workers_.clear();
   fds.report = pipe_fds[1];
   fds.log = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
   std::vector<std::string> argv_text{binary, "run"};
@@ -282,8 +353,16 @@ std::string binary_upgrade::start(uv_loop_t* loop, const std::string& binary,
     // Its stderr is the pipe, blocking as a stderr is expected to be; ours goes as "log".
     fcntl(output_fds[1], F_SETFL, fcntl(output_fds[1], F_GETFL) & ~O_NONBLOCK);
     dup2(output_fds[1], STDERR_FILENO);
-    for (const named_fd& n : fd_names) fcntl(fds.*n.field, F_SETFD, 0);
+    for (const named_fd& n : fd_names) {
+      if (fds.*n.field >= 0) fcntl(fds.*n.field, F_SETFD, 0);
+    }
     setenv(inherited_fds_variable, variable.c_str(), 1);
+    for (const std::string& assignment : environment) {
+      const std::size_t eq = assignment.find('=');
+      if (eq != std::string::npos) {
+        setenv(assignment.substr(0, eq).c_str(), assignment.c_str() + eq + 1, 1);
+      }
+    }
     execv(binary.c_str(), argv.data());
     int report = fds.report;
     report_upgrade(report, false, "cannot execute " + binary + ": " + strerror(errno));

@@ -4,13 +4,18 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "checker/checker_main.h"
 #include "common/build_info.h"
+#include "common/handover_format.h"
 #include "common/log.h"
+#include "shm/table_export.h"
 #include "shm/table_ops.h"
 #include "supervisor/agent_child.h"
 #include "supervisor/backend_rows.h"
@@ -53,6 +58,8 @@ int master::run() {
     log_line(who, "%s", e.what());
     // An upgrade's predecessor hears why; it serves on and its files stay as they are.
     if (inherited_) report_upgrade(inherited_->report, false, e.what());
+    // A table rebuilt for this master goes with it; the predecessor's is untouched.
+    if (!predecessor_segment_.empty()) shm::table_mapping::remove(segment_);
     exit_code_ = exit_code::cannot_start;
     // Whatever start() had opened is closed, then the loop runs only to finish those closes.
     if (ops_) ops_->close_all_channels();
@@ -68,9 +75,16 @@ void master::open_sockets_and_drop_privileges() {
   const config& cfg = *cfg_;
   // Reaching systemd's notify socket, like binding a privileged port, may need root.
   operations_.open_notify_socket();
-  // An upgraded master serves the listener its predecessor passed on (adopt_lock_and_table),
-  // and runs as the user that one already was.
-  if (inherited_) return;
+  // An upgraded master serves the listener its predecessor passed on (adopt_lock_and_table)
+  // and its admin listener, and runs as the user that one already was.
+  if (inherited_) {
+    admin_fd_ = inherited_->admin;
+    if (cfg.admin.enabled && admin_fd_ < 0) {
+      log_line(who, "upgrade: the predecessor passed no admin listener; --admin %s stays off "
+               "until the next stop and run", cfg.admin.where.to_string().c_str());
+    }
+    return;
+  }
   std::string error;
   instance_sockets sockets;
   if (!open_instance_sockets(cfg, sockets, error)) throw std::runtime_error(error);
@@ -107,10 +121,30 @@ void master::adopt_lock_and_table() {
   lock_fd_ = inherited_->lock;
   listen_fd_ = inherited_->listen;
   raise_descriptor_limit();
-  // attach() refuses a table of another layout, saying what differs: the upgrade then rolls
-  // back and the old master, whose layout it is, serves on.
+  // The table comes by descriptor, and must be the one this instance's record names (a
+  // descriptor of anything else, or a record another process rewrote, is refused).
   segment_ = recorded_table(cfg.name);
-  table_.emplace(shm::table_mapping::attach(segment_, shm::access::read_write));
+  struct stat passed{}, recorded{};
+  if (segment_.empty() || fstat(inherited_->table, &passed) != 0 ||
+      stat(("/dev/shm/" + segment_).c_str(), &recorded) != 0 ||
+      passed.st_ino != recorded.st_ino || passed.st_dev != recorded.st_dev) {
+    throw std::runtime_error("upgrade: the inherited table is not /dev/shm/" + segment_ +
+                             ", the table instance '" + cfg.name + "' records");
+  }
+  const std::uint32_t their_layout = shm::table_mapping::layout_version_at(inherited_->table);
+  if (their_layout == shm::layout_version) {
+    table_.emplace(
+        shm::table_mapping::attach_descriptor(inherited_->table, shm::access::read_write));
+    const shm::table_header& h = table_->get().header;
+    if (std::string(h.name, strnlen(h.name, shm::name_chars)) != cfg.name) {
+      throw std::runtime_error("upgrade: the inherited table is not instance '" + cfg.name +
+                               "''s");
+    }
+  } else {
+    rebuild_table(their_layout);
+  }
+  close(inherited_->table);  // the mapping keeps its own descriptor
+  inherited_->table = -1;
   table_->get().header.master_started_ms = unix_ms();
   write_binary_identity();
   config with_rows = cfg;
@@ -119,8 +153,116 @@ void master::adopt_lock_and_table() {
   if (!apply_backends(table_->get(), with_rows, error)) throw std::runtime_error(error);
   cfg_ = std::make_shared<const config>(std::move(with_rows));
   apply_check_settings(table_->get(), cfg.check);
-  log_line(who, "upgrade: adopted the listener, lock, control socket and table of generation %u",
+  if (!predecessor_segment_.empty()) publish_tls(table_->get(), cfg, unix_ms());
+  log_line(who, "upgrade: adopted the listener, lock, control socket%s and table of generation "
+           "%u", admin_fd_ >= 0 ? ", admin listener" : "",
            table_->get().header.current_generation.load());
+}
+
+void master::rebuild_table(std::uint32_t their_layout) {
+  const config& cfg = *cfg_;
+  const std::string differs = "the table has layout version " + std::to_string(their_layout) +
+                              ", this wslb's is " + std::to_string(shm::layout_version);
+  if (inherited_->state < 0) {
+    throw std::runtime_error("upgrade: " + differs +
+                             " and the predecessor passed no export of its state to rebuild "
+                             "it from");
+  }
+  const std::string text = read_sealed_state(inherited_->state);
+  close(inherited_->state);
+  inherited_->state = -1;
+  const shm::export_header exported = shm::read_export_header(text);
+  // Only a name of this user's instance, fresh: nothing planted elsewhere is created or removed.
+  const std::string prefix = "wslb." + std::to_string(geteuid()) + "." + cfg.name + ".";
+  if (exported.instance != cfg.name || exported.names.segment != segment_ ||
+      exported.names.successor.size() != segment_.size() ||
+      exported.names.successor.rfind(prefix, 0) != 0 || exported.names.successor == segment_) {
+    throw std::runtime_error("upgrade: the predecessor's state export is not instance '" +
+                             cfg.name + "''s table " + segment_);
+  }
+  table_.emplace(shm::table_mapping::create(exported.names.successor));
+  shm::export_names names;
+  if (const std::string why = shm::import_table(text, table_->get(), names); !why.empty()) {
+    shm::table_mapping::remove(exported.names.successor);
+    throw std::runtime_error("upgrade: " + differs + ", and its state export cannot be read: " +
+                             why);
+  }
+  predecessor_segment_ = segment_;
+  segment_ = exported.names.successor;
+  shm::table& t = table_->get();
+  t.header.listening = 1;
+  std::uint64_t inherited = 0, handing_over = 0;
+  for (const shm::backend_row& b : t.backends) inherited += b.inherited_active.load();
+  for (const shm::worker_row& w : t.workers) {
+    handing_over += w.state.load() == shm::worker_state::predecessor;
+  }
+  log_line(who, "upgrade: %s: rebuilt it as /dev/shm/%s from the predecessor's state (%llu "
+           "connections inherited, %llu of its workers to hand over)", differs.c_str(),
+           segment_.c_str(), static_cast<unsigned long long>(inherited),
+           static_cast<unsigned long long>(handing_over));
+  watch_predecessor();
+}
+
+void master::watch_predecessor() {
+  // The predecessor forked this process: it is the parent until it exits.
+  predecessor_fd_ = static_cast<int>(syscall(SYS_pidfd_open, getppid(), 0));
+  if (predecessor_fd_ < 0) {
+    throw std::runtime_error(std::string("upgrade: pidfd_open of the predecessor: ") +
+                             strerror(errno));
+  }
+  uv_poll_init(&loop_, &predecessor_poll_, predecessor_fd_);
+  predecessor_poll_.data = this;
+  uv_poll_start(&predecessor_poll_, UV_READABLE, [](uv_poll_t* h, int, int) {
+    static_cast<master*>(h->data)->on_predecessor_gone();
+  });
+}
+
+void master::stop_watching_predecessor() {
+  if (predecessor_fd_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&predecessor_poll_))) {
+    return;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&predecessor_poll_), [](uv_handle_t* h) {
+    auto* m = static_cast<master*>(h->data);
+    close(m->predecessor_fd_);
+    m->predecessor_fd_ = -1;
+  });
+}
+
+void master::on_predecessor_gone() {
+  stop_watching_predecessor();
+  shm::table& t = table_->get();
+  for (shm::worker_row& w : t.workers) {
+    if (w.state.load() != shm::worker_state::predecessor) continue;
+    w.state = shm::worker_state::empty;
+    w.pid = 0;
+    w.generation = 0;
+  }
+  // What was not handed over closed there: nothing of it is live any more.
+  for (shm::backend_row& b : t.backends) b.inherited_active.store(0);
+  shm::table_mapping::remove(predecessor_segment_);
+  log_line(who, "upgrade: the predecessor master is gone; its table /dev/shm/%s removed",
+           predecessor_segment_.c_str());
+}
+
+void master::report_ready_to_predecessor() {
+  const shm::table& t = table_->get();
+  const std::uint32_t number = children_->serving().number();
+  for (std::size_t row = 0; row < shm::worker_rows_in_use(t); ++row) {
+    const shm::worker_row& w = t.workers[row];
+    if (w.generation.load() != number || w.state.load() != shm::worker_state::running) continue;
+    report_successor_worker(inherited_->report, successor_worker{row, w.pid.load(), number});
+  }
+  // From now on `status` and the CLI find this table (a failed upgrade never got here).
+  if (!predecessor_segment_.empty()) record_table(cfg_->name, segment_);
+  operations_.announce_main_pid();
+  const std::string text = "master pid " + std::to_string(getpid()) + " (wslb " +
+                           binary_version() + ", build " + binary_build_id() + ", layout " +
+                           std::to_string(shm::layout_version) +
+                           (predecessor_segment_.empty() ? "" : ", table rebuilt") +
+                           ", handover format " + std::to_string(handover::format_version) +
+                           ") serves generation " + std::to_string(number);
+  log_line(who, "upgrade: %s", text.c_str());
+  report_upgrade(inherited_->report, true, text);
 }
 
 void master::take_lock_and_table() {
@@ -271,12 +413,7 @@ void master::housekeeping() {
 void master::on_child_message(child_id id, char message) {
   children_->on_child_message(id, message, now());
   if (inherited_ && inherited_->report >= 0 && children_->serving().all_ready()) {
-    const std::string text = "master pid " + std::to_string(getpid()) + " (wslb " +
-                             binary_version() + ", build " + binary_build_id() +
-                             ") serves generation " +
-                             std::to_string(children_->serving().number());
-    log_line(who, "upgrade: %s", text.c_str());
-    report_upgrade(inherited_->report, true, text);
+    report_ready_to_predecessor();
   }
 }
 

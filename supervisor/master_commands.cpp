@@ -1,9 +1,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <string_view>
+
 #include "common/child_channel.h"
+#include "common/handover_format.h"
 #include "common/log.h"
 #include "common/run_options.h"
+#include "shm/table_export.h"
 #include "shm/table_ops.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/instance_files.h"
@@ -19,6 +24,19 @@ child_table::reply answer(control_request_ptr request, std::string prefix_on_err
   return [request, prefix_on_error](bool ok, const std::string& message) {
     if (request) request->finish(ok, ok ? message : prefix_on_error + message);
   };
+}
+
+// What the upgrade's answer adds when the successor's workers speak another handover format
+// (named in its report, "handover format N"): this master's workers drain instead.
+std::string handover_note(const std::string& report) {
+  constexpr std::string_view named = "handover format ";
+  const std::size_t at = report.find(named);
+  if (at == std::string::npos) return {};
+  const unsigned long theirs = std::strtoul(report.c_str() + at + named.size(), nullptr, 10);
+  if (theirs == handover::format_version) return {};
+  return "; its workers speak handover format " + std::to_string(theirs) + ", these " +
+         std::to_string(handover::format_version) +
+         ": this master's workers drain their connections instead of handing them over";
 }
 
 }  // namespace
@@ -123,27 +141,63 @@ void master::upgrade(const std::string& binary_argument, control_request_ptr req
   if (stopping_) return refuse("the instance is stopping");
   if (children_->restart_pending()) return refuse("a restart is in progress");
   if (binary.empty() || binary.front() != '/') return refuse("'" + binary + "' is not an absolute path");
-  const inherited_fds fds{listen_fd_, lock_fd_, control_.fd(), -1};
+  if (upgrade_.in_progress()) return refuse("an upgrade is already in progress");
+  // A successor of another layout rebuilds its own table from this export, under a name
+  // chosen here: so that this master can remove it if the successor fails.
+  successor_segment_ = shm::new_segment_name(cfg_->name);
+  std::string error;
+  const int state = sealed_state(
+      shm::export_table(table_->get(), shm::export_names{segment_, successor_segment_}), error);
+  if (state < 0) return refuse(error);
+  inherited_fds fds;
+  fds.listen = listen_fd_;
+  fds.lock = lock_fd_;
+  fds.control = control_.fd();
+  fds.table = table_->descriptor();
+  fds.admin = operations_.admin_fd();
+  fds.state = state;
   const std::string why = upgrade_.start(
-      &loop_, binary, run_args_, fds, [this, request](bool ok, const std::string& message) {
+      &loop_, binary, run_args_, fds, operations_.successor_environment(),
+      [this, request](bool ok, const std::string& message) {
         if (ok) {
           retire_after_upgrade(request, message);
         } else {
           recover_from_failed_upgrade(request, message);
         }
       });
+  close(state);  // the successor has its own copy
   if (!why.empty()) refuse(why);
 }
 
 void master::retire_after_upgrade(control_request_ptr request, const std::string& message) {
-  log_line(who, "upgrade: %s; this master's workers hand over, then it exits", message.c_str());
+  const std::string note = handover_note(message);
+  log_line(who, "upgrade: %s%s; this master's workers %s, then it exits", message.c_str(),
+           note.c_str(), note.empty() ? "hand over" : "drain");
   retiring_ = true;
   stopping_ = true;  // no more commands or restarts here: the new master has them
   control_.stop(/*remove_file=*/false);
+  // systemd follows the successor from now on (it would kill the service when this pid exits).
+  operations_.hand_main_pid_to(upgrade_.new_master());
+  operations_.stop_admin_listening();
+  // A successor of another layout serves from its own table: its workers are shown in this one
+  // too, where this master's workers look for whom to hand over to. (With one table their rows
+  // are there already.)
+  shm::table& t = table_->get();
+  for (const successor_worker& w : upgrade_.successor_workers()) {
+    if (w.row >= shm::max_worker_slots) continue;
+    shm::worker_row& row = t.workers[w.row];
+    if (row.state.load() != shm::worker_state::empty) continue;
+    row.pid = w.pid;
+    row.generation = w.generation;
+    row.state.store(shm::worker_state::running, std::memory_order_release);
+    if (w.row + 1 > t.header.slot_high_water.load()) {
+      t.header.slot_high_water = static_cast<std::uint32_t>(w.row + 1);
+    }
+  }
   children_->hand_over_all(now());
   children_->stop_helpers();
   helpers_asked_to_stop_ = true;
-  answer(request)(true, "upgraded: " + message);
+  answer(request)(true, "upgraded: " + message + note);
   check_stop_progress();
 }
 
@@ -160,6 +214,9 @@ void master::recover_from_failed_upgrade(control_request_ptr request, const std:
   write_binary_identity();
   t.header.current_generation = children_->serving().number();
   t.header.workers_per_generation = children_->serving().cfg()->workers;
+  // A successor of another layout may have created its table and named it in the record.
+  shm::table_mapping::remove(successor_segment_);
+  if (recorded_table(cfg_->name) != segment_) record_table(cfg_->name, segment_);
   const std::string message = "upgrade failed, master pid " + std::to_string(getpid()) +
                               " keeps serving: " + why;
   log_line(who, "%s", message.c_str());
@@ -214,6 +271,7 @@ void master::finish_stop() {
   }
   control_.stop(!retiring_);
   operations_.stop();
+  stop_watching_predecessor();
   if (listen_fd_ >= 0) {
     close(listen_fd_);
     listen_fd_ = -1;

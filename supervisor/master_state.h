@@ -55,6 +55,17 @@ class master : public child_events {
   void take_lock_and_table();
   // Upgrade start-up: the predecessor's lock, listener and table instead of new ones.
   void adopt_lock_and_table();
+  // Upgrade start-up, the table passed at `fd` being of another layout: a table of this
+  // layout rebuilt from the predecessor's state export.
+  void rebuild_table(std::uint32_t their_layout);
+  // After a rebuild: watches the predecessor master; once it is gone (its workers went
+  // before it), its rows and inherited counts are cleared and its table removed.
+  void watch_predecessor();
+  void on_predecessor_gone();
+  void stop_watching_predecessor();
+  // Upgrade, once this master's generation is ready: names its workers to the predecessor,
+  // records a rebuilt table, and reports "R ...".
+  void report_ready_to_predecessor();
   // Writes this master's pid, version and build id into the table header.
   void write_binary_identity();
   void start_children();
@@ -120,6 +131,13 @@ class master : public child_events {
   int lock_fd_ = -1;
   int listen_fd_ = -1;
   std::string segment_;  // the table's name in /dev/shm, recorded in the runtime directory
+  // Set by an upgrade to another layout (rebuild_table): the predecessor's table, removed once
+  // it is gone, and a pidfd for it.
+  std::string predecessor_segment_;
+  int predecessor_fd_ = -1;
+  uv_poll_t predecessor_poll_{};
+  // Old master during `upgrade`: the name a successor of another layout gives its table.
+  std::string successor_segment_;
   int admin_fd_ = -1;  // handed to operations_ at start
   std::optional<shm::table_mapping> table_;
   std::optional<child_table> children_;

@@ -1,5 +1,7 @@
 #include "supervisor/operations.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <utility>
 
@@ -76,7 +78,9 @@ void operations::tick() {
     ready_sent_ = true;
     last_status_ = status_line();
     last_status_ms_ = now;
-    systemd_.send("READY=1\nSTATUS=" + last_status_);
+    const std::string main_pid =
+        announce_main_pid_ ? "MAINPID=" + std::to_string(getpid()) + "\n" : std::string();
+    systemd_.send(main_pid + "READY=1\nSTATUS=" + last_status_);
     return;
   }
   if (now - last_status_ms_ < status_interval_ms) return;
@@ -109,6 +113,11 @@ void operations::stopping(const std::string& how) {
 }
 
 void operations::stop() { server_.stop(); }
+
+void operations::hand_main_pid_to(int pid) {
+  systemd_.send("MAINPID=" + std::to_string(pid) + "\nSTATUS=upgraded: master pid " +
+                std::to_string(pid));
+}
 
 void operations::note(const std::string& kind, const std::string& text) {
   events_.note(kind, text, unix_ms());

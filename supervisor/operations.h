@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "shm/layout.h"
@@ -36,9 +37,26 @@ class operations {
   // STATUS=, the counters and the events). `text` of a `started` event says "reload" or
   // "restart"; a restart of the workers alone is no reload to systemd.
   void on_transaction(transaction_event e, const std::string& text);
-  // A stop begins (STOPPING=1); stop() closes the admin listener.
+  // A stop begins (STOPPING=1); stop() closes the admin listener (this process's descriptor
+  // of it: after an upgrade the successor's copy goes on listening, so no client is refused).
   void stopping(const std::string& how);
   void stop();
+
+  // `wslb upgrade` (old master): the admin listener's descriptor to pass on (-1 without
+  // --admin), and the environment the successor notifies systemd with.
+  int admin_fd() const { return server_.fd(); }
+  // Old master, once the successor serves: stops accepting admin clients (the successor
+  // accepts them on its copy of the listener) and answers the ones it has.
+  void stop_admin_listening() { server_.stop_listening(); }
+  std::vector<std::string> successor_environment() const {
+    return systemd_.successor_environment();
+  }
+  // Old master, once the successor serves: tells systemd its pid is the main one (accepted
+  // from the main pid even under NotifyAccess=main).
+  void hand_main_pid_to(int pid);
+  // New master started by an upgrade: its READY=1 says MAINPID=<its pid> first, so systemd
+  // follows it when its predecessor exits.
+  void announce_main_pid() { announce_main_pid_ = true; }
   // An event the table does not show (a runtime command).
   void note(const std::string& kind, const std::string& text);
 
@@ -54,6 +72,7 @@ class operations {
   master_counters counters_;
   systemd_notifier systemd_;
   bool ready_sent_ = false;
+  bool announce_main_pid_ = false;
   bool reloading_ = false;  // a reload's transaction is open
   std::string last_status_;
   std::int64_t last_status_ms_ = 0;

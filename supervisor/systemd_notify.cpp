@@ -20,6 +20,7 @@ void systemd_notifier::open_from_environment() {
   const char* watchdog_pid = std::getenv("WATCHDOG_PID");
   if (watchdog_usec && (!watchdog_pid || std::atoll(watchdog_pid) == getpid())) {
     watchdog_ms_ = std::atoll(watchdog_usec) / 1000;
+    watchdog_usec_ = watchdog_usec;
   }
   const std::string socket_path = path ? path : "";
   unsetenv("NOTIFY_SOCKET");
@@ -45,6 +46,15 @@ void systemd_notifier::open_from_environment() {
     close(fd_);
     fd_ = -1;
   }
+  if (fd_ >= 0) socket_path_ = socket_path;
+}
+
+std::vector<std::string> systemd_notifier::successor_environment() const {
+  if (fd_ < 0) return {};
+  std::vector<std::string> out{"NOTIFY_SOCKET=" + socket_path_};
+  // Without WATCHDOG_PID: the successor is to be the main pid, whose watchdog it feeds.
+  if (!watchdog_usec_.empty()) out.push_back("WATCHDOG_USEC=" + watchdog_usec_);
+  return out;
 }
 
 void systemd_notifier::send(const std::string& state) {

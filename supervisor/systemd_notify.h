@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace wslb::supervisor {
 
@@ -19,6 +20,9 @@ class systemd_notifier {
 
   // Sends `state`, newline-separated assignments ("READY=1\nSTATUS=...").
   void send(const std::string& state);
+  // What a successor master started by `wslb upgrade` needs in its environment to notify the
+  // same way ("NOTIFY_SOCKET=...", "WATCHDOG_USEC=..."): none when not notifying.
+  std::vector<std::string> successor_environment() const;
   // Sends WATCHDOG=1 when the watchdog is on and half its interval has passed since the last.
   void keep_watchdog_fed(std::int64_t now_monotonic_ms);
 
@@ -26,6 +30,8 @@ class systemd_notifier {
 
  private:
   int fd_ = -1;
+  std::string socket_path_;
+  std::string watchdog_usec_;
   std::int64_t watchdog_ms_ = 0;
   std::int64_t last_watchdog_ms_ = 0;
 };

@@ -12,6 +12,7 @@
 
 #include "common/handover_format.h"
 #include "common/log.h"
+#include "shm/table_ops.h"
 #include "worker/access_record.h"
 #include "worker/backend_set.h"
 #include "worker/connection_limits.h"
@@ -28,6 +29,9 @@ constexpr std::uint8_t bit(direction d) { return static_cast<std::uint8_t>(1u <<
 struct sender_link {
   uv_poll_t poll;
   int fd = -1;
+  // A worker of the predecessor's table (an upgrade to another layout): its tunnels are
+  // still counted in this table's inherited_active until they arrive here.
+  bool predecessor = false;
 };
 
 }  // namespace
@@ -57,8 +61,9 @@ void drop_link(handover_receiver& r, sender_link* link) {
 }
 
 // Only an older worker of this instance may hand tunnels over: its pid is in a worker row of
-// our table with a lower generation, and it runs as this user.
-bool trusted_sender(const worker_context& ctx, int fd, pid_t& pid) {
+// our table with a lower generation, and it runs as this user. `predecessor` says whether that
+// row is a predecessor table's worker.
+bool trusted_sender(const worker_context& ctx, int fd, pid_t& pid, bool& predecessor) {
   ucred cred{};
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
@@ -67,6 +72,7 @@ bool trusted_sender(const worker_context& ctx, int fd, pid_t& pid) {
   for (std::size_t i = 0; i < shm::max_worker_slots; ++i) {
     const shm::worker_row& w = ctx.table.workers[i];
     if (w.pid.load(relaxed) == cred.pid && w.generation.load(relaxed) < ctx.generation) {
+      predecessor = w.state.load(relaxed) == shm::worker_state::predecessor;
       return true;
     }
   }
@@ -89,7 +95,7 @@ int backend_index_of(const worker_context& ctx, const handover::tunnel_record& r
 // state the sender left it, with its unwritten bytes written (or queued) first. False when the
 // record does not fit this worker (the caller closes the descriptors).
 bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int client_fd,
-                  int backend_fd, std::string& why) {
+                  int backend_fd, bool from_predecessor, std::string& why) {
   int index = backend_index_of(ctx, rec);
   if (index < 0) {
     // A backend added at run time (`wslb backend add`) that this worker has not taken yet.
@@ -124,7 +130,9 @@ bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int c
   s->backend_open = true;
   ++ctx.live_sessions;
   counter_add(ctx.row.connections, 1);
-  counter_add(ctx.row.handed_in, 1);
+  // handover_lost compares what this table's workers sent with what they took in; a
+  // predecessor table's worker counted its sending in its own table.
+  if (!from_predecessor) counter_add(ctx.row.handed_in, 1);
   link_session(ctx, s);
   s->at = phase::tunnel;
   s->kind = static_cast<connection_kind>(rec.kind);
@@ -139,7 +147,10 @@ bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int c
   s->upgraded = rec.flags & handover::flag_upgraded;
   s->sniffing = rec.flags & handover::flag_sniffing;
   if (watched) std::memcpy(static_cast<void*>(&s->watch), rec.watch.data(), sizeof s->watch);
-  counter_add(ctx.row.backends[ctx.cfg.backends[index].row].active, 1);
+  const std::size_t backend_row = ctx.cfg.backends[index].row;
+  counter_add(ctx.row.backends[backend_row].active, 1);
+  // Counted here now, no longer as the predecessor's.
+  if (from_predecessor) shm::inherited_take_one(ctx.table, backend_row);
   s->counted = true;
   // The source's count moves with it (the sender's row dropped it as it let go); a full source
   // table here only means the limit cannot see this one.
@@ -219,7 +230,7 @@ void take_message(worker_context& ctx, handover_receiver& r, sender_link* link) 
       why = error.why;
     } else if (ctx.phase == worker_phase::stopping) {
       why = "this worker is stopping";
-    } else if (adopt_tunnel(ctx, *rec, fds[0], fds[1], why)) {
+    } else if (adopt_tunnel(ctx, *rec, fds[0], fds[1], link->predecessor, why)) {
       continue;
     }
     // Not taken: the connection is closed here, and the table counts it as lost.
@@ -246,7 +257,8 @@ void on_listen_readable(uv_poll_t* poll, int status, int) {
     const int fd = accept4(r.listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;  // EAGAIN, or out of descriptors: the sender's connect then fails
     pid_t pid = 0;
-    if (!trusted_sender(ctx, fd, pid)) {
+    bool predecessor = false;
+    if (!trusted_sender(ctx, fd, pid, predecessor)) {
       log_line(ctx.who, "handover: refused a connection from pid %d (not an older worker of "
                "this instance)", static_cast<int>(pid));
       close(fd);
@@ -256,6 +268,7 @@ void on_listen_readable(uv_poll_t* poll, int status, int) {
                                                                ctx.generation});
     auto* link = new sender_link{};
     link->fd = fd;
+    link->predecessor = predecessor;
     if (send(fd, hello.data(), hello.size(), MSG_DONTWAIT | MSG_NOSIGNAL) !=
             static_cast<ssize_t>(hello.size()) ||
         uv_poll_init(&ctx.loop, &link->poll, fd) != 0) {

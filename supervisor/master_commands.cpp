@@ -312,6 +312,8 @@ void master::take_back_after_upgrade(pid_t successor, int status) {
     log_line(who, "%s; `wslb` commands cannot reach this master", e.what());
   }
   children_->resume_helpers(now());
+  operations_.resume_admin_listening();
+  operations_.hand_main_pid_to(getpid());  // systemd was told the successor's
   // This master's workers were told to hand over and drain: a new generation takes the
   // listener (open here all along: connections wait in its queue meanwhile).
   restart_workers(nullptr);

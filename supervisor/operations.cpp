@@ -1,5 +1,6 @@
 #include "supervisor/operations.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -33,6 +34,8 @@ bool generation_running(const shm::table& t) {
 bool operations::start(uv_loop_t* loop, const config& cfg, const shm::table& t, int admin_fd,
                        std::string& error) {
   table_ = &t;
+  loop_ = loop;
+  admin_token_ = cfg.admin.token;
   events_.observe(t, unix_ms());
   if (admin_fd < 0) return true;
   if (!server_.start(loop, admin_fd, cfg.admin.token,
@@ -112,7 +115,28 @@ void operations::stopping(const std::string& how) {
   systemd_.send("STOPPING=1\nSTATUS=" + how);
 }
 
-void operations::stop() { server_.stop(); }
+void operations::stop() {
+  server_.stop();
+  if (admin_reserve_fd_ >= 0) close(admin_reserve_fd_);
+  admin_reserve_fd_ = -1;
+}
+
+void operations::stop_admin_listening() {
+  const int fd = server_.fd();
+  if (fd < 0) return;
+  admin_reserve_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  server_.stop_listening();
+}
+
+void operations::resume_admin_listening() {
+  if (admin_reserve_fd_ < 0) return;
+  const int fd = std::exchange(admin_reserve_fd_, -1);
+  std::string error;
+  if (!server_.start(loop_, fd, admin_token_, [this](const admin_request& r) { return answer(r); },
+                     error)) {
+    log_line("master", "cannot serve the admin listener again: %s", error.c_str());
+  }
+}
 
 void operations::hand_main_pid_to(int pid) {
   systemd_.send("MAINPID=" + std::to_string(pid) + "\nSTATUS=upgraded: master pid " +

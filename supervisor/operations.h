@@ -46,8 +46,12 @@ class operations {
   // --admin), and the environment the successor notifies systemd with.
   int admin_fd() const { return server_.fd(); }
   // Old master, once the successor serves: stops accepting admin clients (the successor
-  // accepts them on its copy of the listener) and answers the ones it has.
-  void stop_admin_listening() { server_.stop_listening(); }
+  // accepts them on its copy of the listener) and answers the ones it has; keeps a
+  // descriptor of the listener, in case the successor dies and this master takes back over.
+  void stop_admin_listening();
+  // Old master taking the instance back from a successor that died: serves the admin listener
+  // again. Logs why when it cannot.
+  void resume_admin_listening();
   std::vector<std::string> successor_environment() const {
     return systemd_.successor_environment();
   }
@@ -67,7 +71,10 @@ class operations {
   std::string status_line() const;
 
   const shm::table* table_ = nullptr;
+  uv_loop_t* loop_ = nullptr;
+  std::string admin_token_;
   admin_server server_;
+  int admin_reserve_fd_ = -1;  // stop_admin_listening's copy, until resumed or stopped
   event_watch events_;
   master_counters counters_;
   systemd_notifier systemd_;

@@ -149,5 +149,52 @@ def test_tunnels_even_out_new_workers_that_already_carry_unequal_loads():
     inst.stop()
 
 
+def test_a_reload_that_removes_a_backend_moves_the_other_tunnels_and_drains_its_own():
+    """Two workers, tunnels to two backends; a reload keeps only one. In the same handover the
+    kept backend's tunnels move (handed_in), the removed one's stay in the old workers and are
+    closed at their drain deadline (closes by cause drain), none lost; `connections` and
+    `active` count exactly what is open after each step."""
+    kept, removed = h.EchoBackend(), h.EchoBackend()
+    conf = os.path.join(h.RUNTIME_DIR, f"handover-remove-{os.getpid()}.toml")
+    h.write_config(conf, [kept, removed])
+    port = h.free_port()
+    drain_s = 4
+    inst = h.Instance([], workers=2,
+                      extra=["--config", conf, "--mode", "tcp", "--drain-timeout", f"{drain_s}s",
+                             "--admin", f"127.0.0.1:{port}", "--admin-token", ADMIN_TOKEN])
+    n = 200
+    socks = _connect(inst.port, n)
+    s = _settled(inst, inst.status()["generation"], n)
+    on_kept = inst.backend(s, kept.address)["active"]
+    on_removed = inst.backend(s, removed.address)["active"]
+    assert on_kept + on_removed == n and on_kept > 0 and on_removed > 0, s["backends"]
+    gen = s["generation"]
+    h.write_config(conf, [kept])
+    r = h.cli("reload", "--name", inst.name)
+    assert r.returncode == 0, r
+    # Before the drain deadline: the kept backend's tunnels are in the new workers, the removed
+    # one's still in the old ones, and every one of them is counted once.
+    moved = h.wait_until(
+        lambda: (lambda st: st if sum(w["handed_in"] for w in _generation_rows(st, gen + 1)) ==
+                 on_kept else None)(inst.status()), 10, 0.05, "the kept backend's tunnels moved")
+    assert _live_connections(moved) == n, moved["workers"]
+    assert sum(w["connections"] for w in _generation_rows(moved, gen)) == on_removed, \
+        moved["workers"]
+    new_rows = _generation_rows(moved, gen + 1)
+    _assert_spread(new_rows, on_kept, "the kept backend's tunnels")
+    assert set(closes_by_cause(port).values()) == {0}, closes_by_cause(port)
+    # At the deadline the removed backend's tunnels are closed in the old workers.
+    s = _settled(inst, gen + 1, on_kept)
+    assert s["handover_lost"] == 0, s
+    assert inst.backend(s, kept.address)["active"] == on_kept, s["backends"]
+    closes = closes_by_cause(port)
+    assert closes["drain"] == on_removed and sum(closes.values()) == on_removed, closes
+    served, closed, silent = _probe_all(socks)
+    assert (served, closed, silent) == (on_kept, on_removed, []), (served, closed, silent[:5])
+    h.log(f"reload removing a backend: {on_kept} moved over "
+          f"{[w['connections'] for w in new_rows]}, {on_removed} drained in {drain_s} s")
+    inst.stop()
+
+
 if __name__ == "__main__":
     h.main(globals())

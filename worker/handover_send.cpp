@@ -28,6 +28,9 @@ constexpr auto relaxed = std::memory_order_relaxed;
 constexpr int hello_wait_ms = 2000;
 // Connections not movable yet (in their handshake, a large write queued) are looked at again.
 constexpr std::uint64_t retry_ms = 20;
+// A receiver that has taken nothing for this long (stopped, hung) no longer holds the others
+// to max_lead: the rest goes to them rather than wait for it until the drain deadline.
+constexpr std::uint64_t lead_wait_ms = 1000;
 // A record up to max_record_bytes must fit the socket's send buffer in one message.
 constexpr int send_buffer_bytes = 1 << 20;
 
@@ -37,6 +40,7 @@ struct receiver_link {
   std::size_t row = 0;
   receiver_load load;   // its own connections when we connected, and what we sent it
   bool blocked = false;  // its socket is full: waiting for it to be writable
+  std::uint64_t blocked_at_ms = 0;  // loop time, while blocked
 };
 
 enum class send_result { sent, blocked, too_big, broken };
@@ -194,8 +198,9 @@ send_result send_tunnel(session* s, const handover::tunnel_record& rec, receiver
 
 // The receiver to send the next tunnel to: the least loaded as this sender counts it
 // (worker/handover_spread.h), or while its socket is full the least loaded of the others
-// within max_lead of it; nullptr: wait until a full one is writable again.
-receiver_link* least_loaded(handover_sender& h) {
+// within max_lead of it (any of them once it has been full for lead_wait_ms); nullptr: wait
+// until a full one is writable again.
+receiver_link* least_loaded(handover_sender& h, std::uint64_t now) {
   receiver_link* least = nullptr;
   receiver_link* open = nullptr;
   for (receiver_link* l : h.links) {
@@ -204,11 +209,17 @@ receiver_link* least_loaded(handover_sender& h) {
       open = l;
     }
   }
-  if (open == nullptr || open == least) return open;
+  if (open == nullptr || open == least || now - least->blocked_at_ms >= lead_wait_ms) return open;
   return within_lead(open->load, least->load, h.mine, h.all_moving) ? open : nullptr;
 }
 
 void pump(worker_context& ctx);
+
+// Comes back to pump after retry_ms.
+void pump_later(handover_sender& h) {
+  uv_timer_start(&h.retry, [](uv_timer_t* t) { pump(worker_context::of(t->loop)); }, retry_ms,
+                 0);
+}
 
 void on_link_writable(uv_poll_t* poll, int status, int) {
   worker_context& ctx = worker_context::of(poll->loop);
@@ -235,8 +246,13 @@ void pump(worker_context& ctx) {
       s = next;
       continue;
     }
-    receiver_link* link = least_loaded(h);
-    if (link == nullptr) return;  // the receivers due are full: on_link_writable comes back
+    receiver_link* link = least_loaded(h, uv_now(&ctx.loop));
+    if (link == nullptr) {
+      // The receivers due are full: on_link_writable comes back, or this timer once a full
+      // one has taken nothing for lead_wait_ms.
+      pump_later(h);
+      return;
+    }
     switch (send_tunnel(s, rec, *link)) {
       case send_result::sent:
         ++link->load.sent;
@@ -250,6 +266,7 @@ void pump(worker_context& ctx) {
         break;
       case send_result::blocked:
         link->blocked = true;
+        link->blocked_at_ms = uv_now(&ctx.loop);
         uv_poll_start(&link->poll, UV_WRITABLE, on_link_writable);
         break;  // the same tunnel, to another receiver
       case send_result::too_big:
@@ -271,10 +288,7 @@ void pump(worker_context& ctx) {
     uv_timer_stop(&h.retry);
     return;
   }
-  if (left_behind) {
-    uv_timer_start(&h.retry, [](uv_timer_t* t) { pump(worker_context::of(t->loop)); },
-                   retry_ms, 0);
-  }
+  if (left_behind) pump_later(h);
 }
 
 }  // namespace

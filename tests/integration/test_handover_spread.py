@@ -149,6 +149,60 @@ def test_tunnels_even_out_new_workers_that_already_carry_unequal_loads():
     inst.stop()
 
 
+def test_a_new_worker_that_stops_taking_tunnels_does_not_hold_the_handover_back():
+    """An old worker passes 8,000 tunnels to two new ones; one new worker is stopped (SIGSTOP,
+    as a hung process) once it has taken some. Its socket fills (a few thousand records); the
+    sender runs ahead of it by a few dozen at most while it takes nothing, then, a second on,
+    passes the rest to the other: the old generation is gone while the stopped one is still
+    stopped, and once it runs again it takes in what was queued for it. Nothing is lost."""
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1, b2], workers=2, extra=["--mode", "tcp", "--drain-timeout", "60s"])
+    n = 8000
+    # One old worker takes them all (the other is stopped meanwhile): one sender, so that
+    # enough records head for each receiver to fill its socket.
+    idle = inst.worker_pids()[1]
+    os.kill(idle, signal.SIGSTOP)
+    try:
+        socks = [socket.create_connection(("127.0.0.1", inst.port)) for _ in range(n)]
+        s0 = h.wait_until(lambda: (lambda s: s if _live_connections(s) == n else None)(
+            inst.status()), 60, 0.1, f"{n} connections")
+    finally:
+        os.kill(idle, signal.SIGCONT)
+    gen = s0["generation"]
+    senders = [w["pid"] for w in s0["workers"]]
+    # The senders are held still until the new workers run, so that the handover starts after
+    # the test is watching.
+    for pid in senders:
+        os.kill(pid, signal.SIGSTOP)
+    victim = None
+    try:
+        r = h.cli("restart-workers", "--name", inst.name)
+        assert r.returncode == 0, r
+        victim = [w["pid"] for w in _generation_rows(inst.status(), gen + 1)][0]
+        # Stopped as soon as it has taken a few tunnels in (its descriptors show them sooner
+        # than its row can be read), so that thousands are still to come its way.
+        before = len(os.listdir(f"/proc/{victim}/fd"))
+        for pid in senders:
+            os.kill(pid, signal.SIGCONT)
+        h.wait_until(lambda: len(os.listdir(f"/proc/{victim}/fd")) > before + 10, 30, 0.0005,
+                     "a few tunnels taken in")
+        os.kill(victim, signal.SIGSTOP)
+        stopped_with = [w["handed_in"] for w in _generation_rows(inst.status(), gen + 1)]
+        h.wait_until(lambda: all(h.process_gone(p) for p in senders), 20, 0.1,
+                     "the old generation gone while a new worker is stopped")
+    finally:
+        if victim:
+            os.kill(victim, signal.SIGCONT)
+    s = _settled(inst, gen + 1, n)
+    rows = _generation_rows(s, gen + 1)
+    h.log(f"a receiver stopped at handed_in {stopped_with}: in the end "
+          f"{[(w['handed_in'], w['connections']) for w in rows]} (handed in, connections)")
+    assert sum(w["handed_in"] for w in rows) == n and s["handover_lost"] == 0, s
+    served, closed, silent = _probe_all(socks)
+    assert (served, closed, silent) == (n, 0, []), (served, closed, silent[:5])
+    inst.stop()
+
+
 def test_a_reload_that_removes_a_backend_moves_the_other_tunnels_and_drains_its_own():
     """Two workers, tunnels to two backends; a reload keeps only one. In the same handover the
     kept backend's tunnels move (handed_in), the removed one's stay in the old workers and are

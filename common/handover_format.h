@@ -21,7 +21,13 @@ inline constexpr std::uint32_t magic = 0x4F485357;  // "WSHO" little-endian
 // 3: the frame trackers in the stream watch keep the first close frame's code (access log).
 // 4: the access log's record of the tunnel (flag_access).
 // 5: a chosen close cause and client close code (flag_cause_noted).
+#ifndef WSLB_NEXT_HANDOVER_FORMAT
 inline constexpr std::uint16_t format_version = 5;
+#else
+// Only the test build wslb-next-handover (tests/next_layout): a real binary whose workers speak
+// another format, to check that an upgrade to it drains and says so. Never shipped.
+inline constexpr std::uint16_t format_version = 5 + 1000;
+#endif
 // The largest unwritten remainder a record carries per direction; a connection with more
 // queued stays where it is until it has written some.
 inline constexpr std::size_t max_unwritten = 64 * 1024;

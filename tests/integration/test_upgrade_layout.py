@@ -7,6 +7,7 @@ throughout), and systemd's main pid. Real binaries, real clients, loopback."""
 
 import asyncio
 import json
+import websockets
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from test_service import NotifySocket, start_notified
 from test_tls import _pki, _s_client, _write_config
 
 NEXT = os.path.join(h.BUILD_DIR, "wslb-next-layout")
+NEXT_HANDOVER = os.path.join(h.BUILD_DIR, "wslb-next-handover")
 ADMIN_TOKEN = "upgrade-layout"
 
 
@@ -207,6 +209,42 @@ def test_status_of_another_layout_says_which_and_the_old_table_goes_with_the_old
     assert inst.proc.wait(60) == 0
     h.wait_until(lambda: not os.path.exists(table), 30, 0.1, "the old table removed")
     assert "rebuilt it as /dev/shm/" in inst.log(), inst.log()[-3000:]
+    assert h.cli("stop", "--name", inst.name).returncode == 0
+
+
+def test_an_upgrade_to_workers_of_another_handover_format_drains_and_says_so():
+    assert os.access(NEXT_HANDOVER, os.X_OK), f"{NEXT_HANDOVER} is not built"
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=2, extra=["--drain-timeout", "2s"])
+    before = inst.status()
+
+    async def scenario():
+        held = [await websockets.connect(inst.url, ping_interval=None) for _ in range(20)]
+        since = time.monotonic()
+        closes = []
+        readers = [asyncio.create_task(h.record_close(ws, since, closes)) for ws in held]
+        churn = h.Churn(inst.url, concurrency=4)
+        storm = asyncio.create_task(churn.run())
+        r = await asyncio.to_thread(_upgrade, inst.name, NEXT_HANDOVER)
+        await asyncio.wait_for(asyncio.gather(*readers), 60)
+        churn.stop.set()
+        await storm
+        return r, closes, churn
+
+    r, closes, churn = h.run_async(scenario(), timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    # The answer says the old workers drain, and why.
+    assert "its workers speak handover format 1005, these 5: this master's workers drain" in \
+        r.stdout, r.stdout
+    # They did: every held connection got the drain's 1001, none was handed over.
+    assert sorted(code for _, code in closes) == [1001] * 20, closes
+    assert not churn.failures, churn.failures[:5]
+    h.wait_until(lambda: h.process_gone(before["master_pid"]), 60, 0.1, "the old master gone")
+    log = inst.log()
+    assert "cannot take tunnels (it speaks handover format 1005, this worker 5)" in log, log[-3000:]
+    after = inst.status()
+    assert after["generation"] == before["generation"] + 1 and after["handover_lost"] == 0
+    assert sum(w["handed_in"] for w in after["workers"]) == 0, after["workers"]
     assert h.cli("stop", "--name", inst.name).returncode == 0
 
 

@@ -123,6 +123,13 @@ void master::backend_command(const std::string& arguments, control_request_ptr r
   const config& serving = *children_->serving().cfg();
   const std::string& verb = words[0];
 
+  // The successor of an upgrade under way has taken the backends (the state file, and the
+  // state export of a table of another layout) as they were when it started: a change now
+  // would be lost with this master.
+  if (verb != "list" && upgrade_.in_progress()) {
+    return refuse("an upgrade is in progress; try again once it has answered");
+  }
+
   if (verb == "list" && words.size() == 1) {
     const std::vector<std::size_t> draining = draining_rows(t);
     if (json) {

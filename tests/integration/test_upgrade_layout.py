@@ -248,6 +248,71 @@ def test_an_upgrade_to_workers_of_another_handover_format_drains_and_says_so():
     assert h.cli("stop", "--name", inst.name).returncode == 0
 
 
+def test_a_successor_of_another_layout_killed_after_its_rebuild_leaves_the_old_instance_as_it_was():
+    b1 = h.EchoBackend()
+    inst = h.Instance([b1], workers=2)
+    before = inst.status()
+    table = inst.table_path()
+    # A client still sending its request head stays with the old worker (only tunnels move),
+    # so the old master is still there whenever the successor dies.
+    slow_client = socket.create_connection(("127.0.0.1", inst.port))
+    slow_client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    inst.wait_accepted(1, 10)
+    result = {}
+    upgrading = threading.Thread(target=lambda: result.setdefault("r", _upgrade(inst.name, NEXT)))
+    upgrading.start()
+    # The successor has created its table and rebuilt it: kill it there (before or just after
+    # it reported ready: the old master takes the instance back then).
+    h.wait_until(lambda: "rebuilt it as /dev/shm/" in inst.log(), 60, 0.01, "the rebuild")
+    successor = int(inst.log().split("upgrade: started ")[1].split(" as pid ")[1].split()[0])
+    os.kill(successor, 9)
+    upgrading.join()
+    h.wait_until(lambda: _back_to(inst, table), 60, 0.1,
+                 "the old master serving its own table alone")
+    r = result["r"]
+    h.log(f"successor killed: upgrade exit {r.returncode}: {(r.stdout + r.stderr).strip()[:300]}")
+    slow_client.close()
+    after = inst.status()
+    assert after["master_pid"] == before["master_pid"] == inst.proc.pid, after
+    assert after["layout"] == before["layout"], after
+
+    async def served():
+        async with websockets.connect(inst.url) as ws:
+            await ws.send("served")
+            return await ws.recv()
+
+    assert h.run_async(served(), timeout=30) == "served"
+    assert h.cli("stop", "--name", inst.name).returncode == 0
+
+
+def _back_to(inst, table):
+    """True once the instance's record names `table` again and it is the user's only table of
+    that instance in /dev/shm (the successor's rebuilt one removed)."""
+    mine = [p for p in os.listdir("/dev/shm") if p.startswith(f"wslb.{os.getuid()}.{inst.name}.")]
+    return inst.table_path() == table and mine == [os.path.basename(table)] and \
+        inst.status() is not None
+
+
+def test_backend_changes_wait_while_an_upgrade_is_under_way():
+    b1, b2 = h.EchoBackend(), h.EchoBackend()
+    inst = h.Instance([b1], workers=1)
+    slow = os.path.join(h.RUNTIME_DIR, f"wslb-slow-{os.getpid()}")
+    with open(slow, "w") as f:
+        f.write("#!/bin/sh\nsleep 3\necho 'gave up' >&2\nexit 1\n")
+    os.chmod(slow, 0o700)
+    upgrading = threading.Thread(target=_upgrade, args=(inst.name, slow))
+    upgrading.start()
+    h.wait_until(lambda: "upgrade: started" in inst.log(), 10, 0.05, "the upgrade started")
+    r = h.cli("backend", "add", b2.address, "--name", inst.name)
+    listed = h.cli("backend", "list", "--name", inst.name)
+    upgrading.join()
+    assert r.returncode == 1 and "an upgrade is in progress" in r.stderr, (r.stdout, r.stderr)
+    assert listed.returncode == 0 and b1.address in listed.stdout, listed
+    # Once the upgrade has answered (it failed here), the change goes through.
+    assert h.cli("backend", "add", b2.address, "--name", inst.name).returncode == 0
+    inst.stop()
+
+
 def test_metrics_answer_across_an_upgrade_with_no_refused_connection():
     b1 = h.EchoBackend()
     admin_port = h.free_port()

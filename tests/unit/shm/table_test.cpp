@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "shm/table.h"
+#include "shm/cluster_view.h"
 #include "shm/table_ops.h"
 
 using namespace wslb::shm;
@@ -113,4 +114,23 @@ TEST_CASE("table.trusts_only_a_private_segment_of_this_user_and_one_table_long")
   CHECK(a.rfind("wslb." + std::to_string(me) + ".app.", 0) == 0);
   CHECK(a.size() == std::string("wslb." + std::to_string(me) + ".app.").size() + 16);
   CHECK(a != b);
+}
+
+TEST_CASE("table.inherited_connections_count_for_least_conn_until_each_arrives_once") {
+  auto t = fresh_table();
+  t->header.slot_high_water = 1;
+  t->workers[0].backends[0].active = 3;
+  // After an upgrade to another layout: 5 of the predecessor's connections not yet here.
+  t->backends[0].inherited_active = 5;
+  CHECK(tier_active(*t, 0) == 8);
+  // One arrives: counted in the worker's row, no longer as inherited.
+  t->workers[0].backends[0].active = 4;
+  inherited_take_one(*t, 0);
+  CHECK(t->backends[0].inherited_active == 4);
+  CHECK(tier_active(*t, 0) == 8);
+  // Never below zero (the master zeroed it once the predecessor was gone).
+  t->backends[0].inherited_active = 0;
+  inherited_take_one(*t, 0);
+  CHECK(t->backends[0].inherited_active == 0);
+  CHECK(tier_active(*t, 0) == 4);
 }

@@ -157,7 +157,6 @@ bool adopt_tunnel(worker_context& ctx, const handover::tunnel_record& rec, int c
   if (rec.source_key != 0 && add_source(ctx.row, rec.source_key)) s->source_key = rec.source_key;
   const auto now = static_cast<std::uint32_t>(uv_now(&ctx.loop));
   s->last_active_ms = now - rec.idle_ms;
-  s->opened_ms = now - rec.age_ms;
   s->has_sticky_key = (rec.flags & handover::flag_sticky_key) != 0;
   s->sticky_key = rec.sticky_key;
   s->pinned = (rec.flags & handover::flag_pinned) != 0;

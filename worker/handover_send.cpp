@@ -159,7 +159,7 @@ bool describe_tunnel(worker_context& ctx, session* s, handover::tunnel_record& r
   const auto left = static_cast<std::int32_t>(s->close_at_ms - now);
   rec.close_in_ms = s->graceful && left > 0 ? static_cast<std::uint32_t>(left) : 0;
   rec.source_key = s->source_key;
-  rec.age_ms = now - s->opened_ms;
+  rec.age_ms = static_cast<std::uint32_t>((uv_hrtime() - s->accepted_ns) / 1'000'000);
   rec.sticky_key = s->sticky_key;
   describe_access_record(s, rec);
   if (s->upgraded || s->sniffing) {

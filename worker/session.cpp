@@ -393,7 +393,6 @@ session* open_session(worker_context& ctx, int fd) {
     return nullptr;
   }
   s->last_active_ms = now32(ctx);
-  s->opened_ms = s->last_active_ms;
   return s;
 }
 

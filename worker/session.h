@@ -85,7 +85,6 @@ struct session {
   stream_watch watch;
   std::uint32_t last_active_ms = 0;  // loop time (truncated) of the last read: idle timeout
   std::uint32_t close_at_ms = 0;     // loop time (truncated) a graceful close gives up waiting
-  std::uint32_t opened_ms = 0;       // loop time (truncated) of the accept: its age for shedding
   std::uint64_t sticky_key = 0;      // the client's balancing key, if has_sticky_key (shedding)
   std::uint16_t client_close_code = 0;  // close code a graceful close sends the client; 0: 1001
   std::uint16_t backend_index = no_backend_index;  // configured index of the chosen backend

@@ -29,14 +29,14 @@ struct victim_rule {
   bool moved_keys_only;    // sticky modes: only a key the ring now maps elsewhere
 };
 
-bool may_shed(worker_context& ctx, const session* s, const victim_rule& rule, std::uint32_t now) {
+bool may_shed(worker_context& ctx, const session* s, const victim_rule& rule, std::uint64_t now_ns) {
   // Only tunnels (WebSocket, tcp): a connection between HTTP requests is short-lived anyway.
   // One the affinity cookie placed would come straight back to the same backend.
   if (s->dead || s->graceful || s->at != phase::tunnel || s->pinned ||
       s->backend_index != rule.index) {
     return false;
   }
-  if (static_cast<std::uint32_t>(now - s->opened_ms) < rule.min_age_ms) return false;
+  if (now_ns - s->accepted_ns < std::uint64_t{rule.min_age_ms} * 1'000'000) return false;
   if (rule.moved_keys_only && s->has_sticky_key) {
     // Where the serving configuration sends the key now, not this worker's own (an older
     // generation's does not have the backends a reload added). Nowhere to go: stay.
@@ -52,10 +52,10 @@ std::size_t choose_victims(worker_context& ctx, const victim_rule& rule, std::si
                            std::vector<session*>& out) {
   out.clear();
   if (want == 0) return 0;
-  const auto now = static_cast<std::uint32_t>(uv_now(&ctx.loop));
+  const std::uint64_t now_ns = uv_hrtime();
   std::uint64_t seen = 0;
   for (session* s = ctx.sessions; s != nullptr; s = s->next) {
-    if (!may_shed(ctx, s, rule, now)) continue;
+    if (!may_shed(ctx, s, rule, now_ns)) continue;
     ++seen;
     if (out.size() < want) {
       out.push_back(s);

@@ -5,6 +5,7 @@
 
 #include "protocol/http_response.h"
 #include "protocol/websocket.h"
+#include "tls/client_context.h"
 
 namespace wslb::checker {
 
@@ -40,6 +41,11 @@ class probe {
   void begin() {
     uv_timer_init(loop_, &timer_);
     ++handles_open_;
+    if (!target_.tls_error.empty()) {
+      start_error_ = target_.tls_error;
+      uv_timer_start(&timer_, on_timer, 0, 0);
+      return;
+    }
     int rc = uv_tcp_init(loop_, &tcp_);
     if (rc == 0) {
       ++handles_open_;
@@ -63,7 +69,7 @@ class probe {
   }
 
  private:
-  enum class phase { connecting, awaiting_response, closing };
+  enum class phase { connecting, tls_handshake, awaiting_response, closing };
 
   static probe* self(void* data) { return static_cast<probe*>(data); }
 
@@ -74,6 +80,9 @@ class probe {
     } else if (p->phase_ == phase::connecting) {
       p->report(probe_status::timed_out,
                 "timeout after " + std::to_string(p->target_.timeout_ms) + " ms");
+    } else if (p->phase_ == phase::tls_handshake) {
+      p->report(probe_status::timed_out, "timeout after " + std::to_string(p->target_.timeout_ms) +
+                                             " ms (connected, in the TLS handshake)");
     } else if (p->phase_ == phase::awaiting_response) {
       p->report(probe_status::timed_out, "timeout after " + std::to_string(p->target_.timeout_ms) +
                                              " ms (connected, no response)");
@@ -90,19 +99,128 @@ class probe {
       p->close_all();
       return;
     }
+    if (p->target_.tls_ctx != nullptr) {
+      p->start_tls();
+      return;
+    }
     if (p->target_.kind == probe_kind::tcp) {
       p->report(probe_status::ok, {});
       p->close_all();
       return;
     }
-    p->phase_ = phase::awaiting_response;
-    p->build_request();
-    uv_buf_t buf = uv_buf_init(p->request_.data(), static_cast<unsigned>(p->request_.size()));
-    int rc = uv_write(&p->write_req_, reinterpret_cast<uv_stream_t*>(&p->tcp_), &buf, 1, on_write);
-    if (rc == 0) rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&p->tcp_), on_alloc, on_read);
+    p->send_request();
+  }
+
+  // The check proper, once connected (and past the TLS handshake): the request, then the
+  // answer is read.
+  void send_request() {
+    phase_ = phase::awaiting_response;
+    build_request();
+    int rc = 0;
+    if (target_.tls_ctx != nullptr) {
+      rc = send_encrypted(request_.data(), request_.size());
+    } else {
+      uv_buf_t buf = uv_buf_init(request_.data(), static_cast<unsigned>(request_.size()));
+      rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write);
+      if (rc == 0) rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+    }
     if (rc != 0) {
-      p->report(probe_status::failed, std::string("send failed: ") + uv_strerror(rc));
-      p->close_all();
+      report(probe_status::failed, std::string("send failed: ") + uv_strerror(rc));
+      close_all();
+    }
+  }
+
+  // ---- TLS towards the backend ----------------------------------------------------------
+
+  // One write of ciphertext, copied: the engine's output buffer is the loop's.
+  struct tls_write {
+    uv_write_t req;
+    probe* owner;
+    std::string bytes;
+  };
+
+  static void on_tls_write(uv_write_t* req, int status) {
+    auto* w = static_cast<tls_write*>(req->data);
+    probe* p = w->owner;
+    delete w;
+    if (status == UV_ECANCELED || p->closing_ || status >= 0) return;
+    p->report(probe_status::failed, std::string("send failed: ") + uv_strerror(status));
+    p->close_all();
+  }
+
+  // Sends what the engine produced. 0 or a libuv error.
+  int flush_tls() {
+    std::string& out = target_.tls_io->output();
+    if (out.empty()) return 0;
+    auto* w = new tls_write{{}, this, std::move(out)};
+    out.clear();
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+    const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_tls_write);
+    if (rc != 0) delete w;
+    return rc;
+  }
+
+  int send_encrypted(const char* data, std::size_t len) {
+    if (!tls_.write(data, len)) {
+      target_.tls_io->output().clear();
+      return UV_EPROTO;
+    }
+    return flush_tls();
+  }
+
+  void start_tls() {
+    phase_ = phase::tls_handshake;
+    if (!tls_.open_client(target_.tls_ctx, *target_.tls_io) ||
+        !tls::aim_at_backend(tls_.native(), target_.tls_host, target_.tls_sni)) {
+      return fail("cannot start TLS");
+    }
+    if (target_.kind != probe_kind::tcp) {
+      static const unsigned char http1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+      SSL_set_alpn_protos(tls_.native(), http1, sizeof http1);
+    }
+    tls_.read(plain_, sizeof plain_);  // nothing to read yet: writes the ClientHello
+    int rc = flush_tls();
+    if (rc == 0) rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+    if (rc != 0) return fail(std::string("send failed: ") + uv_strerror(rc));
+  }
+
+  // Ciphertext from the backend: the handshake, then plaintext for the check.
+  void on_tls_bytes(std::string_view bytes) {
+    target_.tls_io->output().clear();
+    tls_.feed(*target_.tls_io, bytes.data(), bytes.size());
+    for (;;) {
+      const tls::read_result r = tls_.read(plain_, sizeof plain_);
+      if (r.status == tls::read_status::failed) {
+        target_.tls_io->output().clear();
+        if (phase_ == phase::tls_handshake) return fail(tls::handshake_failure(tls_.native()));
+        if (phase_ == phase::awaiting_response) return fail("TLS error");
+        return close_all();
+      }
+      if (flush_tls() != 0) return fail("send failed");
+      if (phase_ == phase::tls_handshake && tls_.handshake_done()) {
+        if (target_.kind == probe_kind::tcp) {
+          report(probe_status::ok, {});
+          return close_all();
+        }
+        send_request();
+        if (closing_) return;
+      }
+      if (r.status == tls::read_status::data) {
+        const std::string_view plain(plain_, r.len);
+        if (phase_ == phase::awaiting_response) {
+          on_response_bytes(plain);
+        } else if (phase_ == phase::closing) {
+          on_tail_bytes(plain);
+        }
+        if (closing_) return;
+        continue;
+      }
+      if (r.status == tls::read_status::closed) {
+        if (phase_ == phase::awaiting_response) return fail("closed before response");
+        return close_all();
+      }
+      return;  // need more
     }
   }
 
@@ -124,6 +242,12 @@ class probe {
     probe* p = self(s->data);
     if (p->closing_) return;
     if (nread < 0) {
+      if (p->phase_ == phase::tls_handshake) {
+        p->report(probe_status::failed, nread == UV_EOF
+                                            ? std::string("closed during the TLS handshake")
+                                            : std::string("TLS handshake: ") +
+                                                  uv_strerror(static_cast<int>(nread)));
+      }
       if (p->phase_ == phase::awaiting_response) {
         p->report(probe_status::failed,
                   nread == UV_EOF ? std::string("closed before response")
@@ -134,7 +258,9 @@ class probe {
       return;
     }
     const std::string_view bytes(buf->base, static_cast<std::size_t>(nread));
-    if (p->phase_ == phase::awaiting_response) {
+    if (p->target_.tls_ctx != nullptr) {
+      p->on_tls_bytes(bytes);
+    } else if (p->phase_ == phase::awaiting_response) {
       p->on_response_bytes(bytes);
     } else if (p->phase_ == phase::closing) {
       p->on_tail_bytes(bytes);
@@ -187,11 +313,16 @@ class probe {
     phase_ = phase::closing;
     tail_.assign(head_, end, std::string::npos);
     close_frame_ = protocol::make_close_frame(protocol::close_normal, /*masked=*/true);
-    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(close_frame_.bytes.data()),
-                               static_cast<unsigned>(close_frame_.size));
-    if (uv_write(&close_write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write) != 0) {
-      close_all();
-      return;
+    char* frame = reinterpret_cast<char*>(close_frame_.bytes.data());
+    if (target_.tls_ctx != nullptr) {
+      if (send_encrypted(frame, close_frame_.size) != 0) return close_all();
+    } else {
+      uv_buf_t buf = uv_buf_init(frame, static_cast<unsigned>(close_frame_.size));
+      if (uv_write(&close_write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write) !=
+          0) {
+        close_all();
+        return;
+      }
     }
     on_tail_bytes({});
   }
@@ -228,6 +359,7 @@ class probe {
     if (closing_) return;
     closing_ = true;
     reported_ = true;  // nothing more to say once the socket is gone
+    tls_.reset();
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
     if (tcp_open_) uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
   }
@@ -252,7 +384,9 @@ class probe {
   protocol::response_sniffer sniffer_{max_head_bytes};
   std::string tail_;
   protocol::close_frame close_frame_;
+  tls::engine tls_;  // with a TLS target
   char read_buf_[4096];
+  char plain_[4096];
 };
 
 probe* start_probe(uv_loop_t* loop, const probe_target& target, probe_done done) {

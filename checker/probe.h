@@ -1,6 +1,9 @@
 // One health-check probe of one backend on the checker's libuv loop: tcp (the connect
 // succeeds), http (GET answers 2xx/3xx) or websocket (upgrade answers 101 with the right
 // Sec-WebSocket-Accept, then a close frame). Never blocks; bounded by its own timeout.
+// Towards a `tls` backend every kind runs over TLS with the workers' verification (chain and
+// name): tcp then means the handshake succeeds, and a verification failure fails the check
+// with its reason.
 #pragma once
 
 #include <sys/socket.h>
@@ -11,6 +14,7 @@
 #include <string>
 
 #include "checker/health_state.h"
+#include "tls/engine.h"
 
 namespace wslb::checker {
 
@@ -23,6 +27,13 @@ struct probe_target {
   std::string host;        // Host header: the backend's "HOST:PORT"
   std::string path = "/";  // request target for http and websocket
   std::uint32_t timeout_ms = 1000;
+  // TLS towards the backend (null: plaintext): the context, the loop's engine_io, and what
+  // tls::aim_at_backend takes (the configured host and sni=).
+  SSL_CTX* tls_ctx = nullptr;
+  tls::engine_io* tls_io = nullptr;
+  std::string tls_host;
+  std::string tls_sni;
+  std::string tls_error;  // a TLS backend whose context could not be built: fails with this
 };
 
 struct probe_outcome {

@@ -185,8 +185,13 @@ void scheduler::sync_row(std::size_t i) {
   const socklen_t len = static_cast<socklen_t>(
       std::min<std::uint32_t>(row.sockaddr_len.load(relaxed), sizeof row.sockaddr_bytes));
   std::memcpy(&addr, row.sockaddr_bytes, len);
+  const bool tls = row.tls.load(relaxed) != 0;
+  const std::string tls_sni(shm::fixed_text(row.tls_sni, sizeof row.tls_sni));
+  const std::string tls_ca(shm::fixed_text(row.tls_ca, sizeof row.tls_ca));
   if (s.tracked && s.address == address && s.addr_len == len &&
-      std::memcmp(&s.addr, &addr, len) == 0) {
+      std::memcmp(&s.addr, &addr, len) == 0 && s.tls == tls && s.tls_sni == tls_sni &&
+      s.tls_ca == tls_ca) {
+    if (tls) load_tls(s);  // a reload: the CA file is read again, as the workers' is
     return;  // same backend, e.g. only its weight changed: keep its rhythm and its probe
   }
   drop_probe(s);
@@ -194,6 +199,10 @@ void scheduler::sync_row(std::size_t i) {
   s.address = address;
   s.addr = addr;
   s.addr_len = len;
+  s.tls = tls;
+  s.tls_sni = tls_sni;
+  s.tls_ca = tls_ca;
+  load_tls(s);
   ++s.target_gen;
   if (!usable_address(addr, len)) {
     log_line(who, "backend %s (row %zu) has no usable socket address; not checked", address, i);
@@ -201,6 +210,17 @@ void scheduler::sync_row(std::size_t i) {
     return;
   }
   arm_first(s);
+}
+
+void scheduler::load_tls(slot& s) {
+  s.tls_ctx.reset();
+  s.tls_error.clear();
+  if (!s.tls) return;
+  // ALPN is offered per probe (http and websocket checks), not by the context.
+  s.tls_ctx = tls::client_context::load(s.tls_ca, /*alpn_http1=*/false, s.tls_error);
+  if (!s.tls_ctx) {
+    log_line(who, "backend %s: %s; its checks fail", s.address.c_str(), s.tls_error.c_str());
+  }
 }
 
 void scheduler::drop_probe(slot& s) {
@@ -245,6 +265,16 @@ void scheduler::start_probe_on(slot& s) {
   target.host = s.address;
   target.path = settings_.path;
   target.timeout_ms = settings_.timeout_ms;
+  if (s.tls) {
+    target.tls_ctx = s.tls_ctx ? s.tls_ctx->native() : nullptr;
+    target.tls_io = &tls_io_;
+    target.tls_error = s.tls_ctx ? std::string() : s.tls_error;
+    // The host as configured: "HOST:PORT", "[v6]:PORT".
+    std::string_view host = std::string_view(s.address).substr(0, s.address.rfind(':'));
+    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    target.tls_host = std::string(host);
+    target.tls_sni = s.tls_sni;
+  }
   s.started_ms = monotonic_ms();
   const std::size_t i = s.row;
   const std::uint64_t gen = s.target_gen;

@@ -8,11 +8,14 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "checker/probe.h"
 #include "common/config.h"
 #include "shm/layout.h"
+#include "tls/client_context.h"
+#include "tls/engine.h"
 
 namespace wslb::checker {
 
@@ -58,6 +61,14 @@ class scheduler {
     std::string address;
     sockaddr_storage addr{};
     socklen_t addr_len = 0;
+    // A `tls` backend: its sni= and ca= as the row gives them, and the context built from them
+    // (again whenever the row's configuration moves, so a reload re-reads the CA file), or
+    // why it could not be built.
+    bool tls = false;
+    std::string tls_sni;
+    std::string tls_ca;
+    std::shared_ptr<tls::client_context> tls_ctx;
+    std::string tls_error;
     uv_timer_t due{};              // next probe
     probe* in_flight = nullptr;
     std::int64_t started_ms = 0;   // monotonic start of the latest probe
@@ -72,6 +83,7 @@ class scheduler {
   void start_probe_on(slot& s);
   void drop_probe(slot& s);  // cancels the probe in flight, if any
   void on_probe_done(std::size_t i, std::uint64_t gen, const probe_outcome& outcome);
+  void load_tls(slot& s);
 
   uv_loop_t* loop_;
   shm::table& table_;
@@ -80,6 +92,7 @@ class scheduler {
   bool stopping_ = false;
   uv_timer_t scan_timer_{};
   std::array<slot, shm::max_backends> slots_{};
+  tls::engine_io tls_io_;  // every TLS probe's engine on this loop shares it
 };
 
 }  // namespace wslb::checker

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/run_options.h"
 #include "supervisor/master.h"
+#include "tls/client_context.h"
 #include "tls/server_context.h"
 
 namespace wslb::cli {
@@ -36,8 +37,12 @@ int run_command(const args& a) {
                "counts, the cluster agent keeps trying", where.c_str(), check.detail.c_str());
     }
   }
-  // The certificates are read now, so that a bad one stops `run` with the usage code too.
+  // The certificates and CA files are read now, so that a bad one stops `run` with the usage code too.
   if (const std::string error = tls::load_listener_tls(cfg, unix_ms()); !error.empty()) {
+    std::fprintf(stderr, "wslb run: %s\n", error.c_str());
+    return exit_code::usage;
+  }
+  if (const std::string error = tls::load_backend_tls(cfg); !error.empty()) {
     std::fprintf(stderr, "wslb run: %s\n", error.c_str());
     return exit_code::usage;
   }

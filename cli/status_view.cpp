@@ -104,6 +104,45 @@ std::string tls_text(const shm::table& t, std::int64_t now) {
          "), failed " + num(sums.failed) + ", abandoned " + num(sums.abandoned) + "\n";
 }
 
+// A `tls` backend's settings as the row holds them: what its certificate is verified
+// against and for which name. Empty strings for sni and ca: none given.
+struct backend_tls_view {
+  bool on = false;
+  std::string sni;
+  std::string ca;
+  std::string verified_name;  // sni=, else the configured host (a name, or an IP address)
+};
+
+backend_tls_view tls_of(const shm::backend_row& row) {
+  backend_tls_view v;
+  v.on = row.tls.load(relaxed) != 0;
+  if (!v.on) return v;
+  v.sni = std::string(shm::fixed_text(row.tls_sni, sizeof row.tls_sni));
+  v.ca = std::string(shm::fixed_text(row.tls_ca, sizeof row.tls_ca));
+  const std::string_view address = shm::address_of(row);
+  std::string_view host = address.substr(0, address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  v.verified_name = v.sni.empty() ? std::string(host) : v.sni;
+  return v;
+}
+
+// ,"tls":{"sni":...,"verify_name":...,"ca":...} or ,"tls":null
+std::string backend_tls_json(const shm::backend_row& row) {
+  const backend_tls_view v = tls_of(row);
+  if (!v.on) return ",\"tls\":null";
+  return ",\"tls\":{\"sni\":" + (v.sni.empty() ? "null" : json_string(printable_text(v.sni))) +
+         ",\"verify_name\":" + json_string(printable_text(v.verified_name)) +
+         ",\"ca\":" + (v.ca.empty() ? "null" : json_string(printable_text(v.ca))) + "}";
+}
+
+std::string backend_tls_text(const shm::backend_row& row) {
+  const backend_tls_view v = tls_of(row);
+  if (!v.on) return {};
+  return "    tls: certificate verified for " + printable_text(v.verified_name) +
+         (v.sni.empty() ? "" : " (sni)") + " against " +
+         (v.ca.empty() ? std::string("the system CA store") : printable_text(v.ca)) + "\n";
+}
+
 }  // namespace
 
 std::string printable_text(std::string_view raw) {
@@ -193,7 +232,7 @@ std::string render_status_json(const shm::table& t, std::int64_t now) {
            to_string(row.state.load()) + "\",\"weight\":" + std::to_string(row.weight.load()) +
            ",\"active\":" + num(sums.active) + ",\"maxconn\":" +
            (row.maxconn.load() ? num(std::uint64_t{row.maxconn.load()}) : "null") +
-           shaping_json(row, sums, now) +
+           backend_tls_json(row) + shaping_json(row, sums, now) +
            ",\"cluster_active\":" + num(row.cluster_active.load(relaxed)) +
            ",\"tier_active\":" + num(shm::tier_active(t, b)) +
            ",\"inherited_active\":" + num(row.inherited_active.load(relaxed)) +
@@ -314,6 +353,7 @@ std::string render_status_text(const shm::table& t, std::int64_t now) {
                     num(shm::tier_active(t, b));
     }
     out += per_worker + "\n";
+    out += backend_tls_text(row);
     out += shaping_text(row, sums, now);
   }
   std::string errors;

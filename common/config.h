@@ -15,6 +15,7 @@
 
 namespace wslb::tls {
 class server_context;
+class client_context;
 }
 
 namespace wslb {
@@ -31,11 +32,22 @@ struct endpoint {
   bool same_address(const endpoint& other) const;  // same resolved address and port
 };
 
+// `--backend HOST:PORT,tls[,sni=NAME][,ca=FILE]`: TLS towards the backend, verified.
+struct backend_tls_config {
+  bool enabled = false;
+  std::string sni;      // the name sent and verified; empty: HOST when it is a name
+  std::string ca_file;  // absolute path of the CA bundle; empty: the system store
+  // Built where the configuration is loaded (tls::load_backend_tls), shared by the backends
+  // with the same CA file.
+  std::shared_ptr<tls::client_context> context;
+};
+
 struct backend_config {
   endpoint where;
   std::uint32_t weight = 1;
   std::uint32_t maxconn = 0;       // live connections across every worker; 0 = no limit
   std::uint32_t slowstart_ms = 0;  // ramp of new connections after coming up; 0 = none
+  backend_tls_config tls;
   std::size_t row = 0;  // index of this backend's row in the shared table (set by the master)
 };
 

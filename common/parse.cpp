@@ -1,6 +1,7 @@
 #include "common/parse.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <cstring>
@@ -122,16 +123,45 @@ bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
   return true;
 }
 
+namespace {
+
+// A host name for SNI and verification: letters, digits, '-' and '.', as the table holds it.
+bool is_sni_name(std::string_view name) {
+  if (name.empty() || name.size() >= shm::address_chars) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// `path` made absolute against the current directory: the master and its children may run
+// from elsewhere (and the journal keeps the path for the next run).
+std::string absolute_path(std::string_view path) {
+  if (!path.empty() && path.front() == '/') return std::string(path);
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd) == nullptr) return std::string(path);
+  return std::string(cwd) + "/" + std::string(path);
+}
+
+}  // namespace
+
 bool parse_backend(std::string_view text, backend_config& out, std::string& error) {
   const auto comma = text.find(',');
   if (!parse_endpoint(text.substr(0, comma), out.where, error)) return false;
   out.weight = 1;
   out.maxconn = 0;
   out.slowstart_ms = 0;
+  out.tls = {};
   if (comma == std::string_view::npos) return true;
-  // Options after the address, each once, in any order: weight=N, maxconn=N, slowstart=D.
+  // Options after the address, each once, in any order: weight=N, maxconn=N, slowstart=D,
+  // tls, sni=NAME, ca=FILE (the last two with tls).
   std::string_view rest = text.substr(comma + 1);
-  bool seen[3] = {false, false, false};
+  bool seen[6] = {false, false, false, false, false, false};
+  constexpr const char* known =
+      "is not weight=N, maxconn=N, slowstart=DURATION, tls, sni=NAME or ca=FILE";
+  std::string_view tls_option;  // the first of sni=, ca= (they need tls)
   for (;;) {
     const auto next = rest.find(',');
     const std::string_view item = rest.substr(0, next);
@@ -144,8 +174,12 @@ bool parse_backend(std::string_view text, backend_config& out, std::string& erro
       return false;
     };
     std::uint64_t n = 0;
-    if (eq == std::string_view::npos) {
-      return bad("is not weight=N, maxconn=N or slowstart=DURATION");
+    if (item == "tls") {
+      if (seen[3]) return bad("repeats tls");
+      seen[3] = true;
+      out.tls.enabled = true;
+    } else if (eq == std::string_view::npos) {
+      return bad(known);
     } else if (key == "weight") {
       if (seen[0]) return bad("repeats weight");
       seen[0] = true;
@@ -165,12 +199,37 @@ bool parse_backend(std::string_view text, backend_config& out, std::string& erro
       if (!parse_duration_ms(value, out.slowstart_ms, unused) || out.slowstart_ms > 3'600'000) {
         return bad("is not slowstart=DURATION (like 30s, at most 1h)");
       }
+    } else if (key == "sni") {
+      if (seen[4]) return bad("repeats sni");
+      seen[4] = true;
+      if (!is_sni_name(value)) {
+        return bad("is not sni=NAME with a host name of letters, digits, '-' and '.' (at most 63)");
+      }
+      out.tls.sni = std::string(value);
+      if (tls_option.empty()) tls_option = item;
+    } else if (key == "ca") {
+      if (seen[5]) return bad("repeats ca");
+      seen[5] = true;
+      out.tls.ca_file = absolute_path(value);
+      if (value.empty() || out.tls.ca_file.size() >= shm::tls_ca_chars ||
+          out.tls.ca_file.find_first_of(",\t\r\n") != std::string::npos) {
+        return bad(("is not ca=FILE with a path of at most " +
+                    std::to_string(shm::tls_ca_chars - 1) + " characters")
+                       .c_str());
+      }
+      if (tls_option.empty()) tls_option = item;
     } else {
-      return bad("is not weight=N, maxconn=N or slowstart=DURATION");
+      return bad(known);
     }
-    if (next == std::string_view::npos) return true;
+    if (next == std::string_view::npos) break;
     rest = rest.substr(next + 1);
   }
+  if (!tls_option.empty() && !out.tls.enabled) {
+    error = "'" + std::string(tls_option) + "' in '" + std::string(text) +
+            "' needs tls (HOST:PORT,tls," + std::string(tls_option) + ")";
+    return false;
+  }
+  return true;
 }
 
 bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error) {

@@ -22,7 +22,9 @@ inline constexpr std::size_t max_endpoint_chars = 63;
 bool parse_endpoint(std::string_view text, endpoint& out, std::string& error,
                     bool allow_port_zero = false);
 // "HOST:PORT" then any of ",weight=N" (1-1000), ",maxconn=N" (1-10000000, live connections
-// across every worker), ",slowstart=DURATION" (up to 1h), each at most once.
+// across every worker), ",slowstart=DURATION" (up to 1h), ",tls" with ",sni=NAME" and
+// ",ca=FILE" (made absolute against the current directory), each at most once. The CA file is
+// read later (tls::load_backend_tls).
 bool parse_backend(std::string_view text, backend_config& out, std::string& error);
 // "30s", "1500ms", "2m", "0"; a bare number means seconds.
 bool parse_duration_ms(std::string_view text, std::uint32_t& out_ms, std::string& error);

@@ -18,12 +18,12 @@ namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
 #ifndef WSLB_NEXT_LAYOUT
-inline constexpr std::uint32_t layout_version = 13;
+inline constexpr std::uint32_t layout_version = 14;
 #else
 // Only the test build of the next layout (tests/next_layout): a real binary whose table differs
 // from this one's (another version, fields moved by next_layout_field below), to upgrade to
 // and back from. Never shipped.
-inline constexpr std::uint32_t layout_version = 13 + 1000;
+inline constexpr std::uint32_t layout_version = 14 + 1000;
 #endif
 
 inline constexpr std::size_t max_backends = 64;
@@ -31,6 +31,7 @@ inline constexpr std::size_t max_worker_slots = 128;  // several generations may
 inline constexpr std::size_t address_chars = 64;      // "HOST:PORT", NUL-terminated
 inline constexpr std::size_t name_chars = 64;
 inline constexpr std::size_t error_chars = 96;
+inline constexpr std::size_t tls_ca_chars = 256;       // a backend's ca= path, NUL-terminated
 inline constexpr std::size_t max_certificates = 16;  // --tls-cert/--tls-key pairs
 inline constexpr std::size_t subject_chars = 160;
 inline constexpr std::size_t key_kind_chars = 24;     // "ECDSA prime256v1", "RSA 2048"
@@ -199,6 +200,11 @@ struct alignas(64) backend_row {
   char address[address_chars];                // "HOST:PORT"
   std::uint8_t sockaddr_bytes[28];            // sockaddr_in or sockaddr_in6, for the checker
   std::atomic<std::uint32_t> sockaddr_len;
+  // `--backend ...,tls[,sni=NAME][,ca=FILE]`: for the checker, `status` and workers that adopt a
+  // backend added at run time. Written with `address`, before config_epoch is bumped.
+  std::atomic<std::uint32_t> tls;             // 1: TLS towards this backend
+  char tls_sni[address_chars];                // "" : HOST when it is a name
+  char tls_ca[tls_ca_chars];                  // "" : the system store
 
   // Totals of workers that have exited, folded in by the master when it clears their rows.
   std::atomic<std::uint64_t> retired_total;

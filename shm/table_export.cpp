@@ -124,6 +124,7 @@ void backend_numbers(Row& row, Visit&& visit) {
   visit("evacuate_start_ms", row.evacuate_start_ms);
   visit("evacuate_end_ms", row.evacuate_end_ms);
   visit("admin", row.admin);
+  visit("tls", row.tls);
 }
 
 template <typename T>
@@ -188,7 +189,9 @@ std::string export_table(const table& t, const export_names& names) {
             field("evacuated", sums.evacuated);
     line += " address=" + hex_text(row.address, address_chars) +
             " sockaddr=" + hex(row.sockaddr_bytes, sizeof row.sockaddr_bytes) +
-            " last_error=" + hex(read_last_error(row).data(), read_last_error(row).size());
+            " last_error=" + hex(read_last_error(row).data(), read_last_error(row).size()) +
+            " tls_sni=" + hex_text(row.tls_sni, sizeof row.tls_sni) +
+            " tls_ca=" + hex_text(row.tls_ca, sizeof row.tls_ca);
     out += line + "\n";
   }
   // The ticket keys under their seqlock: retried while the master rewrites them (it is the
@@ -264,7 +267,8 @@ std::string import_table(std::string_view text, table& t, export_names& names) {
       // A field this reader does not know is skipped (a newer writer's), never judged.
       const bool is_text = name == "name" || name == "listen" || name == "segment" ||
                            name == "successor" || name == "address" || name == "sockaddr" ||
-                           name == "last_error" || name == "key0" || name == "key1";
+                           name == "last_error" || name == "key0" || name == "key1" ||
+                           name == "tls_sni" || name == "tls_ca";
       if (is_text && !r.text(name, s, why)) return why;
       if (!is_text && known_number(name) && !r.number(name, n, why)) return why;
     }
@@ -312,6 +316,10 @@ std::string import_table(std::string_view text, table& t, export_names& names) {
       std::memcpy(row.sockaddr_bytes, s.data(), std::min(s.size(), sizeof row.sockaddr_bytes));
       r.text("last_error", s, why);
       write_last_error(row, s);
+      r.text("tls_sni", s, why);
+      copy_fixed(row.tls_sni, sizeof row.tls_sni, s);
+      r.text("tls_ca", s, why);
+      copy_fixed(row.tls_ca, sizeof row.tls_ca, s);
       // Totals go on from the predecessor's (what its workers count after the export is not
       // carried); its live connections are inherited until they are handed over.
       const std::pair<const char*, std::atomic<std::uint64_t>*> totals[] = {

@@ -167,8 +167,10 @@ std::uint64_t sum_kind(const table& t, std::size_t b, std::size_t kind) {
   return sum;
 }
 
-std::string_view address_of(const backend_row& row) {
-  return {row.address, strnlen(row.address, address_chars)};
+std::string_view address_of(const backend_row& row) { return fixed_text(row.address, address_chars); }
+
+std::string_view fixed_text(const char* field, std::size_t capacity) {
+  return {field, strnlen(field, capacity)};
 }
 
 void copy_fixed(char* dst, std::size_t capacity, std::string_view text) {

@@ -81,6 +81,9 @@ std::uint64_t sum_kind(const table& t, std::size_t b, std::size_t kind);
 // holds there). Any process.
 std::string_view address_of(const backend_row& row);
 
+// The text in a fixed char array of `capacity`, never read past it. Any process.
+std::string_view fixed_text(const char* field, std::size_t capacity);
+
 // Copies `text` into a fixed char array, truncating, always NUL-terminated.
 void copy_fixed(char* dst, std::size_t capacity, std::string_view text);
 

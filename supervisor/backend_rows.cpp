@@ -54,6 +54,16 @@ void write_sockaddr(shm::backend_row& row, const endpoint& where) {
   row.sockaddr_len.store(where.addr_len, relaxed);
 }
 
+// TLS towards the backend, as the checker and `status` read it. True when it changed.
+bool write_tls(shm::backend_row& row, const backend_config& b) {
+  const bool changed = (row.tls.load(relaxed) != 0) != b.tls.enabled ||
+                       b.tls.sni != row.tls_sni || b.tls.ca_file != row.tls_ca;
+  shm::copy_fixed(row.tls_sni, sizeof row.tls_sni, b.tls.sni);
+  shm::copy_fixed(row.tls_ca, sizeof row.tls_ca, b.tls.ca_file);
+  row.tls.store(b.tls.enabled ? 1 : 0, relaxed);
+  return changed;
+}
+
 // Workers that follow the table at run time (worker/backend_set.h) look at the rows again.
 void announce_rows_changed(shm::table& t) {
   t.header.backend_epoch.fetch_add(1, std::memory_order_release);
@@ -119,6 +129,7 @@ std::string backend_rows_change::prepare(shm::table& t, config& next) {
     reset_row(r);
     shm::copy_fixed(r.address, shm::address_chars, b.where.to_string());
     write_sockaddr(r, b.where);
+    write_tls(r, b);
     r.weight.store(b.weight, relaxed);
     r.maxconn.store(b.maxconn, relaxed);
     r.slowstart_ms.store(b.slowstart_ms, relaxed);
@@ -143,6 +154,8 @@ void backend_rows_change::commit(shm::table& t, const config& next) {
       reset_health(r);
       write_sockaddr(r, b.where);
     }
+    // TLS turned on or off, another name or CA: the checks start over with it.
+    if (write_tls(r, b)) reset_health(r);
     kept[b.row] = true;
     r.weight.store(b.weight, relaxed);
     r.maxconn.store(b.maxconn, relaxed);

@@ -1,4 +1,4 @@
-// `wslb backend add HOST:PORT[,weight=N][,maxconn=N][,slowstart=D]` and `wslb backend remove
+// `wslb backend add HOST:PORT[,weight=N][,maxconn=N][,slowstart=D][,tls...]` and `wslb backend remove
 // HOST:PORT [--drain D]` on the control socket: the serving generation's backends change
 // without a new generation. The rows change through the reload's own backend_rows_change,
 // prepared and committed at once (no new workers to wait for), the workers follow the table
@@ -15,6 +15,7 @@
 #include "shm/table_ops.h"
 #include "supervisor/backend_rows.h"
 #include "supervisor/master_state.h"
+#include "tls/client_context.h"
 
 namespace wslb::supervisor {
 
@@ -83,6 +84,9 @@ void master::add_backend(const std::string& spec, bool json, control_request_ptr
   const std::string line = backend_line(added);
   shm::table& t = table_->get();
   const std::shared_ptr<const config> serving = children_->serving().cfg();
+  if (const std::string why = tls::load_backend_tls(*serving, added); !why.empty()) {
+    return refuse("backend add: " + why);
+  }
   if (const backend_config* there = find_backend(*serving, address)) {
     if (backend_line(*there) != line) {
       return refuse("backend " + address + " is already there as " + backend_line(*there) +
@@ -189,7 +193,8 @@ std::size_t master::undo_runtime_backends() {
     }
     backend_config b;
     std::string error;
-    if (find_backend(next, address) == nullptr && parse_backend(r.line, b, error)) {
+    if (find_backend(next, address) == nullptr && parse_backend(r.line, b, error) &&
+        tls::load_backend_tls(next, b).empty()) {
       next.backends.push_back(b);
     }
   }

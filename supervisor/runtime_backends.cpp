@@ -4,6 +4,7 @@
 
 #include "common/parse.h"
 #include "shm/layout.h"
+#include "tls/client_context.h"
 
 namespace wslb::supervisor {
 
@@ -11,6 +12,9 @@ std::string backend_line(const backend_config& b) {
   std::string line = b.where.to_string() + ",weight=" + std::to_string(b.weight);
   if (b.maxconn != 0) line += ",maxconn=" + std::to_string(b.maxconn);
   if (b.slowstart_ms != 0) line += ",slowstart=" + std::to_string(b.slowstart_ms) + "ms";
+  if (b.tls.enabled) line += ",tls";
+  if (!b.tls.sni.empty()) line += ",sni=" + b.tls.sni;
+  if (!b.tls.ca_file.empty()) line += ",ca=" + b.tls.ca_file;
   return line;
 }
 
@@ -68,7 +72,7 @@ std::vector<std::string> merge_runtime_backends(const runtime_backend_map& recor
     }
     backend_config b;
     std::string error;
-    if (!parse_backend(r.line, b, error)) {
+    if (!parse_backend(r.line, b, error) || !(error = tls::load_backend_tls(cfg, b)).empty()) {
       dropped.push_back(address + " (its addition: " + error + ")");
     } else if (cfg.backends.size() >= shm::max_backends) {
       dropped.push_back(address + " (its addition: already " +

@@ -3,7 +3,7 @@
 // every reload, when the master starts again and on the next `run` of the name. The file wins
 // over the journal, and says so: an address the file configures now takes its line from the
 // file (the runtime addition is dropped), and a removal holds only while the line it removed
-// is unchanged. Master only; pure apart from resolving host names.
+// is unchanged. Master only; pure apart from resolving host names and reading CA files.
 #pragma once
 
 #include <map>
@@ -25,7 +25,7 @@ struct runtime_backend {
 // Records by backend address ("HOST:PORT").
 using runtime_backend_map = std::map<std::string, runtime_backend>;
 
-// "HOST:PORT,weight=N[,maxconn=N][,slowstart=Nms]": everything a backend's line says, in one
+// "HOST:PORT,weight=N[,maxconn=N][,slowstart=Nms][,tls[,sni=NAME][,ca=FILE]]": everything a backend's line says, in one
 // spelling, so two lines that mean the same compare equal.
 std::string backend_line(const backend_config& b);
 

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "supervisor/master_state.h"
 #include "tls/certificate_rows.h"
+#include "tls/client_context.h"
 #include "tls/server_context.h"
 #include "tls/ticket_keys.h"
 
@@ -47,7 +48,10 @@ void rotate_ticket_keys_when_due(shm::table& t, const config& cfg, std::int64_t 
   if (!first) log_certificates(cfg, now_ms);
 }
 
-std::string tls_step::prepare(config& next) { return tls::load_listener_tls(next, unix_ms()); }
+std::string tls_step::prepare(config& next) {
+  if (std::string error = tls::load_listener_tls(next, unix_ms()); !error.empty()) return error;
+  return tls::load_backend_tls(next);
+}
 
 void tls_step::commit(const config& next) { publish_tls(table_, next, unix_ms()); }
 

@@ -20,8 +20,8 @@ void publish_tls(shm::table& t, const config& cfg, std::int64_t now_ms);
 // certificates' expiry warnings again at each rotation. Called from the master's housekeeping.
 void rotate_ticket_keys_when_due(shm::table& t, const config& cfg, std::int64_t now_ms);
 
-// A reload's certificates: prepare() reads and checks them (a bad one refuses the reload),
-// commit() shows them in the table. The ticket keys are the instance's, not a generation's:
+// A reload's certificates: prepare() reads and checks them, and the CA files of TLS backends
+// (a bad one refuses the reload), commit() shows them in the table. The ticket keys are the instance's, not a generation's:
 // a reload keeps them, so sessions resume across it.
 class tls_step : public reload_step {
  public:

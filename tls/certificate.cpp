@@ -12,6 +12,15 @@
 
 namespace wslb::tls {
 
+std::string take_openssl_error() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
 namespace {
 
 struct bio_free {

@@ -23,6 +23,9 @@ struct pkey_free {
 using x509_ptr = std::unique_ptr<X509, x509_free>;
 using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
+// Takes the oldest error off OpenSSL's queue (and clears the rest), in words for a message.
+std::string take_openssl_error();
+
 // A certificate this close to expiry is flagged: a warning in the master's log, "RENEW SOON"
 // in `status`.
 inline constexpr std::int64_t expiry_warning_days = 14;

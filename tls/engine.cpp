@@ -73,12 +73,22 @@ engine::~engine() { reset(); }
 bool engine::open(SSL_CTX* ctx, engine_io& io) {
   reset();
   if (io.bio_ == nullptr) return false;
+  // What a previous connection left unread must not reach this one: a client's first read
+  // (its ClientHello) comes before any feed().
+  io.input_ = nullptr;
+  io.input_left_ = 0;
   ssl_ = SSL_new(ctx);
   if (ssl_ == nullptr) return false;
   // The SSL owns one reference to the shared BIO (one for reading and writing alike).
   BIO_up_ref(io.bio_);
   SSL_set_bio(ssl_, io.bio_, io.bio_);
   SSL_set_accept_state(ssl_);
+  return true;
+}
+
+bool engine::open_client(SSL_CTX* ctx, engine_io& io) {
+  if (!open(ctx, io)) return false;
+  SSL_set_connect_state(ssl_);
   return true;
 }
 

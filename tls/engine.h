@@ -58,6 +58,9 @@ class engine {
 
   // Creates the server side of a connection over `io`. Returns false when OpenSSL cannot.
   bool open(SSL_CTX* ctx, engine_io& io);
+  // Creates the client side (towards a backend); the caller aims it (SNI, the name to verify)
+  // through native() before the first read, which puts the ClientHello into io.output().
+  bool open_client(SSL_CTX* ctx, engine_io& io);
   bool is_open() const { return ssl_ != nullptr; }
   // Frees the SSL object (after a close, or to drop the connection).
   void reset();

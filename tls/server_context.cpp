@@ -9,15 +9,6 @@ namespace wslb::tls {
 
 namespace {
 
-std::string openssl_error() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
-
 const server_context& owner_of(const SSL* ssl) {
   return *static_cast<const server_context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
 }
@@ -75,7 +66,7 @@ std::shared_ptr<server_context> server_context::load(const server_settings& sett
 bool server_context::add(certificate&& cert, std::string& error) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == nullptr) {
-    error = "--tls-cert: " + openssl_error();
+    error = "--tls-cert: " + take_openssl_error();
     return false;
   }
   entries_.push_back(entry{ctx, std::move(cert)});
@@ -104,12 +95,12 @@ bool server_context::add(certificate&& cert, std::string& error) {
   }
   if (SSL_CTX_use_certificate(ctx, e.cert.leaf.get()) != 1 ||
       SSL_CTX_use_PrivateKey(ctx, e.cert.key.get()) != 1) {
-    error = "--tls-cert: '" + e.cert.info.cert_file + "': " + openssl_error();
+    error = "--tls-cert: '" + e.cert.info.cert_file + "': " + take_openssl_error();
     return false;
   }
   for (const x509_ptr& x : e.cert.chain) {
     if (SSL_CTX_add1_chain_cert(ctx, x.get()) != 1) {
-      error = "--tls-cert: '" + e.cert.info.cert_file + "' chain: " + openssl_error();
+      error = "--tls-cert: '" + e.cert.info.cert_file + "' chain: " + take_openssl_error();
       return false;
     }
   }

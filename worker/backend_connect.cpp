@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "protocol/proxy_protocol.h"
 #include "worker/admission.h"
+#include "worker/backend_tls.h"
 #include "worker/connect_queue.h"
 #include "worker/connection_flow.h"
 #include "worker/connection_stats.h"
@@ -27,11 +28,13 @@ constexpr std::int64_t failure_log_interval_ms = 1000;
 
 void on_connected(uv_connect_t* req, int status);
 
-std::string describe_connect_error(const worker_context& ctx, int err) {
+std::string describe_connect_error(const worker_context& ctx, std::size_t index, int err) {
   switch (err) {
     case UV_ECONNREFUSED: return "connection refused";
     case UV_ECONNRESET: return "connection reset";
-    case UV_ETIMEDOUT: return "timeout after " + std::to_string(ctx.cfg.connect_timeout_ms) + " ms";
+    case UV_ETIMEDOUT:
+      return "timeout after " + std::to_string(ctx.cfg.connect_timeout_ms) + " ms" +
+             (ctx.cfg.backends[index].tls.enabled ? " (connect and TLS handshake)" : "");
     default: return uv_strerror(err);
   }
 }
@@ -65,10 +68,19 @@ void on_backend_closed(uv_handle_t* h) {
   if (connect_now) connect_backend(s);
 }
 
-// The current attempt failed (refused, reset, timed out, or could not even start). Counts it,
-// feeds passive health when the backend is to blame, and moves on to the next backend once the
-// failed socket is closed.
-void attempt_failed(session* s, int err, bool backend_fault) {
+// A TLS failure says the same thing on every connection (a wrong CA, a name the certificate
+// does not carry) until the operator fixes it: one line, and another only when it changes.
+void log_tls_failure(worker_context& ctx, std::size_t index, const std::string& why) {
+  if (ctx.tls_failure_logged[index] == why) return;
+  ctx.tls_failure_logged[index] = why;
+  log_line(ctx.who, "connect %s failed: %s (not logged again until it changes)",
+           ctx.backend_names[index].c_str(), why.c_str());
+}
+
+// The current attempt failed (refused, reset, timed out, the TLS handshake failed, or it
+// could not even start). Counts it, feeds passive health when the backend is to blame, and
+// moves on to the next backend once the failed socket is closed. `tls_why`: a TLS failure.
+void attempt_failed(session* s, int err, bool backend_fault, const std::string& tls_why = {}) {
   worker_context& ctx = s->ctx();
   front_state* hs = s->hs;
   const std::size_t index = s->backend_index;
@@ -78,8 +90,15 @@ void attempt_failed(session* s, int err, bool backend_fault) {
   hs->last_error = err;
   counter_add(ctx.row.backends[row].failures, 1);
   uncount_backend(s);
-  const std::string why = describe_connect_error(ctx, err);
-  log_connect_failure(ctx, index, why);
+  // Its reads (on during a TLS handshake) end with the handle, and so does its engine.
+  set_reading(s, to_client, false);
+  s->backend_tls.reset();
+  const std::string why = tls_why.empty() ? describe_connect_error(ctx, index, err) : tls_why;
+  if (tls_why.empty()) {
+    log_connect_failure(ctx, index, why);
+  } else {
+    log_tls_failure(ctx, index, why);
+  }
   // With checks off nobody would ever bring a passively failed backend back: passive marking
   // needs the checker.
   if (backend_fault && ctx.cfg.check.kind != check_kind::none) {
@@ -113,18 +132,44 @@ void on_connected(uv_connect_t* req, int status) {
     return;
   }
   worker_context& ctx = s->ctx();
-  uv_timer_stop(&hs->timer);
-  note_connect_success(ctx.table.backends[ctx.cfg.backends[s->backend_index].row]);
   uv_tcp_nodelay(&s->backend, 1);
   uv_os_fd_t fd = -1;
   if (ctx.cfg.tcp_keepalive &&
       uv_fileno(reinterpret_cast<uv_handle_t*>(&s->backend), &fd) == 0) {
     enable_keepalive(fd);
   }
+  if (ctx.cfg.backends[s->backend_index].tls.enabled) {
+    // The handshake runs under the same connect timeout; the PROXY header goes ahead of it, in
+    // the clear, as HAProxy sends it.
+    hs->connect_outstanding = true;
+    send_proxy_header(s, /*raw=*/true);
+    if (s->dead) return;
+    if (!start_backend_tls(s)) {
+      if (!s->dead) attempt_failed(s, UV_EPROTO, false, "cannot start TLS");
+    }
+    return;
+  }
+  uv_timer_stop(&hs->timer);
+  note_connect_success(ctx.table.backends[ctx.cfg.backends[s->backend_index].row]);
   backend_connected(s);
 }
 
 }  // namespace
+
+void backend_tls_connected(session* s) {
+  worker_context& ctx = s->ctx();
+  front_state* hs = s->hs;
+  uv_timer_stop(&hs->timer);
+  hs->connect_outstanding = false;
+  ctx.tls_failure_logged[s->backend_index].clear();
+  note_connect_success(ctx.table.backends[ctx.cfg.backends[s->backend_index].row]);
+  backend_connected(s);
+}
+
+void backend_tls_failed(session* s, const std::string& why) {
+  if (s->dead || s->hs == nullptr || !s->hs->connect_outstanding) return;
+  attempt_failed(s, UV_EPROTO, true, why);
+}
 
 void on_connect_timeout(session* s) {
   if (s->hs->queued) {
@@ -137,6 +182,7 @@ void on_connect_timeout(session* s) {
 
 void drop_backend(session* s) {
   uncount_backend(s);
+  s->backend_tls.reset();
   if (!s->backend_open || uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) return;
   // Its reads end with it: the mask must say so, or the next backend connection's reads
   // (backend_connected) would be taken as on already and never start.

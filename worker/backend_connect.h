@@ -1,5 +1,6 @@
 // Getting a session a connected backend: pick (the affinity cookie's backend first while it is
-// eligible), count, connect with a timeout, fail over to the next backend (each at most once per
+// eligible), count, connect with a timeout (the TLS handshake of a `tls` backend included),
+// fail over to the next backend (each at most once per
 // request), record passive health. Exactly one outcome goes back to the flow
 // (connection_flow.h): backend_connected(s) or no_backend_connected(s, status). The state for
 // this lives in the session's front_state.
@@ -8,6 +9,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <string>
 
 #include "worker/session.h"
 
@@ -28,6 +30,13 @@ bool connect_queued(session* s);
 // The connect attempt in progress took longer than --connect-timeout: fails over; or, for a
 // queued session, the queue timeout passed (connect_queue.h on_queue_timeout).
 void on_connect_timeout(session* s);
+
+// The outcomes of a TLS backend's handshake (backend_tls.h): verified, the flow goes on
+// (backend_connected); or failed (`why`: the verification error or the TLS failure), which is a
+// failed connect like a refused one: counted, passive health, logged once per backend until
+// the reason changes, and the next backend is tried.
+void backend_tls_connected(session* s);
+void backend_tls_failed(session* s, const std::string& why);
 
 // Closes the session's backend connection (the backend closed an idle kept-alive connection)
 // and takes it out of the live counts; the next request connects again.

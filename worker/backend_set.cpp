@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "shm/table_ops.h"
+#include "tls/client_context.h"
 #include "worker/front_state.h"
 #include "worker/session.h"
 #include "worker/worker_context.h"
@@ -40,6 +41,9 @@ backend_config backend_from_row(const shm::backend_row& row, std::size_t index) 
   b.weight = std::max<std::uint32_t>(row.weight.load(relaxed), 1);
   b.maxconn = row.maxconn.load(relaxed);
   b.slowstart_ms = row.slowstart_ms.load(relaxed);
+  b.tls.enabled = row.tls.load(relaxed) != 0;
+  b.tls.sni = std::string(shm::fixed_text(row.tls_sni, sizeof row.tls_sni));
+  b.tls.ca_file = std::string(shm::fixed_text(row.tls_ca, sizeof row.tls_ca));
   b.row = index;
   return b;
 }
@@ -116,6 +120,11 @@ void follow_backend_set(worker_context& ctx) {
   for (backend_config& b : change.adopt) {
     const std::size_t index = index_for_adopted(ctx.cfg.backends.size(), f.retired, held);
     const std::string name = b.where.to_string();
+    // Its CA file was read by the master when it was added; this process needs its own
+    // context (or shares one of a backend with the same CA).
+    if (const std::string error = tls::load_backend_tls(ctx.cfg, b); !error.empty()) {
+      log_line(ctx.who, "backend %s: %s; its connections will fail", name.c_str(), error.c_str());
+    }
     if (index == shm::max_backends) {
       log_line(ctx.who, "cannot take backend %s: %zu backends are still referred to here",
                name.c_str(), shm::max_backends);
@@ -135,6 +144,7 @@ void follow_backend_set(worker_context& ctx) {
     ctx.seen_healthy[index] = 1;
     ctx.failure_logged_ms[index] = 0;
     ctx.failures_unlogged[index] = 0;
+    ctx.tls_failure_logged[index].clear();
     ctx.shedding.backends[index] = {};
     log_line(ctx.who, "backend %s added at run time (row %zu)", name.c_str(), b.row);
   }

@@ -6,6 +6,7 @@
 #include "protocol/proxy_protocol.h"
 #include "worker/access_record.h"
 #include "worker/backend_connect.h"
+#include "worker/backend_tls.h"
 #include "worker/connection_limits.h"
 #include "worker/connection_stats.h"
 #include "worker/front_state.h"
@@ -514,6 +515,8 @@ void on_session_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     } else {
       client_input(s, nread, buf->base);
     }
+  } else if (s->backend_tls.is_open()) {
+    backend_tls_read(s, nread, buf->base);  // ciphertext: the plaintext comes to backend_input
   } else {
     backend_input(s, nread, buf->base);
   }
@@ -547,23 +550,35 @@ void backend_input(session* s, ssize_t nread, const char* data) {
   handle_backend_bytes(s, data, static_cast<std::size_t>(nread));
 }
 
+void send_proxy_header(session* s, bool raw) {
+  worker_context& ctx = s->ctx();
+  if (ctx.cfg.proxy_proto == proxy_protocol::off) return;
+  // Once per backend connection, before anything else on it.
+  sockaddr_storage local{};
+  int len = sizeof local;
+  uv_tcp_getsockname(&s->client, reinterpret_cast<sockaddr*>(&local), &len);
+  std::uint8_t header[protocol::proxy_header_max];
+  const std::size_t n = protocol::write_proxy_header(
+      ctx.cfg.proxy_proto == proxy_protocol::v1 ? protocol::proxy_version::v1
+                                                : protocol::proxy_version::v2,
+      reinterpret_cast<const sockaddr*>(&s->hs->peer), reinterpret_cast<const sockaddr*>(&local),
+      header, sizeof header);
+  ctx.unflushed[s->backend_index].in += n;
+  const char* bytes = reinterpret_cast<const char*>(header);
+  if (raw) {
+    send_raw(s, to_backend, bytes, n, false);
+  } else {
+    relay_bytes(s, to_backend, bytes, n);
+  }
+}
+
 void backend_connected(session* s) {
   note_connected(s);
   worker_context& ctx = s->ctx();
   front_state* hs = s->hs;
-  if (ctx.cfg.proxy_proto != proxy_protocol::off) {
-    // Once per backend connection, before anything else on it.
-    sockaddr_storage local{};
-    int len = sizeof local;
-    uv_tcp_getsockname(&s->client, reinterpret_cast<sockaddr*>(&local), &len);
-    std::uint8_t header[protocol::proxy_header_max];
-    const std::size_t n = protocol::write_proxy_header(
-        ctx.cfg.proxy_proto == proxy_protocol::v1 ? protocol::proxy_version::v1
-                                                  : protocol::proxy_version::v2,
-        reinterpret_cast<const sockaddr*>(&hs->peer), reinterpret_cast<const sockaddr*>(&local),
-        header, sizeof header);
-    ctx.unflushed[s->backend_index].in += n;
-    relay_bytes(s, to_backend, reinterpret_cast<const char*>(header), n);
+  // A TLS backend had its header ahead of the handshake.
+  if (!s->backend_tls.is_open()) {
+    send_proxy_header(s, false);
     if (s->dead) return;
   }
   if (ctx.cfg.mode == proxy_mode::tcp) {

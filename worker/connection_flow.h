@@ -39,13 +39,19 @@ void start_connection_flow(session* s);
 // transport under the client side (plain TCP today) calls this for every read.
 void client_input(session* s, ssize_t nread, const char* data);
 
-// The backend's bytes, FIN or read error.
+// The backend's bytes, FIN or read error (plaintext: a TLS backend's come through
+// backend_tls.h).
 void backend_input(session* s, ssize_t nread, const char* data);
 
 // The outcomes of connect_backend (backend_connect.h): connected (send the PROXY header and
 // the request, or start the tcp tunnel), or none could be (answer `http_status`: 503 nothing
 // healthy, 502 refused/reset, 504 timed out; tcp mode: close).
 void backend_connected(session* s);
+
+// The PROXY header (--proxy-protocol), once per backend connection before anything else on
+// it: through relay_bytes, or with `raw` straight to the socket (a TLS backend: ahead of the
+// handshake). Nothing when the protocol is off.
+void send_proxy_header(session* s, bool raw);
 void no_backend_connected(session* s, int http_status);
 
 // A draining worker ends the kept-alive connections that wait between requests at once (as

@@ -241,6 +241,12 @@ void pump(worker_context& ctx) {
   for (session* s = ctx.sessions; s != nullptr && !h.links.empty();) {
     session* next = s->next;
     handover::tunnel_record rec;
+    if (s->backend_tls.is_open()) {
+      // Its backend side's TLS state is this process's SSL object, which no descriptor
+      // carries: it drains here (1001 inside TLS, then close_notify), never moves.
+      s = next;
+      continue;
+    }
     if (!describe_tunnel(ctx, s, rec)) {
       left_behind = left_behind || !s->dead;
       s = next;

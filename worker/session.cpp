@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "worker/access_record.h"
+#include "worker/backend_tls.h"
 #include "worker/connection_limits.h"
 #include "worker/connection_stats.h"
 #include "worker/front_state.h"
@@ -172,6 +173,10 @@ void relay_bytes(session* s, direction d, const char* data, std::size_t len) {
     tls_write(s, data, len, false);  // encrypted, then send_raw
     return;
   }
+  if (d == to_backend && s->backend_tls.is_open()) {
+    backend_tls_write(s, data, len, false);
+    return;
+  }
   send_raw(s, d, data, len, false);
 }
 
@@ -264,6 +269,7 @@ void tunnel_end(session* s, direction d, ssize_t nread) {
     // A TLS client hears close_notify before the close: OpenSSL keeps a client's session
     // resumable only after a clean TLS close.
     if (s->tls.is_open()) shut_down(s, to_client);
+    if (!s->dead && s->backend_tls.is_open()) shut_down(s, to_backend);
     if (!s->dead) close_session(s);
     return;
   }
@@ -281,6 +287,9 @@ void on_relay_write(uv_write_t* req, int status) {
   if (!control && s->pending[d] == c) s->pending[d] = nullptr;
   std::free(c);
   if (s->dead) return;
+  // A backend connection given up while connecting (a failed TLS handshake, a timeout) has
+  // its writes cancelled; the session goes on to the next backend.
+  if (status == UV_ECANCELED && d == to_backend && s->at == phase::connecting) return;
   if (status < 0) {
     close_session(s);
     return;
@@ -313,6 +322,10 @@ void shut_down(session* s, direction d) {
   s->shut_sent_mask |= bit(d);
   if (d == to_client && s->tls.is_open()) {
     tls_close_notify(s);  // queued ahead of the FIN
+    if (s->dead) return;
+  }
+  if (d == to_backend && s->backend_tls.is_open()) {
+    backend_tls_close_notify(s);
     if (s->dead) return;
   }
   uv_stream_t* dest = s->stream(d, false);
@@ -456,6 +469,7 @@ void close_session(session* s) {
   uncount_backend(s);
   if (s->hs != nullptr) release_front_state(s);
   end_tls(s);
+  s->backend_tls.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&s->client), on_session_handle_closed);
   if (s->backend_open && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->backend))) {
     uv_close(reinterpret_cast<uv_handle_t*>(&s->backend), on_session_handle_closed);
@@ -493,6 +507,10 @@ bool queue_control_write(session* s, direction d, const void* data, std::size_t 
   if (d == to_client) note_access_out(s, len);
   if (d == to_client && s->tls.is_open()) {
     tls_write(s, static_cast<const char*>(data), len, true);
+    return !s->dead;
+  }
+  if (d == to_backend && s->backend_tls.is_open()) {
+    backend_tls_write(s, static_cast<const char*>(data), len, true);
     return !s->dead;
   }
   return queue_write(s, s->stream(d, false), d, true, data, len) != nullptr;

@@ -9,7 +9,9 @@
 // enters through client_input() (connection_flow.h), called by the client stream's read
 // callback; every byte written to the client leaves through relay_bytes(s, to_client, ...) or
 // queue_control_write(s, to_client, ...), and the client's FIN through shut_down(s, to_client).
-// Nothing else touches the client stream's reads or writes.
+// Nothing else touches the client stream's reads or writes. The backend side has the same
+// seam (backend_input, relay_bytes / queue_control_write / shut_down to_backend), where TLS
+// towards a `tls` backend goes (backend_tls.h).
 //
 // Memory bound per session: sizeof(session) (about 600 bytes) while idle; while a peer is slow,
 // at most one queued buffer per direction of at most read_buffer_size (64 KiB), because
@@ -81,6 +83,7 @@ struct session {
   front_state* hs = nullptr;  // from accept until the tunnel starts (HTTP, connect); else null
   access_record* access = nullptr;  // with --access-log: what its next line says
   tls::engine tls;            // TLS listener: the client side's TLS (one pointer); else empty
+  tls::engine backend_tls;    // a `tls` backend: the backend side's TLS (backend_tls.h)
   write_chunk* pending[2] = {nullptr, nullptr};  // by direction: at most one queued remainder
   stream_watch watch;
   std::uint32_t last_active_ms = 0;  // loop time (truncated) of the last read: idle timeout

@@ -125,9 +125,12 @@ struct worker_context {
   // Rate limit for connect-failure log lines, by configured index.
   std::array<std::int64_t, shm::max_backends> failure_logged_ms{};
   std::array<std::uint32_t, shm::max_backends> failures_unlogged{};
+  // The TLS failure last logged for each backend (logged again only when it changes).
+  std::array<std::string, shm::max_backends> tls_failure_logged{};
 
-  // TLS listener: the BIO every connection's engine shares and the ciphertext it produces;
-  // the plaintext of one record at a time (client_input reads from here).
+  // TLS (listener and backends): the BIO every connection's engine shares and the ciphertext
+  // it produces; the plaintext of one record at a time (client_input and backend_input read
+  // from here).
   tls::engine_io tls_io;
   alignas(64) char tls_plain[16 * 1024];
 

@@ -32,8 +32,9 @@ class TestPKI:  # not a test: a helper the TLS tests share
                  "-subj", f"/CN={ca_name}", "-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
 
-    def issue(self, name, dns_names, kind="ec", days=30):
-        """A certificate for `dns_names` signed by the CA: returns (cert_path, key_path)."""
+    def issue(self, name, dns_names, kind="ec", days=30, ips=()):
+        """A certificate for `dns_names` (and IP addresses `ips`) signed by the CA: returns
+        (cert_path, key_path)."""
         key = os.path.join(self.dir, f"{name}.key")
         csr = os.path.join(self.dir, f"{name}.csr")
         cert = os.path.join(self.dir, f"{name}.pem")
@@ -44,7 +45,8 @@ class TestPKI:  # not a test: a helper the TLS tests share
         with open(ext, "w") as f:
             f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
                     "extendedKeyUsage=serverAuth\n"
-                    "subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\n")
+                    "subjectAltName=" + ",".join([f"DNS:{n}" for n in dns_names] +
+                                                 [f"IP:{a}" for a in ips]) + "\n")
         _openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
                  "-CAcreateserial", "-days", str(days), "-extfile", ext, "-out", cert,
                  cwd=self.dir)

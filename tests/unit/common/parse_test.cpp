@@ -66,6 +66,39 @@ TEST_CASE("parse.backend_weights") {
   CHECK_FALSE(parse_backend("127.0.0.1:9002,wait=3", b, err));
 }
 
+TEST_CASE("parse.backend_tls_options") {
+  backend_config b;
+  std::string err;
+  CHECK(parse_backend("127.0.0.1:9443,tls,sni=app.internal,ca=/etc/ca.pem,weight=2", b, err));
+  CHECK(b.tls.enabled);
+  CHECK(b.tls.sni == "app.internal");
+  CHECK(b.tls.ca_file == "/etc/ca.pem");
+  CHECK(b.weight == 2);
+  CHECK(parse_backend("127.0.0.1:9443,tls,ca=certs/ca.pem", b, err));
+  CHECK(b.tls.ca_file.front() == '/');  // made absolute against the current directory
+  CHECK(b.tls.ca_file.ends_with("/certs/ca.pem"));
+  CHECK(b.tls.sni.empty());
+  CHECK(parse_backend("127.0.0.1:9443", b, err));
+  CHECK_FALSE(b.tls.enabled);  // nothing left over from the previous parse
+  CHECK(b.tls.ca_file.empty());
+
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,sni=app.internal", b, err));
+  CHECK(err == "'sni=app.internal' in '127.0.0.1:9443,sni=app.internal' needs tls "
+               "(HOST:PORT,tls,sni=app.internal)");
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,ca=/x.pem,weight=1", b, err));
+  CHECK(err.find("'ca=/x.pem'") == 0);
+  CHECK(err.find("needs tls") != std::string::npos);
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,tls,verify=none", b, err));
+  CHECK(err.find("is not weight=N, maxconn=N, slowstart=DURATION, tls, sni=NAME or ca=FILE") !=
+        std::string::npos);
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,tls,tls", b, err));
+  CHECK(err.find("repeats tls") != std::string::npos);
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,tls,sni=a b", b, err));
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,tls,sni=", b, err));
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,tls,ca=", b, err));
+  CHECK_FALSE(parse_backend("127.0.0.1:9443,tls,ca=/" + std::string(300, 'a'), b, err));
+}
+
 TEST_CASE("parse.durations_and_sizes") {
   std::uint32_t v = 0;
   std::string err;

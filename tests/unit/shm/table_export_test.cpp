@@ -34,6 +34,9 @@ std::unique_ptr<table> lived_in_table() {
   a.last_check_ms = 1'700'000'000'123;
   a.retired_total = 40;
   copy_fixed(a.address, address_chars, "10.0.0.5:80");
+  a.tls = 1;
+  copy_fixed(a.tls_sni, sizeof a.tls_sni, "app.internal");
+  copy_fixed(a.tls_ca, sizeof a.tls_ca, "/etc/wslb/ca.pem");
   a.sockaddr_bytes[0] = 2;
   a.sockaddr_len = 16;
   write_last_error(a, "connect: refused = yes");  // spaces and '=' in a text
@@ -92,6 +95,10 @@ TEST_CASE("table_export.rebuilds_the_live_state_in_a_fresh_table") {
   CHECK(a.sockaddr_bytes[0] == 2);
   CHECK(a.sockaddr_len == 16);
   CHECK(read_last_error(a) == "connect: refused = yes");
+  CHECK(a.tls == 1);
+  CHECK(std::string(a.tls_sni) == "app.internal");
+  CHECK(std::string(a.tls_ca) == "/etc/wslb/ca.pem");
+  CHECK(t->backends[2].tls == 0);
   // Totals go on; the live connections are inherited, none in a worker row of the new table.
   CHECK(a.retired_total == 47);
   CHECK(a.inherited_active == 7);

@@ -31,6 +31,15 @@ TEST_CASE("runtime_backends.a_line_is_spelt_one_way") {
   CHECK(supervisor::backend_line(again.backends[0]) == supervisor::backend_line(c.backends[1]));
 }
 
+TEST_CASE("runtime_backends.a_tls_line_keeps_its_name_and_ca") {
+  const config c = config_with_backends({"127.0.0.1:9443,ca=/etc/ca.pem,tls,sni=app.internal"});
+  const std::string line = supervisor::backend_line(c.backends[0]);
+  CHECK(line == "127.0.0.1:9443,weight=1,tls,sni=app.internal,ca=/etc/ca.pem");
+  const config again = config_with_backends({line.c_str()});
+  CHECK(again.backends[0].tls.enabled);
+  CHECK(supervisor::backend_line(again.backends[0]) == line);
+}
+
 TEST_CASE("runtime_backends.state_file_round_trips_with_overrides") {
   supervisor::override_map overrides;
   overrides["127.0.0.1:9001"] = {"127.0.0.1:9001,weight=1", shm::admin_state::drain, 0};

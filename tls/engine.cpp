@@ -71,6 +71,23 @@ engine_io::~engine_io() { BIO_free(bio_); }
 engine::~engine() { reset(); }
 
 bool engine::open(SSL_CTX* ctx, engine_io& io) {
+  if (!open_ssl(ctx, io)) return false;
+  SSL_set_accept_state(ssl_);
+  if (SSL_get_max_proto_version(ssl_) == 0 || SSL_get_max_proto_version(ssl_) >= TLS1_3_VERSION) {
+    stream_ = std::make_unique<parked_stream>();
+    stream_->watch(ssl_);
+  }
+  return true;
+}
+
+bool engine::open_client(SSL_CTX* ctx, engine_io& io) {
+  // Never parked: the backend side keeps its SSL object (parking is for idle clients).
+  if (!open_ssl(ctx, io)) return false;
+  SSL_set_connect_state(ssl_);
+  return true;
+}
+
+bool engine::open_ssl(SSL_CTX* ctx, engine_io& io) {
   reset();
   if (io.bio_ == nullptr) return false;
   // What a previous connection left unread must not reach this one: a client's first read
@@ -79,22 +96,28 @@ bool engine::open(SSL_CTX* ctx, engine_io& io) {
   io.input_left_ = 0;
   ssl_ = SSL_new(ctx);
   if (ssl_ == nullptr) return false;
+  io_ = &io;
   // The SSL owns one reference to the shared BIO (one for reading and writing alike).
   BIO_up_ref(io.bio_);
   SSL_set_bio(ssl_, io.bio_, io.bio_);
-  SSL_set_accept_state(ssl_);
-  return true;
-}
-
-bool engine::open_client(SSL_CTX* ctx, engine_io& io) {
-  if (!open(ctx, io)) return false;
-  SSL_set_connect_state(ssl_);
   return true;
 }
 
 void engine::reset() {
   if (ssl_ != nullptr) SSL_free(ssl_);
   ssl_ = nullptr;
+  stream_.reset();
+}
+
+bool engine::park() {
+  if (!may_park()) return false;
+  if (!stream_->park(ssl_)) {
+    if (stream_->hopeless(ssl_)) stream_.reset();  // later calls then cost nothing
+    return false;
+  }
+  SSL_free(ssl_);
+  ssl_ = nullptr;
+  return true;
 }
 
 void engine::feed(engine_io& io, const char* data, std::size_t len) {
@@ -103,6 +126,10 @@ void engine::feed(engine_io& io, const char* data, std::size_t len) {
 }
 
 read_result engine::read(char* plain, std::size_t cap) {
+  if (parked()) {
+    (void)cap;  // whole records: the caller's buffer holds max_record_plaintext
+    return stream_->read(io_->cipher_, io_->input_, io_->input_left_, plain, io_->output_);
+  }
   ERR_clear_error();
   std::size_t n = 0;
   const int r = SSL_read_ex(ssl_, plain, cap, &n);
@@ -117,6 +144,7 @@ read_result engine::read(char* plain, std::size_t cap) {
 
 bool engine::write(const char* plain, std::size_t len) {
   if (len == 0) return true;
+  if (parked()) return stream_->write(io_->cipher_, plain, len, io_->output_);
   ERR_clear_error();
   std::size_t n = 0;
   // Without SSL_MODE_ENABLE_PARTIAL_WRITE and with a BIO that takes everything, a success
@@ -125,6 +153,10 @@ bool engine::write(const char* plain, std::size_t len) {
 }
 
 void engine::close_notify() {
+  if (parked()) {
+    stream_->close_notify(io_->cipher_, io_->output_);
+    return;
+  }
   if (ssl_ == nullptr || !SSL_is_init_finished(ssl_)) return;
   if (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) return;
   ERR_clear_error();
@@ -136,7 +168,10 @@ std::string_view engine::server_name() const {
   return n != nullptr ? n : "";
 }
 
-std::string_view engine::version() const { return ssl_ != nullptr ? SSL_get_version(ssl_) : ""; }
+std::string_view engine::version() const {
+  if (parked()) return "TLSv1.3";
+  return ssl_ != nullptr ? SSL_get_version(ssl_) : "";
+}
 
 std::string_view engine::alpn() const {
   const unsigned char* p = nullptr;

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "tls/parked_stream.h"
 #include "tls/ticket_keys.h"
 
 namespace wslb::tls {
@@ -86,6 +87,8 @@ bool server_context::add(certificate&& cert, std::string& error) {
   SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
   SSL_CTX_set_tlsext_servername_callback(ctx, on_server_name);
   if (settings_.alpn_http1) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, nullptr);
+  // The traffic secrets a connection needs to be parked (engine::park) once idle.
+  watch_traffic_secrets(ctx);
   static const unsigned char session_id_context[] = "wslb";
   SSL_CTX_set_session_id_context(ctx, session_id_context, sizeof session_id_context - 1);
   if (SSL_CTX_set_cipher_list(ctx, settings_.ciphers.c_str()) != 1) {

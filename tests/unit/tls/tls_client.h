@@ -80,7 +80,7 @@ struct server_view {
 inline void server_consume(tls::engine& e, tls::engine_io& io, const std::string& bytes,
                            server_view& view) {
   e.feed(io, bytes.data(), bytes.size());
-  char plain[4096];
+  char plain[tls::max_record_plaintext];  // a parked engine reads whole records
   for (;;) {
     const tls::read_result r = e.read(plain, sizeof plain);
     if (r.status == tls::read_status::data) {

@@ -82,7 +82,8 @@ std::string tls_json(const shm::table& t, std::int64_t now) {
   return out + "],\"ticket_keys\":" + std::to_string(t.tls.key_count.load(relaxed)) +
          ",\"ticket_key_age_s\":" + (rotated ? num((now - rotated) / 1000) : "null") +
          ",\"handshakes\":" + num(sums.handshakes) + ",\"resumed\":" + num(sums.resumed) +
-         ",\"failed\":" + num(sums.failed) + ",\"abandoned\":" + num(sums.abandoned) + "}";
+         ",\"failed\":" + num(sums.failed) + ",\"abandoned\":" + num(sums.abandoned) +
+         ",\"parked\":" + num(sums.parked) + "}";
 }
 
 std::string tls_text(const shm::table& t, std::int64_t now) {
@@ -101,7 +102,8 @@ std::string tls_text(const shm::table& t, std::int64_t now) {
          "\n";
   const shm::tls_totals sums = shm::sum_tls(t);
   return out + "  handshakes " + num(sums.handshakes) + " (resumed " + num(sums.resumed) +
-         "), failed " + num(sums.failed) + ", abandoned " + num(sums.abandoned) + "\n";
+         "), failed " + num(sums.failed) + ", abandoned " + num(sums.abandoned) +
+         "; connections parked " + num(sums.parked) + "\n";
 }
 
 // A `tls` backend's settings as the row holds them: what its certificate is verified

@@ -136,6 +136,7 @@ struct tls_listener_config {
   tls::server_settings settings;                 // no certificates: a plaintext listener
   std::uint32_t ticket_rotation_ms = 3'600'000;  // how long a ticket key seals new tickets
   std::uint32_t max_handshakes = 256;            // per worker, in progress at once
+  std::uint32_t park_after_ms = 2'000;           // idle TLS 1.3 connections parked; 0: never
   // The certificates, loaded and checked (tls::load_listener_tls): by `wslb run` before the
   // master starts and by a reload's prepare step. Forked workers use the master's copy.
   std::shared_ptr<tls::server_context> server;

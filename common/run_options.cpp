@@ -71,6 +71,7 @@ struct raw_options {
   std::string tls_ciphers = tls::default_cipher_list;
   std::string tls_ticket_rotation = "1h";
   std::string tls_max_handshakes = "256";
+  std::string tls_park_after = "2s";
 };
 
 void add_options(CLI::App& app, raw_options& raw, config& out) {
@@ -176,6 +177,9 @@ void add_options(CLI::App& app, raw_options& raw, config& out) {
       ->capture_default_str();
   app.add_option("--tls-max-handshakes", raw.tls_max_handshakes,
                  "TLS handshakes in progress per worker; more wait in the accept queue")
+      ->capture_default_str();
+  app.add_option("--tls-park-after", raw.tls_park_after,
+                 "Idle time after which a TLS 1.3 connection frees its OpenSSL state (0: never)")
       ->capture_default_str();
 }
 
@@ -399,6 +403,7 @@ std::string validate(const raw_options& raw, config& out) {
                         out.tls.ticket_rotation_ms),
       validate_count("--tls-max-handshakes", raw.tls_max_handshakes, 1, 100000,
                      out.tls.max_handshakes),
+      validate_duration("--tls-park-after", raw.tls_park_after, out.tls.park_after_ms),
   };
   for (const std::string& e : errors) {
     if (!e.empty()) return e;

@@ -18,12 +18,12 @@ namespace wslb::shm {
 
 inline constexpr std::uint64_t table_magic = 0x314C4254424C5357ULL;  // "WSLBTBL1" little-endian
 #ifndef WSLB_NEXT_LAYOUT
-inline constexpr std::uint32_t layout_version = 14;
+inline constexpr std::uint32_t layout_version = 15;
 #else
 // Only the test build of the next layout (tests/next_layout): a real binary whose table differs
 // from this one's (another version, fields moved by next_layout_field below), to upgrade to
 // and back from. Never shipped.
-inline constexpr std::uint32_t layout_version = 14 + 1000;
+inline constexpr std::uint32_t layout_version = 15 + 1000;
 #endif
 
 inline constexpr std::size_t max_backends = 64;
@@ -185,6 +185,9 @@ struct alignas(64) worker_row {
   std::atomic<std::uint64_t> tls_resumed;
   std::atomic<std::uint64_t> tls_failed;
   std::atomic<std::uint64_t> tls_abandoned;
+  // TLS 1.3 connections of this worker parked now (idle, their SSL object freed: a gauge, not
+  // a count, so it goes with the worker like `connections`).
+  std::atomic<std::uint64_t> tls_parked;
   backend_counters backends[max_backends];
   source_count sources[source_slots];
 };

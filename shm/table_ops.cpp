@@ -35,6 +35,7 @@ tls_totals sum_tls(const table& t) {
     out.resumed += w.tls_resumed.load(relaxed);
     out.failed += w.tls_failed.load(relaxed);
     out.abandoned += w.tls_abandoned.load(relaxed);
+    out.parked += w.tls_parked.load(relaxed);
   }
   return out;
 }
@@ -109,6 +110,7 @@ void clear_worker_row(table& t, std::size_t slot) {
   }
   w.reserving.store(0);  // a reservation the dead worker held is released with it
   w.queued.store(0, relaxed);
+  w.tls_parked.store(0, relaxed);
   t.header.retired_handed_over.fetch_add(w.handed_over.exchange(0, relaxed), relaxed);
   t.header.retired_handed_in.fetch_add(w.handed_in.exchange(0, relaxed), relaxed);
   // errors[], closes[], the histograms and the tls_* counts stay: they count per instance, and

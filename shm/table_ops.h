@@ -46,9 +46,10 @@ std::uint64_t handover_lost(const table& t);
 void inherited_take_one(table& t, std::size_t b);
 
 // TLS handshake counts summed over every worker row in use (like errors[], a slot's counts
-// outlive its worker: the next one continues from them).
+// outlive its worker: the next one continues from them), and the connections parked now.
 struct tls_totals {
   std::uint64_t handshakes = 0, resumed = 0, failed = 0, abandoned = 0;
+  std::uint64_t parked = 0;
 };
 tls_totals sum_tls(const table& t);
 

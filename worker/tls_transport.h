@@ -10,6 +10,9 @@
 // starts (http: the request head; tcp: connect) -> relay -> close_notify with the FIN.
 // Memory: the session's engine is one SSL pointer; with SSL_MODE_RELEASE_BUFFERS an idle
 // connection holds no record buffer, and ciphertext passes through the loop's engine_io.
+// An established TLS 1.3 connection idle for --tls-park-after is parked (tls::engine::park):
+// its SSL object is freed and the engine's parked stream carries its records from then on,
+// through the same calls below, for the rest of its life.
 #pragma once
 
 #include <cstddef>
@@ -37,7 +40,12 @@ void tls_write(session* s, const char* data, std::size_t len, bool control);
 // Sends close_notify ahead of the FIN towards the client (shut_down(s, to_client)).
 void tls_close_notify(session* s);
 
-// The session is closing: a handshake still in progress stops counting; the SSL is freed.
+// The session is closing: a handshake still in progress stops counting; the SSL (or the
+// parked stream) is freed.
 void end_tls(session* s);
+
+// Housekeeping: parks the TLS 1.3 connections that have read nothing for --tls-park-after
+// (see tls/parked_stream.h), and gives the memory freed back to the system.
+void park_idle_tls(worker_context& ctx);
 
 }  // namespace wslb::worker

@@ -19,6 +19,7 @@
 #include "worker/handover_receive.h"
 #include "worker/master_link.h"
 #include "worker/session.h"
+#include "worker/tls_transport.h"
 #include "worker/worker_context.h"
 
 namespace wslb::worker {
@@ -75,6 +76,7 @@ void on_housekeeping(uv_timer_t* t) {
   follow_backend_set(ctx);  // a removed backend retires here even if nothing is picked
   close_sessions_of_down_backends(ctx);
   sweep_sessions(ctx);
+  park_idle_tls(ctx);
 }
 
 // What this worker cannot serve at all; empty when the configuration is fine.

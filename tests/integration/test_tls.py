@@ -130,6 +130,17 @@ def _client_context(pki):
     return ctx
 
 
+async def echo_text_and_binary(ws, sizes):
+    """Each size once as text (two-byte characters) and once as binary, each echoed back."""
+    for n in sizes:
+        text = "é" * (n // 2) + "x" * (n % 2)
+        await ws.send(text)
+        assert await ws.recv() == text, n
+        data = os.urandom(n)
+        await ws.send(data)
+        assert await ws.recv() == data, n
+
+
 def _peer_cn(ws):
     cert = ws.transport.get_extra_info("ssl_object").getpeercert()
     return dict(x[0] for x in cert["subject"])["commonName"]
@@ -153,13 +164,7 @@ def test_wss_echo_1_byte_to_1_mib_by_sni_text_and_binary_then_a_clean_close():
                                       ssl=unnamed if sni == "other.test" else ctx,
                                       server_hostname=sni, max_size=4 << 20) as ws:
             tls_obj = ws.transport.get_extra_info("ssl_object")
-            for n in sizes:
-                text = "é" * (n // 2) + "x" * (n % 2)
-                await ws.send(text)
-                assert await ws.recv() == text, n
-                data = os.urandom(n)
-                await ws.send(data)
-                assert await ws.recv() == data, n
+            await echo_text_and_binary(ws, sizes)
             cn = _peer_cn(ws)
             version = tls_obj.version()
             alpn = tls_obj.selected_alpn_protocol()

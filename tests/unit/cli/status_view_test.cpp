@@ -135,6 +135,8 @@ TEST_CASE("status.tls_certificates_with_days_left") {
   t->workers[1].tls_resumed = 2;
   t->workers[2].tls_failed = 4;
   t->workers[0].tls_abandoned = 1;
+  t->workers[1].tls_parked = 6;
+  t->workers[2].tls_parked = 5;
 
   const std::string json = cli::render_status_json(*t, 1'005'000);
   CHECK(json.find("\"tls\":{\"certificates\":[{\"subject\":\"CN=alpha.test\",\"key\":"
@@ -142,10 +144,11 @@ TEST_CASE("status.tls_certificates_with_days_left") {
                   "\"expiring\":false},{\"subject\":\"CN=beta.test\\\\x1b[2J\",\"key\":\"RSA "
                   "2048\",\"not_after_ms\":260205005,\"days_left\":3,\"expiring\":true}],"
                   "\"ticket_keys\":1,\"ticket_key_age_s\":5,\"handshakes\":10,\"resumed\":2,"
-                  "\"failed\":4,\"abandoned\":1}") != std::string::npos);
+                  "\"failed\":4,\"abandoned\":1,\"parked\":11}") != std::string::npos);
   const std::string text = cli::render_status_text(*t, 1'005'000);
   CHECK(text.find("TLS CERTIFICATES\n  CN=alpha.test  ECDSA prime256v1  expires 1970-04-01 00:16 "
                   "UTC (90 days left)\n  CN=beta.test\\x1b[2J  RSA 2048  expires 1970-01-04 "
                   "00:16 UTC (3 days left, RENEW SOON)\n  session-ticket keys: 1, current one 5 s "
-                  "old\n  handshakes 10 (resumed 2), failed 4, abandoned 1\n") != std::string::npos);
+                  "old\n  handshakes 10 (resumed 2), failed 4, abandoned 1; connections parked "
+                  "11\n") != std::string::npos);
 }

@@ -62,6 +62,8 @@ TEST_CASE("table.clears_row_of_dead_worker") {
   dead.bytes_out = 2000;
   dead.failures = 3;
   t->workers[1].connections = 4;
+  t->workers[1].tls_parked = 3;
+  t->workers[1].tls_handshakes = 9;
   t->workers[0].backends[0].active = 2;
   t->workers[0].backends[0].total = 5;
 
@@ -75,6 +77,8 @@ TEST_CASE("table.clears_row_of_dead_worker") {
   CHECK(after.bytes_out == 2000);
   CHECK(after.failures == 3);
   CHECK(t->workers[1].connections == 0);
+  CHECK(sum_tls(*t).parked == 0);       // parked connections die with their worker
+  CHECK(sum_tls(*t).handshakes == 9);  // handshakes count per instance
 }
 
 TEST_CASE("table.last_error_round_trips_and_truncates") {

@@ -5,7 +5,10 @@
 // every allocation goes through CRYPTO_set_mem_functions, tagged with the source file and line
 // OpenSSL passes, and only those made while a server-side call runs are counted.
 //
-//   wslb-tls-floor [-n 1000] [--variant baseline|no-tickets|tls12] [--top 25]
+//   wslb-tls-floor [-n 1000] [--variant baseline|no-tickets|tls12|parked] [--top 25]
+//
+// `parked` parks every connection after its exchange (tls::engine::park: the SSL object is
+// freed) and adds what the parked streams hold (allocated by wslb, not OpenSSL) to the count.
 //
 // Heap bytes are malloc_usable_size + 8 (glibc's chunk header), the cost malloc really pays.
 #include <malloc.h>
@@ -243,6 +246,22 @@ int main(int argc, char** argv) {
 
   std::map<std::string, std::pair<std::size_t, std::size_t>> by_file, by_line;
   std::size_t total = 0, count = 0;
+  if (variant == "parked") {
+    std::size_t parked = 0;
+    for (auto& e : engines) {
+      server_scope scope;
+      if (!e->park()) continue;
+      ++parked;
+      auto& f = by_file["wslb parked_stream"];
+      f.first += heap_bytes(const_cast<wslb::tls::parked_stream*>(e->stream_for_test()));
+      ++f.second;
+    }
+    by_line["wslb parked_stream"] = by_file["wslb parked_stream"];
+    total += by_file["wslb parked_stream"].first;
+    count += parked;
+    std::printf("parked %zu of %zu connections (sizeof(parked_stream) %zu bytes)\n", parked, n,
+                sizeof(wslb::tls::parked_stream));
+  }
   for (const auto& [p, a] : *live) {
     const std::string file = a.file != nullptr ? a.file : "?";
     auto& f = by_file[file];

@@ -20,25 +20,31 @@ bool flush_to_backend(session* s, bool control) {
 
 void relay_plaintext(session* s, tls::engine& e) {
   worker_context& ctx = s->ctx();
+  // The records of one read go to the client together (see tls_client_read).
+  std::size_t gathered = 0;
   for (;;) {
-    const tls::read_result r = e.read(ctx.tls_plain, sizeof ctx.tls_plain);
+    const tls::read_result r = e.read(ctx.tls_plain + gathered, sizeof ctx.tls_plain - gathered);
     if (r.status == tls::read_status::failed) {
       ctx.tls_io.output().clear();
       backend_input(s, UV_EPROTO, nullptr);  // a broken stream: as a reset
       return;
     }
     if (!flush_to_backend(s, true)) return;
-    switch (r.status) {
-      case tls::read_status::data:
-        backend_input(s, static_cast<ssize_t>(r.len), ctx.tls_plain);
-        if (s->dead || !s->backend_tls.is_open()) return;
-        continue;
-      case tls::read_status::closed:
-        backend_input(s, UV_EOF, nullptr);  // close_notify: the backend finished sending
-        return;
-      default:
-        return;
+    if (r.status == tls::read_status::data) {
+      gathered += r.len;
+      if (sizeof ctx.tls_plain - gathered >= tls::max_record_plaintext) continue;
+      backend_input(s, static_cast<ssize_t>(gathered), ctx.tls_plain);
+      if (s->dead || !s->backend_tls.is_open()) return;
+      gathered = 0;
+      continue;
     }
+    if (gathered > 0) {
+      backend_input(s, static_cast<ssize_t>(gathered), ctx.tls_plain);
+      if (s->dead || !s->backend_tls.is_open()) return;
+    }
+    // close_notify: the backend finished sending.
+    if (r.status == tls::read_status::closed) backend_input(s, UV_EOF, nullptr);
+    return;
   }
 }
 

@@ -88,8 +88,11 @@ void tls_client_read(session* s, ssize_t nread, const char* data) {
     return;
   }
   s->tls.feed(ctx.tls_io, data, len);
+  // The records of one read are gathered and passed on together, as a plaintext read would
+  // be: one write to the backend, not one per record.
+  std::size_t gathered = 0;
   for (;;) {
-    const tls::read_result r = s->tls.read(ctx.tls_plain, sizeof ctx.tls_plain);
+    const tls::read_result r = s->tls.read(ctx.tls_plain + gathered, sizeof ctx.tls_plain - gathered);
     if (r.status == tls::read_status::failed) {
       if (s->tls_handshaking) return fail_handshake(s, "handshake");
       flush_engine_output(s);  // the alert, then the close
@@ -106,15 +109,23 @@ void tls_client_read(session* s, ssize_t nread, const char* data) {
     }
     switch (r.status) {
       case tls::read_status::data:
-        client_input(s, static_cast<ssize_t>(r.len), ctx.tls_plain);
+        gathered += r.len;
+        if (sizeof ctx.tls_plain - gathered >= tls::max_record_plaintext) continue;
+        client_input(s, static_cast<ssize_t>(gathered), ctx.tls_plain);
         if (s->dead) return;
+        gathered = 0;
         continue;
-      case tls::read_status::closed:
-        client_input(s, UV_EOF, nullptr);  // close_notify: the client finished sending
-        return;
       default:
-        return;  // everything fed was used; more comes with the next read
+        break;
     }
+    if (gathered > 0) {
+      client_input(s, static_cast<ssize_t>(gathered), ctx.tls_plain);
+      if (s->dead) return;
+    }
+    // close_notify: the client finished sending. Otherwise everything fed was used; more
+    // comes with the next read.
+    if (r.status == tls::read_status::closed) client_input(s, UV_EOF, nullptr);
+    return;
   }
 }
 

@@ -129,10 +129,10 @@ struct worker_context {
   std::array<std::string, shm::max_backends> tls_failure_logged{};
 
   // TLS (listener and backends): the BIO every connection's engine shares and the ciphertext
-  // it produces; the plaintext of one record at a time (client_input and backend_input read
-  // from here).
+  // it produces; the plaintext of the records of one read (client_input and backend_input read
+  // from here), room for a read_buffer_size of ciphertext in whole records.
   tls::engine_io tls_io;
-  alignas(64) char tls_plain[16 * 1024];
+  alignas(64) char tls_plain[read_buffer_size];
 
   alignas(64) char read_buffer[read_buffer_size];
 };

@@ -112,7 +112,10 @@ void engine::reset() {
 bool engine::park() {
   if (!may_park()) return false;
   if (!stream_->park(ssl_)) {
-    if (stream_->hopeless(ssl_)) stream_.reset();  // later calls then cost nothing
+    if (stream_->hopeless(ssl_)) {  // later calls then cost nothing
+      parked_stream::unwatch(ssl_);  // OpenSSL's callbacks must not reach the freed stream
+      stream_.reset();
+    }
     return false;
   }
   SSL_free(ssl_);

@@ -84,6 +84,12 @@ void parked_stream::watch(SSL* ssl) {
   SSL_set_msg_callback_arg(ssl, this);
 }
 
+void parked_stream::unwatch(SSL* ssl) {
+  SSL_set_msg_callback(ssl, nullptr);
+  SSL_set_msg_callback_arg(ssl, nullptr);
+  SSL_set_app_data(ssl, nullptr);
+}
+
 bool parked_stream::park(SSL* ssl) {
   if (parked_ || !read_secret_seen_ || !write_secret_seen_ || key_update_seen_) return false;
   if (SSL_version(ssl) != TLS1_3_VERSION || !SSL_is_init_finished(ssl)) return false;

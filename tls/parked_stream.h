@@ -48,6 +48,8 @@ class parked_stream {
   // Points `ssl`'s message callback at this stream. The keylog callback is the context's
   // (watch_traffic_secrets); it finds the stream through the SSL's app data, set here too.
   void watch(SSL* ssl);
+  // Undoes watch(): `ssl` lives on without a stream.
+  static void unwatch(SSL* ssl);
 
   // True when `ssl` may be freed and the stream carry the connection on: TLS 1.3, handshake
   // over, both secrets seen, no KeyUpdate, nothing buffered or pending inside OpenSSL, no

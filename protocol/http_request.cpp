@@ -469,7 +469,9 @@ void request_head_parser::emit_forwarded(Sink& sink, const forwarding& f) const 
     sink.put("\r\n");
   }
   if (websocket_) {
-    sink.put("Connection: Upgrade\r\n");
+    // A client that asked to close keeps asking: the backend may refuse the upgrade and answer
+    // as plain HTTP, and must then end the connection as the client expects.
+    sink.put(keep_alive_ ? "Connection: Upgrade\r\n" : "Connection: Upgrade, close\r\n");
   } else if (!keep_alive_) {
     sink.put("Connection: close\r\n");
   } else if (parser_.http_minor == 0) {

@@ -121,6 +121,23 @@ TEST_CASE("http_request.keep_alive") {
   CHECK(keep("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
 }
 
+TEST_CASE("http_request.an_upgrade_that_asks_to_close_still_asks_after_forwarding") {
+  // Found by fuzzing: the backend may refuse the upgrade and answer as plain HTTP.
+  request_head_parser p(1024);
+  REQUIRE(feed_all(p, "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n")
+              .status == head_status::complete);
+  REQUIRE(p.is_websocket_upgrade());
+  REQUIRE_FALSE(p.keep_alive());
+  const std::string out = p.forwarded_head(forwarding{false, "192.0.2.1", false});
+  CHECK(out.find("Connection: Upgrade, close\r\n") != std::string::npos);
+  request_head_parser again(1024);
+  REQUIRE(feed_all(again, out).status == head_status::complete);
+  CHECK(again.is_websocket_upgrade());
+  CHECK_FALSE(again.keep_alive());
+}
+
 TEST_CASE("http_request.errors") {
   CHECK(status_of("GET / HTTP/1.1\r\nHost: h\r\n\r\n") == 0);
   CHECK(status_of("GARBAGE\r\n\r\n") == 400);

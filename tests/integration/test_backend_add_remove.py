@@ -9,6 +9,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import threading
 import time
@@ -405,8 +406,10 @@ def test_add_and_remove_while_a_reload_starts_are_refused_and_change_nothing():
     """`backend add` and `backend remove` that reach the master while a reload's workers are
     starting are refused ("a reload is in progress") and change nothing: the reload commits with
     its own backend set, the state file records nothing, and the same commands succeed once it
-    has finished. The commands go over the control socket right behind `reload`, so the master
-    reads them before the new workers can have said they are ready."""
+    has finished. The commands go over the control socket right behind `reload` while the
+    master is stopped (SIGSTOP), so all three wait in its backlog: it accepts and reads them in
+    that order once it goes on, before the new workers can have said they are ready (sent one
+    by one to a running master, a loaded machine could let it read the add first)."""
     b1, b2, b3 = h.EchoBackend(), h.EchoBackend(), h.EchoBackend()
     conf = os.path.join(h.RUNTIME_DIR, f"add-in-reload-{os.getpid()}.toml")
     h.write_config(conf, [b1, b2])
@@ -429,8 +432,12 @@ def test_add_and_remove_while_a_reload_starts_are_refused_and_change_nothing():
         return reply.decode().strip().splitlines()[-1]
 
     gen = generation(inst)
-    reloading = send("reload")
-    adding, removing = send(f"backend add {b3.address}"), send(f"backend remove {b2.address}")
+    os.kill(inst.proc.pid, signal.SIGSTOP)
+    try:
+        reloading = send("reload")
+        adding, removing = send(f"backend add {b3.address}"), send(f"backend remove {b2.address}")
+    finally:
+        os.kill(inst.proc.pid, signal.SIGCONT)
     added, removed, reloaded = answer(adding), answer(removing), answer(reloading)
     assert added == "error a reload is in progress; try again once it has finished", added
     assert removed == "error a reload is in progress; try again once it has finished", removed
